@@ -1,0 +1,101 @@
+"""`RunRequest`: what the rules hand to a runner — one Cloud Run `jobs.run` call plus its identity.
+
+A RunRequest is pure data. It knows how to render itself as the exact Cloud Run Admin API v2
+`jobs.run` REST body, so `triggers plan` shows users byte for byte what would be sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events.model import EventRef
+
+# Carried in every run's env so that, after an ambiguous failure, the execution that a request
+# started can be found again (`jobs.run` has no request id and execution labels are output-only).
+RUN_KEY_ENV = "TRIGGERS_RUN_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Cloud Run `RunJobRequest.Overrides`, with None meaning "keep what the job has"."""
+
+    container: str | None = None
+    args: tuple[str, ...] | None = None
+    clear_args: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    task_count: int | None = None
+    timeout_seconds: int | None = None
+
+    def to_rest(self, extra_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+        """The `overrides` object of the REST body, in the API's camelCase JSON mapping."""
+        body: dict[str, Any] = {}
+        container: dict[str, Any] = {}
+        if self.container:
+            container["name"] = self.container
+        if self.args is not None and not self.clear_args:
+            container["args"] = list(self.args)
+        env = self.env + extra_env
+        if env:
+            container["env"] = [{"name": name, "value": value} for name, value in env]
+        if self.clear_args:
+            container["clearArgs"] = True
+        if container:
+            body["containerOverrides"] = [container]
+        if self.task_count is not None:
+            body["taskCount"] = self.task_count
+        if self.timeout_seconds is not None:
+            body["timeout"] = f"{self.timeout_seconds}s"
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One planned `jobs.run`: the job, its overrides and the dedup identity of this run."""
+
+    rule: str
+    job: str  # full name: projects/P/locations/R/jobs/J
+    overrides: Overrides
+    dedup_key: str
+    dedup_window_seconds: int
+    event: EventRef
+    _ledger_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A hex digest is a valid Firestore document id of fixed size that never hotspots,
+        # whatever the rendered key contains ('/', 1,500+ bytes, ...).
+        digest = hashlib.sha256(f"{self.rule}\x00{self.dedup_key}".encode()).hexdigest()
+        object.__setattr__(self, "_ledger_key", digest)
+
+    @property
+    def ledger_key(self) -> str:
+        """Identity of (rule, dedup key): the ledger document id and the run-key env value."""
+        return self._ledger_key
+
+    @property
+    def project(self) -> str:
+        return self.job.split("/")[1]
+
+    @property
+    def region(self) -> str:
+        return self.job.split("/")[3]
+
+    @property
+    def job_id(self) -> str:
+        return self.job.rsplit("/", 1)[1]
+
+    def run_job_body(self) -> dict[str, Any]:
+        """The exact JSON body of `POST /v2/{job}:run`, run key included."""
+        return {"overrides": self.overrides.to_rest(((RUN_KEY_ENV, self.ledger_key),))}
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, for the CLI, logs and the ledger."""
+        return {
+            "rule": self.rule,
+            "job": self.job,
+            "dedup_key": self.dedup_key,
+            "ledger_key": self.ledger_key,
+            "event": self.event.as_dict(),
+            "request": {"name": self.job, **self.run_job_body()},
+        }
