@@ -1,0 +1,230 @@
+"""Start and stop the emulator: in-process (tests, ``triggers serve``) or as a process (CLI).
+
+    with EmulatorServer("config/jobs.yaml") as emu:      # port 0 = a free port
+        client = run_v2.JobsClient(
+            transport="rest",
+            client_options={"api_endpoint": emu.url},
+            credentials=AnonymousCredentials(),
+        )
+
+``main(argv)`` implements ``triggers emulator --jobs FILE [--port N] [--host H] [--log-dir D]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .api import Api, EmulatorHTTPServer
+from .faults import Faults
+from .jobs import JobCatalog, JobsFileError, load_jobs
+from .process import ProcessLauncher
+from .state import Store
+
+log = logging.getLogger("triggers.emulator")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest swaps it per test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s emulator %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _ensure_stderr_logging(level: int) -> None:
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+    if log.level == logging.NOTSET or log.level > level:
+        log.setLevel(level)
+
+
+class EmulatorServer:
+    """A Cloud Run Admin API v2 (Jobs) emulator on ``host:port`` serving the jobs of one file.
+
+    ``jobs`` is a path to a jobs file or an already-loaded ``JobCatalog``. ``log_dir`` holds task
+    logs (a fresh temporary directory if omitted). ``kill_grace`` is the SIGTERM -> SIGKILL delay
+    when a task is cancelled or times out.
+    """
+
+    def __init__(
+        self,
+        jobs: str | os.PathLike[str] | JobCatalog,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_dir: str | os.PathLike[str] | None = None,
+        *,
+        kill_grace: float = 2.0,
+        log_level: int = logging.INFO,
+        log_to_stderr: bool = True,
+    ) -> None:
+        self.catalog = jobs if isinstance(jobs, JobCatalog) else load_jobs(jobs)
+        self._own_log_dir = log_dir is None
+        self.log_dir = (
+            Path(log_dir)
+            if log_dir is not None
+            else Path(tempfile.mkdtemp(prefix="triggers-emulator-"))
+        )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self._requested_port = port
+        self.launcher = ProcessLauncher(grace=kill_grace)
+        self.store = Store(self.catalog, self.log_dir, self.launcher)
+        self.faults = Faults()
+        self.api = Api(self.store, self.faults)
+        self._httpd: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        if log_to_stderr:
+            _ensure_stderr_logging(log_level)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> EmulatorServer:
+        if self._httpd is not None:
+            raise RuntimeError("the emulator is already started")
+        self._httpd = EmulatorHTTPServer((self.host, self._requested_port), self.api)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="cloud-run-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info(
+            "Cloud Run Jobs emulator listening on %s (%d jobs, logs in %s)",
+            self.url,
+            len(self.catalog),
+            self.log_dir,
+        )
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving, kill every running task and wait for it to be gone."""
+        httpd = self._httpd
+        if httpd is None:
+            return
+        url = self.url
+        self._httpd = None
+        httpd.stopping.set()
+        httpd.shutdown()
+        self.store.shutdown(timeout)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        log.info("emulator on %s stopped", url)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the emulator is not started")
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
+
+    def reset(self) -> None:
+        """Cancel all executions, forget them and every operation, clear every fault."""
+        self.faults.clear()
+        self.store.reset()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        return self.store.wait_idle(timeout)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def build_parser(prog: str = "triggers emulator") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a local Cloud Run Admin API v2 (Jobs) emulator"
+        " that runs job tasks as local processes.",
+    )
+    p.add_argument("--jobs", default="config/jobs.yaml", help="jobs file (default: %(default)s)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8123,
+        help="port to listen on, 0 = any free port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-dir",
+        default=None,
+        help="directory for task logs (default: a new temporary directory)",
+    )
+    p.add_argument(
+        "--kill-grace",
+        type=float,
+        default=2.0,
+        help="seconds between SIGTERM and SIGKILL (default: %(default)s)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="also log every task attempt")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    try:
+        server = EmulatorServer(
+            args.jobs,
+            args.host,
+            args.port,
+            args.log_dir,
+            kill_grace=args.kill_grace,
+            log_level=level,
+        )
+    except JobsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        done.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"Cloud Run Jobs emulator: {server.url}", flush=True)
+    try:
+        done.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
