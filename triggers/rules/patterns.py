@@ -1,0 +1,167 @@
+"""Amazon EventBridge content patterns: compile once, match events fast, explain misses.
+
+A pattern is a JSON object mirroring the event. Fields are ANDed; event fields the pattern does
+not name are ignored; names are case-sensitive. Every leaf of a pattern is a non-empty array
+whose elements are ORed; each element is either a literal or an operator object:
+
+====================================  =======================================================
+``"x"``, ``300``, ``true``, ``null``  exact value. Numbers compare numerically (``300`` matches
+                                      ``300.0``) but never equal strings (``"300"``) or
+                                      booleans. ``null`` matches null only: not ``"null"``,
+                                      not a missing field, not ``[]``; ``""`` matches ``""`` only.
+``{"prefix": "a"}``                   string prefix; ``""`` matches every string.
+``{"suffix": "z"}``                   string suffix. Both also take
+                                      ``{"equals-ignore-case": "..."}`` as their value.
+``{"equals-ignore-case": "Ab"}``      whole string, ignoring case.
+``{"wildcard": "dir/*.csv"}``         ``*`` is zero or more characters (``/`` included);
+                                      ``\\*`` a literal star, ``\\\\`` a backslash. Other escapes
+                                      and ``**`` are rejected.
+``{"anything-but": ...}``             any present value except: a string, a number, an array
+                                      of strings or of numbers, or ``{"prefix"|"suffix"|
+                                      "equals-ignore-case"|"wildcard": string-or-array}``. A
+                                      missing field never matches; null, booleans and values
+                                      of the other type (e.g. numbers for a string variant)
+                                      always do.
+``{"numeric": [">", 0, "<=", 5]}``    JSON numbers only, as IEEE-754 doubles: ``=``, or at most
+                                      one lower (``>``, ``>=``) and one upper (``<``, ``<=``)
+                                      bound.
+``{"exists": true}``                  any leaf value, null included (not ``[]``, not an object).
+``{"exists": false}``                 no leaf value: missing, an object, ``[]``, or a missing
+                                      parent.
+``{"cidr": "10.0.0.0/8"}``            an IPv4 or IPv6 address string inside the block;
+                                      malformed addresses simply do not match.
+====================================  =======================================================
+
+``"$or": [{...}, {...}, ...]`` (an array of at least two objects) matches if any alternative
+does; it nests, and a pattern may stand for at most 1000 combinations. ``"$or"`` with any other
+value is an ordinary field name.
+
+An array in the event matches if any element does. Arrays of objects are "crushed" (a pattern
+field ``{"a": {"b": [...]}}`` looks into every element of ``a``), but a single element must
+match a whole sub-pattern, so one match never combines fields of different elements. That holds
+for ``exists: false`` too: it is judged within the element that matches the rest of the
+sub-pattern (event-ruler's answer there depends on the order of the keys).
+
+Not supported, deliberately: the "dotted key" quirk, where AWS also lets ``{"a": {"b": [...]}}``
+match an event key literally named ``"a.b"``. AWS itself advises against relying on it.
+
+``compile`` validates the whole pattern and raises one ``PatternError`` listing every problem,
+each with the path of the offending node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from ..errors import PatternError
+from ._pattern_conditions import Literal, as_double
+from ._pattern_match import ObjectNode, element_objects, leaf_values
+from ._pattern_validate import LeafField, NestedField, ObjectSpec, PatternChecker
+
+__all__ = ["Pattern", "PatternError", "compile", "exact_key", "values_at"]
+
+
+class Pattern:
+    """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
+
+    __slots__ = ("source", "_root", "_match", "_anchors")
+
+    def __init__(self, source: Mapping[str, Any], spec: ObjectSpec) -> None:
+        root = ObjectNode(spec)
+        set_once = object.__setattr__  # the class refuses assignment after construction
+        set_once(self, "source", source)
+        set_once(self, "_root", root)
+        set_once(self, "_match", root.match)
+        set_once(self, "_anchors", _find_anchors(spec))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Pattern is immutable: cannot set {name!r}")
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        """True if the event matches the pattern."""
+        if type(event) is dict:
+            return self._match(event)
+        return self._root.match_value(event)
+
+    def explain(self, event: Mapping[str, Any]) -> str | None:
+        """None if the event matches, else a short reason naming the first failing field."""
+        if self.matches(event):
+            return None
+        # The walk follows the same rules as matching; the fallback only guards the contract
+        # ("None iff matches") against a divergence between the two.
+        return self._root.explain_value(event, "(event)") or "the event does not match"
+
+    def anchors(self) -> list[tuple[tuple[str, ...], frozenset]]:
+        """Required fields whose allowed values are only exact literals, with their exact keys.
+
+        Only fields reached through ANDed object keys count (never anything under ``$or``), so
+        whenever ``matches(doc)`` holds, some value in ``values_at(doc, path)`` has its
+        ``exact_key`` in the set: a router may index rules by these values.
+        """
+        return list(self._anchors)
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.source!r})"
+
+
+def compile(pattern: Mapping[str, Any]) -> Pattern:  # noqa: A001 - the public name is deliberate
+    """Validate and compile a pattern; raise PatternError listing every problem found."""
+    checker = PatternChecker()
+    spec = checker.check(pattern)
+    if checker.problems or spec is None:
+        raise PatternError(checker.problems)
+    return Pattern(pattern, spec)
+
+
+def exact_key(value: Any) -> Hashable:
+    """A hashable key under which equal literals (as patterns compare them) coincide.
+
+    300 and 300.0 share a key; True never equals 1; None has its own key; strings are keyed by
+    their text. Only leaf values (str, int, float, bool, None) have keys.
+    """
+    kind = type(value)
+    if kind is str:
+        return ("s", value)
+    if kind is bool:
+        return ("b", value)
+    if kind is int or kind is float:
+        return ("n", as_double(value))
+    if value is None:
+        return ("z",)
+    if isinstance(value, str):
+        return ("s", str(value))
+    raise TypeError(f"exact_key: {kind.__name__} is not a JSON leaf value")
+
+
+def values_at(document: Mapping, path: tuple[str, ...]) -> list:
+    """The leaf values at ``path``, flattening arrays at every level (arrays of objects are
+    crushed); ``[]`` if there are none."""
+    nodes: list = [document]
+    for key in path:
+        reached = []
+        for node in nodes:
+            candidates = element_objects(node) if isinstance(node, (list, tuple)) else [node]
+            for candidate in candidates:
+                if isinstance(candidate, Mapping) and key in candidate:
+                    reached.append(candidate[key])
+        nodes = reached
+    values: list = []
+    for node in nodes:
+        if isinstance(node, (list, tuple)):
+            values.extend(leaf_values(node))
+        elif not isinstance(node, Mapping):
+            values.append(node)
+    return values
+
+
+def _find_anchors(spec: ObjectSpec) -> tuple[tuple[tuple[str, ...], frozenset], ...]:
+    found = []
+    for member in spec.members:
+        if isinstance(member, LeafField):
+            if member.conditions and all(isinstance(c, Literal) for c in member.conditions):
+                found.append((member.field_path, frozenset(exact_key(c.value) for c in member.conditions)))
+        elif isinstance(member, NestedField):
+            found.extend(_find_anchors(member.spec))
+        # An OrGroup is skipped: none of its alternatives is required on its own.
+    return tuple(found)
