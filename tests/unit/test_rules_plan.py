@@ -1,0 +1,203 @@
+"""Planning: a matched rule renders the exact jobs.run request, or a permanent RenderError."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from triggers.errors import RenderError
+from triggers.events.model import PUBSUB_PUBLISHED, STORAGE_FINALIZED, Event
+from triggers.plan import RUN_KEY_ENV
+from triggers.rules import load_text
+
+RULES = textwrap.dedent(
+    """\
+    project: demo-project
+    region: europe-west1
+    rules:
+      - name: csv
+        on: storage.finalized
+        bucket: raw-data
+        match:
+          data:
+            name: [{wildcard: "incoming/*.csv"}]
+        job: csv-loader
+        overrides:
+          args: ["--input=gs://{{ data.bucket }}/{{ data.name }}", "--stem={{ data.name | stem }}"]
+          env: {GENERATION: "{{ data.generation }}", STATIC: "yes"}
+          task_count: 4
+          timeout: 30m
+        dedup:
+          key: "{{ data.bucket }}/{{ data.name }}#{{ data.generation }}"
+          window: 2d
+      - name: clear
+        on: storage.finalized
+        job: projects/other-proj/locations/us-east1/jobs/cleaner
+        overrides: {clear_args: true}
+      - name: broken
+        on: pubsub
+        job: worker
+        overrides:
+          args: ["{{ data.message.json.missing }}"]
+      - name: disabled
+        enabled: false
+        on: storage.finalized
+        job: worker
+    """
+)
+
+
+def storage_event(name="incoming/a.csv", generation=7, bucket="raw-data") -> Event:
+    return Event(
+        id="m-1",
+        source=f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        type=STORAGE_FINALIZED,
+        kind="storage",
+        form="cloudevent-binary",
+        subject=f"objects/{name}",
+        data={"bucket": bucket, "name": name, "generation": generation, "size": 10},
+    )
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_text(RULES, name="rules.yaml", environ={})
+
+
+def test_matching_rule_plans_the_exact_jobs_run_body(rules):
+    event = storage_event()
+    assert [r.name for r in rules.route(event)] == ["csv", "clear"]
+    request = rules.get("csv").plan(event)
+    assert request.job == "projects/demo-project/locations/europe-west1/jobs/csv-loader"
+    assert request.dedup_key == "raw-data/incoming/a.csv#7"
+    assert request.dedup_window_seconds == 2 * 86400
+    assert request.event.as_dict() == {"id": "m-1", "source": event.source, "type": STORAGE_FINALIZED}
+    assert request.run_job_body() == {
+        "overrides": {
+            "containerOverrides": [
+                {
+                    "args": ["--input=gs://raw-data/incoming/a.csv", "--stem=a"],
+                    "env": [
+                        {"name": "GENERATION", "value": "7"},
+                        {"name": "STATIC", "value": "yes"},
+                        {"name": RUN_KEY_ENV, "value": request.ledger_key},
+                    ],
+                }
+            ],
+            "taskCount": 4,
+            "timeout": "1800s",
+        }
+    }
+
+
+def test_ledger_key_depends_on_rule_and_dedup_key_only(rules):
+    first = rules.get("csv").plan(storage_event())
+    again = rules.get("csv").plan(storage_event())
+    newer = rules.get("csv").plan(storage_event(generation=8))
+    assert first.ledger_key == again.ledger_key
+    assert first.ledger_key != newer.ledger_key
+    assert len(first.ledger_key) == 64 and set(first.ledger_key) <= set("0123456789abcdef")
+
+
+def test_clear_args_and_default_dedup_key(rules):
+    event = storage_event()
+    request = rules.get("clear").plan(event)
+    assert request.dedup_key == f"{event.source}#{event.id}"
+    assert request.run_job_body()["overrides"]["containerOverrides"][0]["clearArgs"] is True
+    assert "args" not in request.run_job_body()["overrides"]["containerOverrides"][0]
+
+
+def test_scheduler_default_dedup_key_is_job_and_tick():
+    event = Event(
+        id="x",
+        source="//cloudscheduler.googleapis.com/jobs/nightly",
+        type="google.cloud.scheduler.job.v1.executed",
+        kind="scheduler",
+        form="scheduler-http",
+        data={"job_name": "nightly", "schedule_time": "2026-11-21T02:00:00Z"},
+        dedup_hint="nightly#2026-11-21T02:00:00Z",
+    )
+    rules = load_text(
+        "rules:\n  - name: n\n    on: scheduler\n    schedule: '0 2 * * *'\n    scheduler_job: nightly\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/n\n",
+        environ={},
+    )
+    (rule,) = rules.route(event)
+    assert rule.plan(event).dedup_key == "nightly#2026-11-21T02:00:00Z"
+    other = Event(**{**_fields(event), "data": {"job_name": "weekly", "schedule_time": "t"}})
+    assert rules.route(other) == []
+
+
+def _fields(event: Event) -> dict:
+    return {k: getattr(event, k) for k in ("id", "source", "type", "kind", "form", "data", "dedup_hint")}
+
+
+def test_scope_fields_restrict_matching(rules):
+    assert [r.name for r in rules.route(storage_event(bucket="elsewhere"))] == ["clear"]
+    assert rules.get("csv").explain(storage_event(bucket="elsewhere")).startswith("data.bucket")
+    assert rules.get("csv").explain(storage_event(name="incoming/a.txt")).startswith("data.name")
+
+
+def test_render_failure_is_a_render_error_with_rule_and_line(rules):
+    event = Event(
+        id="1",
+        source="//pubsub.googleapis.com/projects/demo-project/topics/t",
+        type=PUBSUB_PUBLISHED,
+        kind="pubsub",
+        form="pubsub-push",
+        data={"message": {"json": {"other": 1}, "attributes": {}}},
+    )
+    with pytest.raises(RenderError) as info:
+        rules.get("broken").plan(event)
+    assert info.value.rule == "broken"
+    assert info.value.field == "args[0]"
+    assert info.value.location == "rules.yaml:27"
+    assert "missing" in info.value.message
+
+
+def test_event_content_is_never_template_source(rules):
+    # An object named like a template must come out literally, not evaluated.
+    request = rules.get("csv").plan(storage_event(name="incoming/{{ 7 * 7 }}.csv"))
+    assert request.overrides.args[0] == "--input=gs://raw-data/incoming/{{ 7 * 7 }}.csv"
+
+
+def test_sandbox_blocks_attribute_escapes():
+    rules = load_text(
+        "rules:\n  - name: s\n    on: pubsub\n    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+        "    overrides:\n      args: ['{{ data.__class__.__mro__ }}']\n",
+        environ={},
+    )
+    event = Event(id="1", source="s", type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push", data={})
+    with pytest.raises(RenderError, match="SecurityError"):
+        rules.get("s").plan(event)
+
+
+def test_oversized_rendered_env_is_rejected():
+    rules = load_text(
+        "rules:\n  - name: s\n    on: storage\n    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+        "    overrides:\n      env: {BIG: '{{ data.name * 40000 }}'}\n",
+        environ={},
+    )
+    with pytest.raises(RenderError, match="32 KiB"):
+        rules.get("s").plan(storage_event())
+
+
+def test_disabled_rules_never_route_but_show_in_verdicts(rules):
+    event = storage_event()
+    assert "disabled" not in [r.name for r in rules.route(event)]
+    verdict = {v.rule.name: v for v in rules.verdicts(event)}["disabled"]
+    assert not verdict.matched and verdict.reason == "rule is disabled"
+
+
+def test_when_condition_filters_and_explains():
+    rules = load_text(
+        "rules:\n  - name: big\n    on: storage\n    when: data.size > 100\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/j\n",
+        environ={},
+    )
+    rule = rules.get("big")
+    assert rules.route(storage_event()) == []
+    assert rule.explain(storage_event()) == "when: 'data.size > 100' is false"
+    big = Event(**{**_fields(storage_event()), "data": {"size": 1000}})
+    assert rules.route(big) == [rule]

@@ -1,0 +1,76 @@
+"""`when:` conditions: CEL expressions, compiled and type-checked at load time.
+
+Patterns cover what EventBridge can say; CEL covers the rest (arithmetic, comparisons between
+fields, string functions). Expressions see two variables: `event` (the whole event document) and
+`data` (its `data`). They must produce a bool. The checker runs at load, so a typo or a type
+error (`data.size > "x"`) fails the rules file, not an event.
+
+At event time an evaluation error (a missing key, a type mismatch on dynamic data) means "does
+not match", with the error kept as the reason: the event did not satisfy the condition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+_environment = None
+
+
+def _env():
+    # The CEL runtime is a native extension: load it only when some rule has a `when:`.
+    global _environment
+    if _environment is None:
+        from cel_expr_python import cel
+
+        _environment = cel.NewEnv(
+            variables={
+                "event": cel.Type.Map(cel.Type.STRING, cel.Type.DYN),
+                "data": cel.Type.DYN,
+            }
+        )
+    return _environment
+
+
+class ConditionProblem(ValueError):
+    """A CEL expression that does not parse, does not type-check, or is not a bool."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    source: str
+    _program: Any
+
+    def evaluate(self, document: Mapping[str, Any]) -> tuple[bool, str | None]:
+        """(matched, reason-if-not)."""
+        try:
+            result = self._program.eval(data={"event": document, "data": document.get("data")})
+            value = result.value()
+        except Exception as exc:  # the native runtime raises plain RuntimeError/TypeError
+            return False, f"when: cannot evaluate ({exc})"
+        if value is True:
+            return True, None
+        if value is False:
+            return False, f"when: {self.source!r} is false"
+        return False, f"when: cannot evaluate ({value})"
+
+
+def compile_condition(source: str) -> Condition:
+    from cel_expr_python import cel
+
+    try:
+        program = _env().compile(source)
+    except RuntimeError as exc:
+        raise ConditionProblem(_clean(str(exc))) from None
+    returns = program.return_type()
+    if returns != cel.Type.BOOL and returns != cel.Type.DYN:
+        raise ConditionProblem(f"when: must be a bool expression, this one gives {returns.name()}")
+    return Condition(source, program)
+
+
+def _clean(message: str) -> str:
+    # "INVALID_ARGUMENT: ERROR: <input>:1:3: found no matching ... [INVALID_ARGUMENT]"
+    message = message.removeprefix("INVALID_ARGUMENT: ").removesuffix(" [INVALID_ARGUMENT]")
+    # The runtime adds the expression and a caret on further lines; the column says as much.
+    first = message.splitlines()[0] if message else message
+    return "when: " + first.replace("ERROR: <input>:", "CEL error at ")

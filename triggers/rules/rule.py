@@ -1,0 +1,143 @@
+"""A compiled rule: decides whether an event matches, and plans the run it asks for.
+
+Everything here is pure and was compiled at load time; per event we only evaluate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import RenderError
+from ..events.model import Event
+from ..plan import Overrides, RunRequest
+from .condition import Condition
+from .patterns import Pattern
+from .schema import MAX_ENV_VALUE_BYTES, RuleSpec
+from .templates import Template
+
+MAX_DEDUP_KEY_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    file: str
+    line: int | None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One rule's answer for one event, as `triggers plan` shows it."""
+
+    rule: "Rule"
+    matched: bool
+    reason: str | None = None  # why it did not match
+    request: RunRequest | None = None
+    error: RenderError | None = None  # matched, but the run could not be planned
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rule:
+    name: str
+    spec: RuleSpec
+    types: frozenset[str]
+    job: str
+    location: Location
+    scope: Pattern | None  # constraints implied by topic/subscription/bucket/scheduler job
+    pattern: Pattern | None
+    condition: Condition | None
+    args: tuple[Template, ...] | None
+    env: tuple[tuple[str, Template], ...]
+    dedup_key: Template | None
+    # Where each template came from, e.g. {"args[0]": 12}, so render errors point at a line.
+    template_lines: Mapping[str, int] = field(default_factory=dict)
+
+    # -- matching ---------------------------------------------------------------------------
+
+    def matches(self, event: Event) -> bool:
+        if event.type not in self.types:
+            return False
+        return self.matches_content(event.document)
+
+    def matches_content(self, document: Mapping[str, Any]) -> bool:
+        """The content part of matching, for callers (the router) that checked the type."""
+        if self.scope is not None and not self.scope.matches(document):
+            return False
+        if self.pattern is not None and not self.pattern.matches(document):
+            return False
+        return self.condition is None or self.condition.evaluate(document)[0]
+
+    def explain(self, event: Event) -> str | None:
+        """None when the rule matches; otherwise the first reason it does not."""
+        if event.type not in self.types:
+            wanted = ", ".join(sorted(self.types))
+            return f"type: {event.type!r} is not {wanted}"
+        document = event.document
+        for constraint in (self.scope, self.pattern):
+            if constraint is not None:
+                reason = constraint.explain(document)
+                if reason is not None:
+                    return reason
+        if self.condition is not None:
+            return self.condition.evaluate(document)[1]
+        return None
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def plan(self, event: Event) -> RunRequest:
+        """The run this rule asks for. Raises RenderError (permanent) when a template fails."""
+        document = event.document
+        overrides = self.spec.overrides
+        args = None
+        if self.args is not None:
+            args = tuple(self._render(f"args[{i}]", t, document) for i, t in enumerate(self.args))
+        env = tuple((name, self._render(f"env.{name}", t, document)) for name, t in self.env)
+        for name, value in env:
+            if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+                raise self._error(f"env.{name}", "rendered value is over Cloud Run's 32 KiB limit")
+        if self.dedup_key is None:
+            key = event.default_dedup_key
+        else:
+            key = self._render("dedup.key", self.dedup_key, document)
+            if not key.strip():
+                raise self._error("dedup.key", "rendered to an empty key")
+        if len(key.encode()) > MAX_DEDUP_KEY_BYTES:
+            raise self._error("dedup.key", f"rendered key is over {MAX_DEDUP_KEY_BYTES} bytes")
+        return RunRequest(
+            rule=self.name,
+            job=self.job,
+            overrides=Overrides(
+                container=overrides.container,
+                args=args,
+                clear_args=overrides.clear_args,
+                env=env,
+                task_count=overrides.task_count,
+                timeout_seconds=overrides.timeout,
+            ),
+            dedup_key=key,
+            dedup_window_seconds=self.spec.dedup.window,
+            event=event.ref,
+        )
+
+    def verdict(self, event: Event) -> Verdict:
+        reason = self.explain(event)
+        if reason is not None:
+            return Verdict(self, matched=False, reason=reason)
+        try:
+            return Verdict(self, matched=True, request=self.plan(event))
+        except RenderError as exc:
+            return Verdict(self, matched=True, error=exc)
+
+    def _render(self, field_name: str, template: Template, document: Mapping[str, Any]) -> str:
+        try:
+            return template.render(document)
+        except Exception as exc:  # Jinja raises UndefinedError, SecurityError, TypeError, ...
+            raise self._error(field_name, f"{type(exc).__name__}: {exc}") from None
+
+    def _error(self, field_name: str, message: str) -> RenderError:
+        line = self.template_lines.get(field_name, self.location.line)
+        where = str(Location(self.location.file, line))
+        return RenderError(self.name, field_name, where, message)

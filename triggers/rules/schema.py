@@ -1,0 +1,298 @@
+"""The rules file schema: what users write, validated field by field with pydantic.
+
+This module is the contract for everything that reads a rules file — the loader, `triggers
+schema` (JSON Schema for editors) and the Terraform module. It checks shape and Cloud Run
+limits; patterns, CEL and templates are compiled (and so checked) by the loader.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from ..events.model import (
+    PUBSUB_PUBLISHED,
+    SCHEDULER_EXECUTED,
+    STORAGE_ARCHIVED,
+    STORAGE_DELETED,
+    STORAGE_FINALIZED,
+    STORAGE_METADATA_UPDATED,
+)
+
+# `on:` shorthands and the CloudEvent types each stands for.
+ON_SHORTHANDS: dict[str, tuple[str, ...]] = {
+    "pubsub": (PUBSUB_PUBLISHED,),
+    "storage": (STORAGE_FINALIZED, STORAGE_DELETED, STORAGE_ARCHIVED, STORAGE_METADATA_UPDATED),
+    "storage.finalized": (STORAGE_FINALIZED,),
+    "storage.deleted": (STORAGE_DELETED,),
+    "storage.archived": (STORAGE_ARCHIVED,),
+    "storage.metadataUpdated": (STORAGE_METADATA_UPDATED,),
+    "scheduler": (SCHEDULER_EXECUTED,),
+}
+# A full CloudEvent type: reverse-DNS-ish, at least two dots (`com.example.thing.v1`).
+_FULL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){2,}$")
+
+# Cloud Run limits and formats (see shared/notes/delivery-and-limits.md).
+MAX_TASK_COUNT = 10_000
+MAX_TIMEOUT_SECONDS = 168 * 3600  # 24 h GA, 168 h in preview
+MAX_ENV_VALUE_BYTES = 32 * 1024
+JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+PROJECT_ID = re.compile(r"^([a-z][-a-z0-9]{4,28}[a-z0-9]|[0-9]{1,19})$")
+REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+FULL_JOB = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/jobs/(?P<job>[^/]+)$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+RESERVED_ENV = frozenset(
+    {
+        "CLOUD_RUN_JOB",
+        "CLOUD_RUN_EXECUTION",
+        "CLOUD_RUN_TASK_INDEX",
+        "CLOUD_RUN_TASK_ATTEMPT",
+        "CLOUD_RUN_TASK_COUNT",
+        "K_SERVICE",
+        "K_REVISION",
+        "K_CONFIGURATION",
+        "PORT",
+        "TRIGGERS_RUN_KEY",
+    }
+)
+RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+CRON_FIELD = re.compile(r"^[A-Za-z0-9*/,\-?LW#]+$")
+
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+
+def parse_duration(value: Any) -> int:
+    """`90`, `"90s"`, `"30m"`, `"1h30m"`, `"7d"` -> seconds. Raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30m', '1h30m', '7d'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match and any(match.groupdict().values()):
+            parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
+            return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    raise ValueError(
+        f"{value!r} is not a duration: use seconds (90) or a string like '90s', '30m', '1h30m', '7d'"
+    )
+
+
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"},
+            ]
+        }
+    ),
+]
+# `on: pubsub` and `on: [pubsub, storage]` both work; code always sees a list.
+OnList = Annotated[
+    list[str],
+    BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ]
+        }
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class OverridesSpec(_Model):
+    """Cloud Run `jobs.run` overrides. Strings (args, env values) are Jinja2 templates."""
+
+    container: str | None = Field(
+        None, description="Container to override; needed only for multi-container jobs."
+    )
+    args: list[str] | None = Field(None, description="Replace the container's args.")
+    clear_args: bool = Field(False, description="Clear the container's args (no args).")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Env vars merged over the job's own."
+    )
+    task_count: int | None = Field(None, ge=1, le=MAX_TASK_COUNT)
+    timeout: Duration | None = Field(
+        None, description="Per-task timeout: seconds or '30m', '2h'. At most 168h (24h GA)."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bounds(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_TIMEOUT_SECONDS:
+            raise ValueError(f"timeout must be between 1s and 168h, not {value}s")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name, value in env.items():
+            if not ENV_NAME.match(name):
+                problems.append(f"env name {name!r} is not a valid variable name")
+            elif name in RESERVED_ENV:
+                problems.append(f"env name {name!r} is reserved by Cloud Run or triggers")
+            if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+                problems.append(f"env {name!r} is longer than Cloud Run's 32 KiB limit")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return env
+
+    @model_validator(mode="after")
+    def _args_xor_clear(self) -> "OverridesSpec":
+        if self.clear_args and self.args is not None:
+            raise ValueError("set either args or clear_args, not both")
+        return self
+
+
+class DedupSpec(_Model):
+    """Which events count as the same occurrence, and for how long that is remembered."""
+
+    key: str | None = Field(
+        None,
+        description="Template for the dedup key. Default: '{{ source }}#{{ id }}' "
+        "(Scheduler: 'job#schedule_time').",
+    )
+    window: Duration = Field(7 * 86400, description="How long a key is remembered. Default 7d.")
+
+    @field_validator("window")
+    @classmethod
+    def _window_bounds(cls, value: int) -> int:
+        if not 60 <= value <= 3650 * 86400:
+            raise ValueError(f"window must be between 1m and 3650d, not {value}s")
+        return value
+
+
+class RuleSpec(_Model):
+    """One rule: which events, which job, with which overrides."""
+
+    name: str = Field(description="Unique rule name: lowercase letters, digits, '-', '_'.")
+    description: str | None = None
+    enabled: bool = True
+    on: OnList = Field(
+        description="pubsub | scheduler | storage | storage.<finalized|deleted|archived|"
+        "metadataUpdated> | a full CloudEvent type; one or a list."
+    )
+    match: dict[str, Any] | None = Field(
+        None, description="Amazon EventBridge content pattern over the event document."
+    )
+    when: str | None = Field(None, description="CEL condition over `event` and `data`.")
+    job: str = Field(description="Job id (uses project/region) or projects/P/locations/R/jobs/J.")
+    project: str | None = None
+    region: str | None = None
+    topic: str | None = Field(None, description="pubsub: only messages of this topic.")
+    subscription: str | None = Field(
+        None, description="pubsub: only messages of this subscription."
+    )
+    bucket: str | None = Field(None, description="storage: only objects of this bucket.")
+    schedule: str | None = Field(
+        None, description="scheduler: cron schedule of the Scheduler job this rule owns."
+    )
+    time_zone: str | None = Field(None, description="scheduler: time zone of the schedule.")
+    scheduler_job: str | None = Field(
+        None, description="scheduler: the Scheduler job's name. Default: the rule name."
+    )
+    overrides: OverridesSpec = Field(default_factory=OverridesSpec)
+    dedup: DedupSpec = Field(default_factory=DedupSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name_format(cls, name: str) -> str:
+        if not RULE_NAME.match(name):
+            raise ValueError(
+                f"rule name {name!r} must start with a lowercase letter and use only "
+                "lowercase letters, digits, '-' and '_' (at most 63 characters)"
+            )
+        return name
+
+    @field_validator("on")
+    @classmethod
+    def _on_known(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("on: needs at least one event source or type")
+        for value in values:
+            if value not in ON_SHORTHANDS and not _FULL_TYPE.match(value):
+                raise ValueError(
+                    f"unknown event source {value!r}: use one of "
+                    f"{', '.join(ON_SHORTHANDS)} or a full CloudEvent type"
+                )
+        return values
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            fields = value.split()
+            if len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields):
+                raise ValueError(
+                    f"schedule {value!r} is not a 5-field cron expression (e.g. '0 2 * * *')"
+                )
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> "RuleSpec":
+        kinds = {on.split(".")[0] if on in ON_SHORTHANDS else "generic" for on in self.on}
+        owned = {
+            "topic": "pubsub",
+            "subscription": "pubsub",
+            "bucket": "storage",
+            "schedule": "scheduler",
+            "time_zone": "scheduler",
+            "scheduler_job": "scheduler",
+        }
+        wrong = [
+            f"{name} applies only to '{kind}' rules"
+            for name, kind in owned.items()
+            if getattr(self, name) is not None and kinds != {kind}
+        ]
+        if self.time_zone and not self.schedule:
+            wrong.append("time_zone needs a schedule")
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return self
+
+
+class RulesFile(_Model):
+    """A rules file: defaults for project/region, then the rules."""
+
+    project: str | None = Field(None, description="Default project for short job names.")
+    region: str | None = Field(None, description="Default region for short job names.")
+    rules: list[RuleSpec] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a rules file, for editors (yaml-language-server) and `triggers schema`."""
+    schema = RulesFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "triggers rules file"
+    return schema
