@@ -112,3 +112,26 @@ def test_index_evaluates_only_the_rules_whose_anchor_value_matches(monkeypatch):
     evaluated.clear()
     rules._router.scan(event)
     assert len(evaluated) == 200
+
+
+def test_rules_are_indexed_under_their_most_selective_field(monkeypatch):
+    # GIVEN 60 rules that all share kind=a but each name its own bucket
+    text = "rules:\n" + "".join(
+        f"  - name: r{i}\n    on: storage\n"
+        f"    match: {{data: {{kind: [a], bucket: [b{i}]}}}}\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+        for i in range(60)
+    )
+    rules = load_text(text, environ={})
+    evaluated = []
+    original = Rule.matches_content
+    monkeypatch.setattr(
+        Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
+    )
+    event = Event(
+        id="1", source="s", type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
+        data={"bucket": "b7", "kind": "a"},
+    )
+    # WHEN routed THEN the bucket, not the shared kind, picked the candidates
+    assert [r.name for r in rules.route(event)] == ["r7"]
+    assert evaluated == ["r7"]

@@ -8,7 +8,9 @@ for a reason that was knowable before.
 from __future__ import annotations
 
 import difflib
+import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,9 +29,26 @@ _TOP_LEVEL = ("project", "region", "rules")
 _RULE_FIELDS = tuple(RuleSpec.model_fields)
 
 
+@contextmanager
+def _no_cyclic_gc():
+    """Loading allocates hundreds of thousands of long-lived objects and no garbage; letting the
+    cyclic collector walk them again and again made 10,000 rules load 40% slower."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> RuleSet:
     """Load one rules file, or every `*.yaml`/`*.yml` below a directory (sorted by path)."""
-    root = Path(path)
+    with _no_cyclic_gc():
+        return _load(Path(path), environ)
+
+
+def _load(root: Path, environ: Mapping[str, str] | None) -> RuleSet:
     environ = os.environ if environ is None else environ
     problems: list[Problem] = []
     if root.is_dir():
@@ -60,7 +79,8 @@ def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = No
 def load_text(text: str, *, name: str = "<rules>", environ: Mapping[str, str] | None = None) -> RuleSet:
     """Load rules from a string (tests, tools)."""
     problems: list[Problem] = []
-    rules = _FileLoader(name, os.environ if environ is None else environ, problems).load(text)
+    with _no_cyclic_gc():
+        rules = _FileLoader(name, os.environ if environ is None else environ, problems).load(text)
     _check_duplicates(rules, problems)
     if problems:
         problems.sort(key=lambda p: p.line or 0)

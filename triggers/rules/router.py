@@ -41,11 +41,22 @@ class Router:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         candidates = [_anchors(rule) for rule in self.rules]
-        # Prefer the fields most rules share: fewer lookups per event, same selectivity.
+        # Index each rule under its most selective field: the one with the most distinct values
+        # across all rules (a bucket beats a three-valued `kind`), then the most shared one
+        # (fewer fields to look up per event).
         popularity = Counter(path for anchors in candidates for path, _ in anchors)
+        distinct: dict[tuple[str, ...], set] = defaultdict(set)
+        for anchors in candidates:
+            for path, keys in anchors:
+                distinct[path].update(keys)
+
+        def selectivity(anchor):
+            path, keys = anchor
+            return (len(distinct[path]), popularity[path], -len(keys))
+
         self._by_type: dict[str, _TypeIndex] = defaultdict(_TypeIndex)
         for position, (rule, anchors) in enumerate(zip(self.rules, candidates)):
-            best = max(anchors, key=lambda a: (popularity[a[0]], -len(a[1])), default=None)
+            best = max(anchors, key=selectivity, default=None)
             for event_type in rule.types:
                 index = self._by_type[event_type]
                 if best is None:
