@@ -4,7 +4,12 @@
     ├── DecodeError          an HTTP request is not an event we understand (permanent)
     ├── PatternError         an EventBridge pattern is invalid (also a ValueError)
     ├── RulesError           a rules file is invalid; carries every Problem at once
-    └── RenderError          a template failed for one event (permanent for that event)
+    ├── RenderError          a template failed for one event (permanent for that event)
+    └── RunError             jobs.run failed; `.retryable` says whether a redelivery may succeed
+        ├── PermanentRunError    the API refused the request (400, 403, 404, 409 on the job)
+        ├── RetryableRunError    it surely did not run (429, refused connection): retry later
+        └── AmbiguousRunError    it may have run (timeout, 5xx, connection lost after sending):
+                                 look for the execution before launching again
 
 Errors that come from a request or an event are permanent: the sender's retries can never fix
 them, so the HTTP layer acknowledges them and records the reason instead of asking for a retry.
@@ -101,3 +106,26 @@ class RenderError(TriggersError):
         self.location = location
         self.message = message
         super().__init__(f"{location}: rule '{rule}': {field}: {message}")
+
+
+class RunError(TriggersError):
+    """`jobs.run` failed. ``status`` is the HTTP status when there was one."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class PermanentRunError(RunError):
+    retryable = False
+
+
+class RetryableRunError(RunError):
+    """The request certainly did not start an execution."""
+
+
+class AmbiguousRunError(RunError):
+    """The request may have started an execution whose name we never learned."""

@@ -34,12 +34,15 @@ class Overrides:
         container: dict[str, Any] = {}
         if self.container:
             container["name"] = self.container
-        if self.args is not None and not self.clear_args:
+        # The API cannot tell `args: []` from "no override" (proto3 lists have no presence),
+        # so an empty list is sent as what the user meant: clear the job's args.
+        clear = self.clear_args or self.args == ()
+        if self.args and not clear:
             container["args"] = list(self.args)
         env = self.env + extra_env
         if env:
             container["env"] = [{"name": name, "value": value} for name, value in env]
-        if self.clear_args:
+        if clear:
             container["clearArgs"] = True
         if container:
             body["containerOverrides"] = [container]

@@ -1,0 +1,318 @@
+"""The Cloud Run Admin API v2 runner: `jobs.run` through google-cloud-run, and find-by-run-key.
+
+    runner = CloudRunRunner()                                   # production: gRPC + ADC
+    runner = CloudRunRunner(endpoint="http://127.0.0.1:8123")   # the emulator: REST, anonymous
+    launch = runner.run(request)          # returns once the execution's name is known
+    launch = runner.find(request, since=claimed_at - skew)   # after an AmbiguousRunError
+
+`run` never waits for the execution, and never retries: `jobs.run` has no request id, so a
+blind retry can start a second execution. Every failure is classified instead (see
+`classify_error` and docs/runner.md): permanent, retryable (it surely did not run) or ambiguous
+(it may have run: the dispatcher calls `find` before launching again).
+
+google-cloud-run (and grpc, protobuf, requests behind it) is imported on first use, never at
+module import: a Cloud Function that only acknowledges duplicates should not pay for it on a
+cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
+from ..plan import RUN_KEY_ENV, RunRequest
+from .base import Launch
+
+# Messages with which gRPC itself (not the server) fails a call that never reached a server:
+# the channel could not connect or resolve the name, or the credentials plugin could not get a
+# token. Only these UNAVAILABLE errors are known not to have run; any other is ambiguous. If a
+# grpc release rewords them, they fall back to "ambiguous", the safe side.
+_GRPC_NOT_SENT_MARKERS = (
+    "failed to connect to all addresses",
+    "DNS resolution failed",
+    "errors resolving ",
+    "Getting metadata from plugin failed",
+)
+
+# Backoff while waiting for an operation's metadata to name its execution (the service and the
+# emulator name it in the first response; this is only a fallback).
+_NAME_POLL_FIRST = 0.1
+_NAME_POLL_MAX = 1.0
+
+
+class CloudRunRunner:
+    """Runs a `RunRequest` as a Cloud Run job execution (v2 API). Thread-safe.
+
+    client: a ready `run_v2.JobsClient` (tests, custom transports); by default one is created
+        on first use and reused. executions_client: the same for `run_v2.ExecutionsClient`.
+    endpoint: e.g. ``http://127.0.0.1:8123`` (the emulator): REST transport, anonymous
+        credentials unless ``credentials`` are given. Without it: gRPC to run.googleapis.com
+        with ``credentials`` or Application Default Credentials.
+    timeout: seconds for each API call (the whole `run`, `find` each stay within it).
+    find_window: how far back `find` looks when it is given no ``since``.
+    find_limit: how many of the job's most recent executions `find` examines at most.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        executions_client: Any = None,
+        endpoint: str | None = None,
+        credentials: Any = None,
+        timeout: float = 30.0,
+        find_window: timedelta = timedelta(hours=1),
+        find_limit: int = 50,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if find_limit < 1:
+            raise ValueError("find_limit must be at least 1")
+        self._jobs = client
+        self._executions = executions_client
+        self.endpoint = endpoint
+        self._credentials = credentials
+        self.timeout = timeout
+        self.find_window = find_window
+        self.find_limit = find_limit
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ clients
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        if self.endpoint is None:
+            return {"credentials": self._credentials}  # gRPC, ADC when None
+        credentials = self._credentials
+        if credentials is None:
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        return {
+            "transport": "rest",
+            "client_options": {"api_endpoint": self.endpoint},
+            "credentials": credentials,
+        }
+
+    @property
+    def jobs_client(self) -> Any:
+        if self._jobs is None:
+            with self._lock:
+                if self._jobs is None:
+                    from google.cloud import run_v2
+
+                    self._jobs = run_v2.JobsClient(**self._client_kwargs())
+        return self._jobs
+
+    @property
+    def executions_client(self) -> Any:
+        if self._executions is None:
+            with self._lock:
+                if self._executions is None:
+                    from google.cloud import run_v2
+
+                    self._executions = run_v2.ExecutionsClient(**self._client_kwargs())
+        return self._executions
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, request: RunRequest, validate_only: bool = False) -> Launch:
+        """Start one execution and return as soon as its name is known; never wait for it.
+
+        With ``validate_only`` the service checks the request and launches nothing: the Launch
+        then has an empty ``execution`` and no ``operation``.
+
+        Raises PermanentRunError, RetryableRunError or AmbiguousRunError (`classify_error`).
+        """
+        proto = build_run_job_request(request, validate_only=validate_only)
+        deadline = time.monotonic() + self.timeout
+        try:
+            # retry=None: the library must not retry a non-idempotent call behind our back.
+            operation = self.jobs_client.run_job(request=proto, retry=None, timeout=self.timeout)
+        except Exception as exc:
+            raise classify_error(exc, f"jobs.run {request.job}") from exc
+        if validate_only:
+            return Launch(execution="", operation=None)
+        return self._launch_of(operation, request, deadline)
+
+    def _launch_of(self, operation: Any, request: RunRequest, deadline: float) -> Launch:
+        """The Launch once the operation's metadata (the Execution) carries a name."""
+        op_name = operation.operation.name or None
+        delay = _NAME_POLL_FIRST
+        try:
+            while True:
+                execution = operation.metadata
+                if execution is not None and execution.name:
+                    return Launch(execution=execution.name, operation=op_name)
+                if operation.operation.done or time.monotonic() + delay > deadline:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, _NAME_POLL_MAX)
+                operation.done()  # refreshes the operation (operations.get)
+        except Exception as exc:
+            # Accepted, so it runs; only its name is lost. `find` will adopt it.
+            raise AmbiguousRunError(
+                f"jobs.run {request.job} was accepted (operation {op_name}) but reading its"
+                f" execution name failed: {_describe(exc)}"
+            ) from exc
+        raise AmbiguousRunError(
+            f"jobs.run {request.job} was accepted (operation {op_name}) but its metadata"
+            " never named the execution"
+        )
+
+    # ------------------------------------------------------------------ find
+
+    def find(self, request: RunRequest, since: datetime | None = None) -> Launch | None:
+        """The newest execution of ``request.job`` created at or after ``since`` that carries
+        ``TRIGGERS_RUN_KEY == request.ledger_key``, adopted; None when there is none.
+
+        ``since`` defaults to now - ``find_window``; a naive datetime is taken as UTC. Pass it
+        with a margin for clock skew: executions are stamped by the server's clock. Looks at
+        most ``find_limit`` executions (the API lists them newest first). Any error raises
+        RetryableRunError: not knowing is no answer, so the caller must try again later.
+        """
+        if since is None:
+            since = datetime.now(UTC) - self.find_window
+        elif since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        try:
+            return self._find(request, since)
+        except Exception as exc:
+            status = getattr(exc, "code", None)
+            raise RetryableRunError(
+                f"looking for executions of {request.job} failed: {_describe(exc)}",
+                status=status if isinstance(status, int) else None,
+            ) from exc
+
+    def _find(self, request: RunRequest, since: datetime) -> Launch | None:
+        from google.cloud import run_v2
+
+        pager = self.executions_client.list_executions(
+            request=run_v2.ListExecutionsRequest(
+                parent=request.job,
+                page_size=self.find_limit,
+                # a run that was deleted since still ran: adopt it rather than run again
+                show_deleted=True,
+            ),
+            timeout=self.timeout,
+        )
+        for seen, execution in enumerate(pager):
+            created = execution.create_time
+            if seen >= self.find_limit or (created is not None and created < since):
+                break  # newest first: everything after this is older still
+            if _carries_key(execution, request.ledger_key):
+                return Launch(execution=execution.name, operation=None, adopted=True)
+        return None
+
+
+def _carries_key(execution: Any, key: str) -> bool:
+    return any(
+        env.name == RUN_KEY_ENV and env.value == key
+        for container in execution.template.containers
+        for env in container.env
+    )
+
+
+# ---------------------------------------------------------------------- request
+
+
+def build_run_job_request(request: RunRequest, *, validate_only: bool = False) -> Any:
+    """The `run_v2.RunJobRequest` for ``request``, parsed from `RunRequest.run_job_body()`.
+
+    Parsing the REST body (rather than mapping fields again) keeps what `triggers plan` shows
+    and what is sent identical; an unknown or mistyped field fails here, not silently, as a
+    PermanentRunError: that request can never be sent, however often it is retried.
+    """
+    from google.cloud import run_v2
+    from google.protobuf import json_format
+
+    body: dict[str, Any] = {"name": request.job, **request.run_job_body()}
+    if validate_only:
+        body["validateOnly"] = True
+    try:
+        return run_v2.RunJobRequest.from_json(json.dumps(body))
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise PermanentRunError(
+            f"cannot build the jobs.run request for {request.job}: {exc}"
+        ) from exc
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def classify_error(exc: BaseException, what: str = "jobs.run") -> RunError:
+    """Map an exception raised by a `jobs.run` call to the RunError the dispatcher acts on.
+
+    The question is not only "may a retry succeed" but "may this call have started an
+    execution": only errors raised before the request could have been acted on are
+    RetryableRunError. Parent classes of google.api_core.exceptions are matched, so gRPC and
+    REST (which maps by HTTP status only) classify alike. See docs/runner.md for the table.
+    """
+    from google.api_core import exceptions as gexc
+
+    message = f"{what}: {_describe(exc)}"
+    if isinstance(exc, gexc.GoogleAPICallError):
+        status = exc.code if isinstance(exc.code, int) else None
+        if isinstance(exc, gexc.TooManyRequests):  # 429: quota/rate limit, refused up front
+            return RetryableRunError(message, status=status)
+        if isinstance(exc, gexc.Unauthorized):  # 401: refused before anything; a stale token
+            return RetryableRunError(message, status=status)
+        if isinstance(exc, gexc.Cancelled):  # 499: the call was cancelled mid-way
+            return AmbiguousRunError(message, status=status)
+        if isinstance(exc, gexc.ClientError):
+            # 400 (incl. FAILED_PRECONDITION), 403, 404, 409 and the rest: the API refused this
+            # request and will refuse it again. (The only 409 jobs.run documents is an etag
+            # mismatch, and we send no etag.)
+            return PermanentRunError(message, status=status)
+        if isinstance(exc, gexc.MethodNotImplemented):  # 501: no such method at this endpoint
+            return PermanentRunError(message, status=status)
+        if isinstance(exc, gexc.ServiceUnavailable) and any(
+            marker in str(exc.message) for marker in _GRPC_NOT_SENT_MARKERS
+        ):
+            return RetryableRunError(message, status=status)
+        # 500, 502, 503, 504/DEADLINE_EXCEEDED and anything else: the server (or a proxy) may
+        # have acted on the request before it failed or before its answer was lost.
+        return AmbiguousRunError(message, status=status)
+
+    if _transport_error_before_sending(exc):
+        return RetryableRunError(message)
+    # Read timeouts, resets, connections closed without a response, and anything unexpected.
+    return AmbiguousRunError(message)
+
+
+def _transport_error_before_sending(exc: BaseException) -> bool:
+    """True for transport errors that happened before a byte of the request left.
+
+    The REST transport lets `requests` exceptions through unwrapped; getting a token is done
+    by google-auth before the call.
+    """
+    try:
+        from google.auth import exceptions as auth_exceptions
+
+        if isinstance(exc, auth_exceptions.TransportError | auth_exceptions.RefreshError):
+            return True
+    except ImportError:  # pragma: no cover - google-auth comes with google-cloud-run
+        pass
+    try:
+        import requests
+        import urllib3.exceptions
+    except ImportError:  # pragma: no cover - only the gRPC transport is installed
+        return False
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True  # the TCP/TLS connection was never established
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, requests.exceptions.SSLError
+    ):
+        # Refused or unresolvable: urllib3 wraps NewConnectionError (NameResolutionError is
+        # one) in MaxRetryError. A reset or a closed connection is a ProtocolError instead.
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
