@@ -1,0 +1,530 @@
+"""One conformance suite for every ledger backend: memory, SQLite, Firestore (emulator).
+
+Each test runs against each backend; the Firestore ones share one emulator per session and
+isolate themselves with a collection of their own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from triggers.events.model import EventRef
+from triggers.ledger.base import Claim, ClaimKind, Ledger, Record, RecordExists, Status
+from triggers.ledger.firestore import FirestoreBackend, LedgerContention
+from triggers.ledger.memory import MemoryBackend
+from triggers.ledger.sqlite import SQLiteBackend
+from triggers.plan import Overrides, RunRequest
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+BACKENDS = ["memory", "sqlite", "firestore"]
+
+
+def make_record(key: str = "k" * 64, **changes) -> Record:
+    record = Record(
+        key=key,
+        rule="csv-ingest",
+        dedup_key="//storage.googleapis.com/buckets/raw-data#1",
+        job="projects/p/locations/europe-west1/jobs/csv-loader",
+        status=Status.CLAIMED,
+        token=uuid.uuid4().hex,
+        event={"id": "1", "source": "//storage.googleapis.com/buckets/raw-data", "type": "t"},
+        request={"overrides": {"containerOverrides": [{"args": ["--in=a.csv"], "env": []}]}},
+        created_at=T0,
+        updated_at=T0,
+        lease_until=T0 + timedelta(seconds=540),
+        expire_at=T0 + timedelta(days=7),
+        # JSON that a Firestore map could not hold: arrays of arrays, reserved and odd keys.
+        event_document={"data": {"rows": [[1, 2], [3]], "__name__": "x", "a.b": "é", "n": None}},
+    )
+    return replace(record, **changes)
+
+
+def run_request(key: str = "gs://raw-data/incoming/a.csv#1") -> RunRequest:
+    return RunRequest(
+        rule="csv-ingest",
+        job="projects/demo-project/locations/europe-west1/jobs/csv-loader",
+        overrides=Overrides(args=("--input=gs://raw-data/incoming/a.csv",)),
+        dedup_key=key,
+        dedup_window_seconds=3600,
+        event=EventRef(id="1", source="//storage.googleapis.com/buckets/raw-data", type="t"),
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store(kind, tmp_path, request):
+    """A factory of backend instances over one fresh store: call it twice for two processes'
+    (or two function instances') view of the same data."""
+    if kind == "memory":
+        shared = MemoryBackend()
+        yield lambda: shared
+    elif kind == "sqlite":
+        opened: list[SQLiteBackend] = []
+
+        def open_sqlite() -> SQLiteBackend:
+            opened.append(SQLiteBackend(tmp_path / "state" / "ledger.sqlite3"))
+            return opened[-1]
+
+        yield open_sqlite
+        for backend in opened:
+            backend.close()
+    else:
+        client = request.getfixturevalue("firestore_client")
+        collection = f"runs-{uuid.uuid4().hex[:12]}"
+        yield lambda: FirestoreBackend(client, collection=collection)
+
+
+@pytest.fixture
+def backend(store):
+    return store()
+
+
+# --- create / get -----------------------------------------------------------------------------
+
+
+def test_create_then_get_round_trips_every_field(backend):
+    record = make_record(
+        execution="projects/p/locations/r/jobs/j/executions/e1",
+        operation="operations/o1",
+        reason="ünïcode reason",
+        ambiguous=True,
+        attempts=3,
+        duplicates=2,
+    )
+    backend.create(record)
+    assert backend.get(record.key) == record
+    plain = make_record(key="p" * 64, event_document=None)
+    backend.create(plain)
+    assert backend.get(plain.key) == plain
+
+
+def test_get_of_a_missing_key_is_none(backend):
+    assert backend.get("0" * 64) is None
+
+
+def test_create_of_an_existing_key_raises_and_keeps_the_first(backend):
+    first = make_record()
+    backend.create(first)
+    with pytest.raises(RecordExists) as raised:
+        backend.create(make_record(token="second", rule="other"))
+    # Stores that return the current record with the conflict must return the right one.
+    assert raised.value.record in (None, first)
+    assert backend.get(first.key) == first
+
+
+def test_times_come_back_as_aware_utc_datetimes(backend):
+    record = make_record(created_at=T0.astimezone(timezone(timedelta(hours=2))))
+    backend.create(record)
+    stored = backend.get(record.key)
+    assert stored.created_at == T0 and stored.created_at.utcoffset() == timedelta(0)
+
+
+# --- replace ----------------------------------------------------------------------------------
+
+
+def test_replace_with_the_stored_token_overwrites(backend):
+    first = make_record()
+    backend.create(first)
+    second = make_record(token="t2", attempts=2, status=Status.CLAIMED, event_document=None)
+    assert backend.replace(second, first.token) is True
+    assert backend.get(first.key) == second
+
+
+def test_replace_with_another_token_changes_nothing(backend):
+    first = make_record()
+    backend.create(first)
+    assert backend.replace(make_record(token="t2"), "not-the-token") is False
+    assert backend.get(first.key) == first
+
+
+def test_replace_of_a_missing_record_creates_nothing(backend):
+    assert backend.replace(make_record(), "any") is False
+    assert backend.get(make_record().key) is None
+
+
+# --- update -----------------------------------------------------------------------------------
+
+
+def test_update_with_the_stored_token_applies_the_changes(backend):
+    record = make_record()
+    backend.create(record)
+    later = T0 + timedelta(seconds=5)
+    changes = {
+        "status": Status.LAUNCHED,
+        "updated_at": later,
+        "execution": "executions/e1",
+        "operation": None,
+        "reason": None,
+        "ambiguous": False,
+    }
+    assert backend.update(record.key, record.token, changes) is True
+    assert backend.get(record.key) == replace(record, **changes)
+
+
+def test_update_twice_with_the_same_token(backend):
+    # The second update follows our own first one: a backend that remembers its last write
+    # (Firestore's precondition path) must still see the token as ours.
+    record = make_record()
+    backend.create(record)
+    assert backend.update(record.key, record.token, {"status": Status.LAUNCHED})
+    assert backend.update(record.key, record.token, {"status": Status.SUCCEEDED})
+    assert backend.get(record.key).status is Status.SUCCEEDED
+
+
+def test_update_with_another_token_changes_nothing(backend):
+    record = make_record()
+    backend.create(record)
+    assert backend.update(record.key, "not-the-token", {"status": Status.LAUNCHED}) is False
+    assert backend.get(record.key) == record
+
+
+def test_update_of_a_missing_record_is_false(backend):
+    assert backend.update("0" * 64, "t", {"status": Status.LAUNCHED}) is False
+    assert backend.get("0" * 64) is None
+
+
+def test_update_of_an_unknown_field_is_an_error(backend):
+    record = make_record()
+    backend.create(record)
+    with pytest.raises(ValueError, match="colour"):
+        backend.update(record.key, record.token, {"colour": "red"})
+    assert backend.get(record.key) == record
+
+
+def test_update_after_a_replace_by_someone_else_is_refused(store):
+    # Two instances: ours created the record; the other took it over.
+    ours, theirs = store(), store()
+    record = make_record()
+    ours.create(record)
+    assert theirs.replace(make_record(token="theirs"), record.token)
+    assert ours.update(record.key, record.token, {"status": Status.LAUNCHED}) is False
+    assert ours.get(record.key).token == "theirs"
+    assert ours.get(record.key).status is Status.CLAIMED
+
+
+def test_update_after_a_duplicate_was_counted_still_applies(store):
+    ours, theirs = store(), store()
+    record = make_record()
+    ours.create(record)
+    theirs.count_duplicate(record.key, T0 + timedelta(seconds=1))
+    assert ours.update(record.key, record.token, {"reason": "late"}) is True
+    stored = ours.get(record.key)
+    assert stored.reason == "late" and stored.duplicates == 1
+
+
+# --- count_duplicate --------------------------------------------------------------------------
+
+
+def test_count_duplicate_increments_and_touches(backend):
+    record = make_record(duplicates=4)
+    backend.create(record)
+    backend.count_duplicate(record.key, T0 + timedelta(minutes=1))
+    backend.count_duplicate(record.key, T0 + timedelta(minutes=2))
+    stored = backend.get(record.key)
+    assert stored.duplicates == 6 and stored.updated_at == T0 + timedelta(minutes=2)
+    assert replace(stored, duplicates=4, updated_at=T0) == record
+
+
+def test_count_duplicate_of_a_missing_record_does_nothing(backend):
+    backend.count_duplicate("0" * 64, T0)
+    assert backend.get("0" * 64) is None
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listed(backend):
+    """Six records over two rules, three statuses and six minutes (two share a minute)."""
+    specs = [
+        ("a1", "rule-a", Status.LAUNCHED, 0),
+        ("a2", "rule-a", Status.REJECTED, 1),
+        ("a3", "rule-a", Status.CLAIMED, 2),
+        ("b1", "rule-b", Status.LAUNCHED, 2),
+        ("b2", "rule-b", Status.LAUNCHED, 3),
+        ("b3", "rule-b", Status.CLAIMED, 4),
+    ]
+    for name, rule, status, minute in specs:
+        backend.create(
+            make_record(
+                key=name * 32, rule=rule, status=status, created_at=T0 + timedelta(minutes=minute)
+            )
+        )
+    return backend
+
+
+def keys(records: list[Record]) -> list[str]:
+    return [r.key[:2] for r in records]
+
+
+def test_list_is_newest_first_with_ties_broken_by_key(listed):
+    assert keys(listed.list()) == ["b3", "b2", "b1", "a3", "a2", "a1"]
+
+
+def test_list_filters_by_rule_and_status(listed):
+    assert keys(listed.list(rule="rule-a")) == ["a3", "a2", "a1"]
+    assert keys(listed.list(status=[Status.LAUNCHED])) == ["b2", "b1", "a1"]
+    assert keys(listed.list(status=[Status.CLAIMED, Status.REJECTED])) == ["b3", "a3", "a2"]
+    assert keys(listed.list(rule="rule-b", status=[Status.LAUNCHED])) == ["b2", "b1"]
+    assert listed.list(rule="rule-c") == []
+    assert listed.list(status=[]) == []
+
+
+def test_list_filters_by_time_since_inclusive_until_exclusive(listed):
+    since, until = T0 + timedelta(minutes=1), T0 + timedelta(minutes=3)
+    assert keys(listed.list(since=since, until=until)) == ["b1", "a3", "a2"]
+    assert keys(listed.list(rule="rule-a", since=T0 + timedelta(minutes=2))) == ["a3"]
+
+
+def test_list_respects_the_limit(listed):
+    assert keys(listed.list(limit=2)) == ["b3", "b2"]
+    assert keys(listed.list(rule="rule-b", limit=1)) == ["b3"]
+    assert listed.list(limit=0) == []
+
+
+def test_listed_records_are_whole(listed):
+    (record,) = listed.list(rule="rule-a", status=[Status.REJECTED])
+    assert record == make_record(
+        key="a2" * 32,
+        rule="rule-a",
+        status=Status.REJECTED,
+        created_at=T0 + timedelta(minutes=1),
+        token=record.token,
+    )
+
+
+# --- the ledger over each backend -------------------------------------------------------------
+
+
+def test_the_claim_lifecycle_over_the_backend(store):
+    # Two instances over one store, as two function instances would see it.
+    first, second = Ledger(store()), Ledger(store())
+    request = run_request()
+    claim = first.claim(request, {"data": {"rows": [[1]]}})
+    assert claim.kind is ClaimKind.NEW
+    assert second.claim(request).kind is ClaimKind.BUSY
+    assert first.release(claim, "quota exceeded", ambiguous=True)
+    taken = second.claim(request)
+    assert taken.kind is ClaimKind.TAKEOVER
+    assert taken.record.attempts == 2 and taken.record.ambiguous
+    assert first.launched(claim, "executions/stale") is False
+    assert second.launched(taken, "executions/e2") is True
+    assert first.claim(request).kind is ClaimKind.DUPLICATE
+    stored = first.get(request.ledger_key)
+    assert stored.status is Status.LAUNCHED and stored.execution == "executions/e2"
+    assert stored.duplicates == 1 and stored.ambiguous is False
+    assert stored.event_document is None  # the takeover carried no document
+    assert [r.key for r in first.list(rule="csv-ingest")] == [request.ledger_key]
+
+
+# Primitive calls per new event (claim + launched) and per duplicate, and for Firestore the
+# round trips they cost. Firestore does not return the current document with a conflict.
+ROUND_TRIPS = {
+    "memory": ({"create": 1, "update": 1}, {"create": 1, "count_duplicate": 1}),
+    "sqlite": ({"create": 1, "update": 1}, {"create": 1, "count_duplicate": 1}),
+    "firestore": ({"create": 1, "update": 1}, {"create": 1, "get": 1, "count_duplicate": 1}),
+}
+FIRESTORE_RPCS = ({"commit": 2}, {"commit": 2, "read": 1})
+
+
+def test_round_trips_per_new_event_and_per_duplicate(kind, backend):
+    ledger = Ledger(backend)
+    new_calls, duplicate_calls = ROUND_TRIPS[kind]
+    assert ledger.launched(ledger.claim(run_request()), "executions/e1")
+    assert backend.calls == new_calls
+    if kind == "firestore":
+        assert backend.rpcs == FIRESTORE_RPCS[0]
+    backend.calls.clear()
+    if kind == "firestore":
+        backend.rpcs.clear()
+    assert ledger.claim(run_request()).kind is ClaimKind.DUPLICATE
+    assert backend.calls == duplicate_calls
+    if kind == "firestore":
+        assert backend.rpcs == FIRESTORE_RPCS[1]
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def _claim_all_at_once(ledger: Ledger, request: RunRequest, n: int) -> list[Claim]:
+    barrier = threading.Barrier(n)
+
+    def claim(_: int) -> Claim:
+        barrier.wait()
+        return ledger.claim(request)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(claim, range(n)))
+
+
+def test_fifty_threads_claiming_one_request_yield_exactly_one_new(backend):
+    ledger = Ledger(backend)
+    request = run_request()
+    # WHEN 50 deliveries of one event claim it at the same moment
+    first_wave = _claim_all_at_once(ledger, request, 50)
+    # THEN exactly one owns it; the 49 others are told to retry later (nothing is finished yet)
+    assert Counter(c.kind for c in first_wave) == {ClaimKind.NEW: 1, ClaimKind.BUSY: 49}
+    (winner,) = [c for c in first_wave if c.owned]
+    assert backend.get(request.ledger_key).token == winner.record.token
+    # WHEN the winner records its launch and 50 more deliveries arrive at once
+    assert ledger.launched(winner, "executions/e1")
+    second_wave = _claim_all_at_once(ledger, request, 50)
+    # THEN all are duplicates, and every one is counted
+    assert Counter(c.kind for c in second_wave) == {ClaimKind.DUPLICATE: 50}
+    stored = backend.get(request.ledger_key)
+    assert stored.duplicates == 50 and stored.status is Status.LAUNCHED
+    assert stored.token == winner.record.token and stored.execution == "executions/e1"
+    assert backend.calls["count_duplicate"] == 50
+
+
+# What each process runs. The target is `exec` of this source, not a function of this module:
+# a spawned child must import its target by name, and under --import-mode=importlib this test
+# module is not importable by name.
+_CLAIMER = """
+from triggers.events.model import EventRef
+from triggers.ledger.base import Ledger
+from triggers.ledger.sqlite import SQLiteBackend
+from triggers.plan import Overrides, RunRequest
+
+backend = SQLiteBackend(path)
+ledger = Ledger(backend)
+requests = [
+    RunRequest(rule="csv-ingest", job=job, overrides=Overrides(), dedup_key=key,
+               dedup_window_seconds=3600, event=EventRef(id="1", source="s", type="t"))
+    for key in keys
+]
+barrier.wait()
+results.put([ledger.claim(request).kind.value for request in requests])
+backend.close()
+"""
+
+
+def _gather(results, processes, timeout: float) -> list:
+    """One result per process; fail at once, not at the timeout, if one of them died."""
+    outcomes: list = []
+    deadline = time.monotonic() + timeout
+    while len(outcomes) < len(processes):
+        try:
+            outcomes.append(results.get(timeout=0.2))
+        except queue.Empty:
+            crashed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            assert not crashed, f"a claiming process died with exit codes {crashed}"
+            assert time.monotonic() < deadline, "the claiming processes did not finish"
+    return outcomes
+
+
+def test_sqlite_processes_claiming_at_once_yield_exactly_one_new_per_key(tmp_path: Path):
+    # GIVEN four processes that open one new SQLite ledger file at the same time
+    path = str(tmp_path / "shared" / "ledger.sqlite3")
+    keys = [f"gs://raw-data/incoming/{i}.csv#1" for i in range(25)]
+    context = multiprocessing.get_context("spawn")  # no fork: the session may hold gRPC threads
+    barrier, results = context.Barrier(4), context.Queue()
+    namespace = {
+        "path": path,
+        "keys": keys,
+        "barrier": barrier,
+        "results": results,
+        "job": run_request().job,
+    }
+    processes = [context.Process(target=exec, args=(_CLAIMER, namespace)) for _ in range(4)]
+    # WHEN they all claim the same 25 requests at the same moment
+    for process in processes:
+        process.start()
+    try:
+        outcomes = _gather(results, processes, timeout=60)
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+    # THEN each request was won by exactly one process, and lost by the three others
+    for i, key in enumerate(keys):
+        kinds = Counter(outcome[i] for outcome in outcomes)
+        assert kinds == {"new": 1, "busy": 3}, (key, kinds)
+    with SQLiteBackend(path) as backend:
+        assert len(backend.list(limit=100)) == 25
+
+
+# --- SQLite specifics -------------------------------------------------------------------------
+
+
+def test_sqlite_creates_its_file_on_first_use_in_wal_mode(tmp_path):
+    path = tmp_path / "a" / "b" / "ledger.sqlite3"
+    backend = SQLiteBackend(path)
+    assert not path.parent.exists()  # constructing it touches nothing
+    record = make_record()
+    with backend:
+        backend.create(record)
+        assert path.exists()
+        assert backend._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with SQLiteBackend(path) as reopened:  # and what it wrote is there for the next process
+        assert reopened.get(record.key) == record
+
+
+def test_sqlite_purges_expired_records(tmp_path):
+    with SQLiteBackend(tmp_path / "ledger.sqlite3") as backend:
+        backend.create(make_record(key="old" + "0" * 61, expire_at=T0))
+        backend.create(make_record(key="new" + "0" * 61, expire_at=T0 + timedelta(seconds=1)))
+        assert backend.purge_expired(T0) == 1
+        assert [r.key[:3] for r in backend.list()] == ["new"]
+
+
+def test_sqlite_rejects_naive_times(tmp_path):
+    with SQLiteBackend(tmp_path / "ledger.sqlite3") as backend:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            backend.create(make_record(created_at=datetime(2026, 1, 1)))
+        assert backend.get(make_record().key) is None
+
+
+# --- Firestore specifics ----------------------------------------------------------------------
+
+
+def test_firestore_contention_that_exhausts_retries_is_an_error(firestore_client):
+    # GIVEN a record that a rival transaction has read (and so locked) and not yet committed
+    backend = FirestoreBackend(
+        firestore_client, collection=f"runs-{uuid.uuid4().hex[:12]}", transaction_attempts=1
+    )
+    record = make_record()
+    backend.create(record)
+    rival = firestore_client.transaction()
+    rival._begin()  # what @transactional does: the rival is mid-transaction
+    backend._doc(record.key).get(transaction=rival)
+    try:
+        # WHEN we compare-and-set it and the only attempt aborts on the lock
+        with pytest.raises(LedgerContention, match="nothing was written"):
+            backend.replace(make_record(token="ours"), record.token)
+    finally:
+        rival._rollback()
+    # THEN nothing changed, and a later attempt goes through
+    assert backend.get(record.key) == record
+    assert backend.replace(make_record(token="ours"), record.token) is True
+
+
+def test_firestore_module_is_not_imported_by_the_backend_module():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, triggers.ledger.firestore as f; f.FirestoreBackend(project='p');"
+        "print('google.cloud.firestore' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,249 @@
+"""The ledger: at most one Cloud Run execution per (rule, dedup key), and a record of every decision.
+
+`Ledger` owns the claim algorithm; a backend (Firestore, SQLite, memory) implements five small
+storage primitives. The algorithm, in one place so every backend behaves the same:
+
+    claim(request)
+      create-if-absent(record: claimed, token T, lease)           -> Claim.NEW        (run it)
+      exists, token == T (our own commit, retried by the client)   -> Claim.NEW
+      exists, launched / rejected / finished                      -> Claim.DUPLICATE  (ack, counted)
+      exists, claimed and lease live                              -> Claim.BUSY       (retry later)
+      exists, claimed and lease expired, or released              -> replace-if-token-unchanged
+                                                                     -> Claim.TAKEOVER (look for an
+                                                                        execution first, then run)
+      exists, finished and past its dedup window                  -> replace -> Claim.NEW
+
+A takeover is the only path that may find an execution already started by someone else (a crash
+after jobs.run, a lost response), which is why the runner looks before it launches again.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Protocol
+
+from ..plan import RunRequest
+
+
+class Status(str, enum.Enum):
+    CLAIMED = "claimed"
+    LAUNCHED = "launched"
+    REJECTED = "rejected"
+    RELEASED = "released"
+    # Set later by the reconciler from the execution itself.
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset(
+    {Status.LAUNCHED, Status.REJECTED, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One ledger document: a (rule, dedup key) and everything decided about it."""
+
+    key: str
+    rule: str
+    dedup_key: str
+    job: str
+    status: Status
+    token: str
+    event: dict[str, Any]
+    request: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    lease_until: datetime
+    expire_at: datetime
+    attempts: int = 1
+    duplicates: int = 0
+    execution: str | None = None
+    operation: str | None = None
+    reason: str | None = None
+    ambiguous: bool = False  # the last attempt may have started an execution
+    event_document: dict[str, Any] | None = None
+
+    def lease_live(self, now: datetime) -> bool:
+        return self.status is Status.CLAIMED and self.lease_until > now
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            name: (value.value if isinstance(value, Status) else value)
+            for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)
+        }
+
+
+class ClaimKind(str, enum.Enum):
+    NEW = "new"
+    TAKEOVER = "takeover"
+    DUPLICATE = "duplicate"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    kind: ClaimKind
+    record: Record
+
+    @property
+    def owned(self) -> bool:
+        """Whether this caller now holds the claim and must run, then record."""
+        return self.kind in (ClaimKind.NEW, ClaimKind.TAKEOVER)
+
+
+_CLAIM_PASSES = 3
+
+
+class LedgerContention(RuntimeError):
+    """A record kept changing under us, or a backend transaction ran out of attempts.
+
+    Nothing was decided (or written): the caller must treat it as a failed call and retry later.
+    """
+
+
+class RecordExists(Exception):
+    """Raised by `Backend.create` when the key exists. Carries the record when the store
+    returned it with the conflict (saves a read), else None."""
+
+    def __init__(self, record: Record | None = None) -> None:
+        super().__init__("record exists")
+        self.record = record
+
+
+class Backend(Protocol):
+    """The storage primitives a ledger needs. Each must be atomic on one record."""
+
+    def create(self, record: Record) -> None:
+        """Insert if absent; raise RecordExists otherwise."""
+
+    def get(self, key: str) -> Record | None: ...
+
+    def replace(self, record: Record, expected_token: str) -> bool:
+        """Overwrite the record if its stored token is still `expected_token`."""
+
+    def update(self, key: str, token: str, changes: dict[str, Any]) -> bool:
+        """Apply changes if the stored token is still `token` (the caller still owns it)."""
+
+    def count_duplicate(self, key: str, now: datetime) -> None: ...
+
+    def list(
+        self,
+        *,
+        rule: str | None = None,
+        status: Iterable[Status] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Record]: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Ledger:
+    backend: Backend
+    lease: timedelta = timedelta(seconds=540)  # Cloud Functions' default timeout, and then some
+    max_event_bytes: int = 256 * 1024
+    clock: Any = field(default=utcnow)
+
+    def claim(self, request: RunRequest, event_document: dict[str, Any] | None = None) -> Claim:
+        now = self.clock()
+        record = self._new_record(request, event_document, now)
+        # A pass ends undecided only when the record changed under us (a rival's replace won,
+        # or the record vanished between our create and our read); the next pass sees it anew.
+        for _ in range(_CLAIM_PASSES):
+            claim = self._claim_pass(record, now)
+            if claim is not None:
+                return claim
+        raise LedgerContention(
+            f"record {record.key} kept changing during {_CLAIM_PASSES} claim attempts"
+        )
+
+    def _claim_pass(self, record: Record, now: datetime) -> Claim | None:
+        try:
+            self.backend.create(record)
+            return Claim(ClaimKind.NEW, record)
+        except RecordExists as exists:
+            current = exists.record or self.backend.get(record.key)
+        if current is None:
+            return None
+        if current.token == record.token:  # our own create, committed by a client-side retry
+            return Claim(ClaimKind.NEW, current)
+        if current.expire_at <= now and current.status in FINISHED:
+            # Past its dedup window (TTL not yet applied): a new occurrence, a fresh record.
+            # Only a finished record ages out: one still claimed or released past a short window
+            # (1 min < the lease) must stay BUSY or be taken over below, which looks for the
+            # execution a crashed claimer may have started; a NEW here could run it twice.
+            return Claim(ClaimKind.NEW, record) if self.backend.replace(record, current.token) else None
+        if current.status in FINISHED:
+            self.backend.count_duplicate(current.key, now)
+            return Claim(ClaimKind.DUPLICATE, current)
+        if current.lease_live(now):
+            return Claim(ClaimKind.BUSY, current)
+        # Released for retry, or a lease that expired (the claimer crashed): take it over.
+        taken = replace(
+            record,
+            created_at=current.created_at,
+            attempts=current.attempts + 1,
+            duplicates=current.duplicates,
+            ambiguous=current.ambiguous or current.status is Status.CLAIMED,
+        )
+        return Claim(ClaimKind.TAKEOVER, taken) if self.backend.replace(taken, current.token) else None
+
+    def launched(self, claim: Claim, execution: str, operation: str | None = None) -> bool:
+        return self._finish(claim, Status.LAUNCHED, execution=execution, operation=operation,
+                            reason=None, ambiguous=False)
+
+    def rejected(self, claim: Claim, reason: str) -> bool:
+        return self._finish(claim, Status.REJECTED, reason=reason, ambiguous=False)
+
+    def release(self, claim: Claim, reason: str, *, ambiguous: bool = False) -> bool:
+        """Give the claim back so a redelivery can retry at once (not after the lease)."""
+        return self._finish(claim, Status.RELEASED, reason=reason, ambiguous=ambiguous)
+
+    def _finish(self, claim: Claim, status: Status, **changes: Any) -> bool:
+        now = self.clock()
+        return self.backend.update(
+            claim.record.key, claim.record.token, {"status": status, "updated_at": now, **changes}
+        )
+
+    def get(self, key: str) -> Record | None:
+        return self.backend.get(key)
+
+    def list(self, **filters: Any) -> list[Record]:
+        return self.backend.list(**filters)
+
+    def _new_record(
+        self, request: RunRequest, event_document: dict[str, Any] | None, now: datetime
+    ) -> Record:
+        document = event_document
+        if document is not None and _json_size(document) > self.max_event_bytes:
+            document = None  # the event reference is kept; the body would not fit a document
+        return Record(
+            key=request.ledger_key,
+            rule=request.rule,
+            dedup_key=request.dedup_key,
+            job=request.job,
+            status=Status.CLAIMED,
+            token=uuid.uuid4().hex,
+            event=request.event.as_dict(),
+            request=request.run_job_body(),
+            created_at=now,
+            updated_at=now,
+            lease_until=now + self.lease,
+            expire_at=now + timedelta(seconds=request.dedup_window_seconds),
+            event_document=document,
+        )
+
+
+def _json_size(value: Any) -> int:
+    import json
+
+    return len(json.dumps(value, default=str))

@@ -1,0 +1,339 @@
+"""`FirestoreBackend`: the ledger as one Firestore document per (rule, dedup key).
+
+How the primitives map (docs/ledger.md has the round-trip counts and index advice):
+
+* create  — `DocumentReference.create()`, a write with precondition exists=false: of any number
+            of concurrent creators exactly one wins, the others get AlreadyExists. Firestore does
+            not send the current document with the conflict, so the ledger reads it (one `get`).
+* replace — a transaction: read the token, compare, overwrite.
+* update  — the same transaction, unless this backend wrote the record last: then one write
+            with an update-time precondition proves nobody has touched it since (so the token is
+            still ours) without reading it. That is the common path, claim then `launched` in
+            one function instance, and it makes a new event cost two round trips, not four.
+* count_duplicate — `update()` with a server-side `Increment`: no read, no transaction.
+
+`google.cloud.firestore` is imported on first use, never at import: the import alone costs
+~0.5 s, which a cold start should pay only if this backend is actually used.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import fields
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .base import LedgerContention, Record, RecordExists, Status
+
+if TYPE_CHECKING:  # pragma: no cover - typing only, keeps the import lazy at runtime
+    from google.cloud.firestore import Client
+
+DEFAULT_COLLECTION = "triggers-runs"
+DEFAULT_DATABASE = "(default)"
+
+_FIELDS = tuple(f.name for f in fields(Record) if f.name != "key")  # the key is the document id
+_UPDATABLE = frozenset(_FIELDS)
+_TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
+# Remember the update time of this many of our own writes (one entry is ~150 bytes).
+_REMEMBERED_WRITES = 4096
+
+
+
+class FirestoreBackend:
+    """The ledger primitives over a Firestore collection; document ids are the ledger keys."""
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        project: str | None = None,
+        database: str = DEFAULT_DATABASE,
+        collection: str = DEFAULT_COLLECTION,
+        transaction_attempts: int = 5,
+    ) -> None:
+        if client is not None and project is not None:
+            raise ValueError("pass either a Firestore client or a project, not both")
+        self._client = client
+        self.project = project
+        self.database = database
+        self.collection = collection
+        self.transaction_attempts = transaction_attempts
+        # `calls` counts primitives (comparable across backends); `rpcs` counts the Firestore
+        # round trips they cost, by kind (the client's own transport retries not included).
+        self.calls: Counter[str] = Counter()
+        self.rpcs: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._written: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # key -> (token, time)
+        self._fs: Any = None  # the google.cloud.firestore module, once imported
+        self._exceptions: Any = None  # google.api_core.exceptions, likewise
+
+    # -- primitives -------------------------------------------------------------------------
+
+    def create(self, record: Record) -> None:
+        _, exceptions = self._firestore()
+        self._count("create", commit=1)
+        try:
+            result = self._doc(record.key).create(_encode_record(record))
+        except exceptions.Conflict:  # AlreadyExists is a Conflict
+            # Possibly our own write, committed by a try whose reply was lost and reported as a
+            # conflict by the retry: the ledger reads the record and compares tokens.
+            raise RecordExists(None) from None
+        self._remember(record.key, record.token, result.update_time)
+
+    def get(self, key: str) -> Record | None:
+        self._count("get", read=1)
+        snapshot = self._doc(key).get()
+        return _decode_record(key, snapshot.to_dict()) if snapshot.exists else None
+
+    def replace(self, record: Record, expected_token: str) -> bool:
+        data = _encode_record(record)
+
+        def write(transaction: Any, ref: Any) -> None:
+            transaction.set(ref, data)
+
+        return self._compare_and_set("replace", record.key, expected_token, record.token, write)
+
+    def update(self, key: str, token: str, changes: dict[str, Any]) -> bool:
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update ledger record fields {sorted(unknown)}")
+        if not changes:
+            raise ValueError("update needs at least one field to change")
+        data = {name: _encode(name, value) for name, value in changes.items()}
+        new_token = data.get("token", token)
+        _, exceptions = self._firestore()
+
+        last_write = self._last_write(key, token)
+        if last_write is not None:
+            self._count("update", commit=1)
+            try:
+                result = self._doc(key).update(
+                    data, option=self.client.write_option(last_update_time=last_write)
+                )
+            except (exceptions.FailedPrecondition, exceptions.NotFound):
+                # Written since (a duplicate counted, a takeover, another instance): the update
+                # time proves nothing any more; ask the token, in a transaction.
+                self._forget(key)
+            else:
+                self._remember(key, new_token, result.update_time)
+                return True
+        else:
+            self._count("update")
+
+        def write(transaction: Any, ref: Any) -> None:
+            transaction.update(ref, data)
+
+        return self._compare_and_set(None, key, token, new_token, write)
+
+    def count_duplicate(self, key: str, now: datetime) -> None:
+        fs, exceptions = self._firestore()
+        self._count("count_duplicate", commit=1)
+        try:
+            self._doc(key).update({"duplicates": fs.Increment(1), "updated_at": _time(now)})
+        except exceptions.NotFound:
+            pass  # deleted by the TTL policy since it was read: nothing left to count
+
+    def list(
+        self,
+        *,
+        rule: str | None = None,
+        status: Iterable[Status] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Record]:
+        fs, _ = self._firestore()
+        FieldFilter = fs.FieldFilter
+
+        # Equality filters on rule and/or status with `order_by(created_at)` need composite
+        # indexes in real Firestore (the emulator does not check): (rule, created_at DESC),
+        # (status, created_at DESC), (rule, status, created_at DESC); see docs/ledger.md.
+        query: Any = self.client.collection(self.collection)
+        if rule is not None:
+            query = query.where(filter=FieldFilter("rule", "==", rule))
+        if status is not None:
+            wanted = sorted({Status(s).value for s in status})
+            if not wanted:
+                return []
+            query = query.where(filter=FieldFilter("status", "in", wanted))
+        if since is not None:
+            query = query.where(filter=FieldFilter("created_at", ">=", _time(since)))
+        if until is not None:
+            query = query.where(filter=FieldFilter("created_at", "<", _time(until)))
+        if limit <= 0:
+            return []
+        self._count("list", query=1)
+        # Ties on created_at fall back to the document id, descending too (Firestore's implicit
+        # last ordering): the same order as the other backends.
+        query = query.order_by("created_at", direction=fs.Query.DESCENDING).limit(limit)
+        return [_decode_record(doc.id, doc.to_dict()) for doc in query.stream()]
+
+    # -- the client ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            fs, _ = self._firestore()
+            with self._lock:
+                if self._client is None:
+                    self._client = fs.Client(project=self.project, database=self.database)
+        return self._client
+
+    def _firestore(self) -> tuple[Any, Any]:
+        if self._fs is None:
+            try:
+                from google.api_core import exceptions
+                from google.cloud import firestore
+            except ImportError as exc:  # pragma: no cover - depends on the installation
+                raise ImportError(
+                    "the Firestore ledger needs google-cloud-firestore: "
+                    "pip install 'google-cloud-firestore>=2.16,<3'"
+                ) from exc
+            self._exceptions = exceptions
+            self._fs = firestore
+        return self._fs, self._exceptions
+
+    def _doc(self, key: str) -> Any:
+        return self.client.collection(self.collection).document(key)
+
+    # -- compare-and-set in a transaction -------------------------------------------------------
+
+    def _compare_and_set(
+        self, primitive: str | None, key: str, expected: str, new_token: str, write: Any
+    ) -> bool:
+        """Run `write` in a transaction if the stored token is `expected`; True if it wrote."""
+        fs, exceptions = self._firestore()
+        if primitive is not None:
+            self._count(primitive)
+        ref = self._doc(key)
+
+        @fs.transactional
+        def attempt(transaction: Any) -> bool:
+            # One attempt: begin, read (which locks the document), commit. Retried on ABORTED.
+            self._count(None, begin=1, read=1, commit=1)
+            snapshot = ref.get(field_paths=["token"], transaction=transaction)
+            if not snapshot.exists or (snapshot.to_dict() or {}).get("token") != expected:
+                return False  # the empty commit that follows just ends the transaction
+            write(transaction, ref)
+            return True
+
+        transaction = self.client.transaction(max_attempts=self.transaction_attempts)
+        try:
+            written = attempt(transaction)
+        except ValueError as exc:
+            if not _gave_up(exc, exceptions):
+                raise
+            raise LedgerContention(
+                f"ledger record {self.collection}/{key} is contended: gave up after "
+                f"{self.transaction_attempts} aborted transaction attempt(s), nothing was written"
+            ) from exc
+        except exceptions.Aborted as exc:
+            raise LedgerContention(
+                f"ledger record {self.collection}/{key} is contended: the transaction aborted "
+                "and nothing was written"
+            ) from exc
+        if written:
+            results = getattr(transaction, "write_results", None) or ()
+            if results:
+                self._remember(key, new_token, results[0].update_time)
+        else:
+            self._forget(key)
+        return written
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _count(self, primitive: str | None, **rpcs: int) -> None:
+        with self._lock:
+            if primitive is not None:
+                self.calls[primitive] += 1
+            self.rpcs.update(rpcs)
+
+    def _remember(self, key: str, token: str, update_time: Any) -> None:
+        with self._lock:
+            self._written[key] = (token, update_time)
+            self._written.move_to_end(key)
+            while len(self._written) > _REMEMBERED_WRITES:
+                self._written.popitem(last=False)
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._written.pop(key, None)
+
+    def _last_write(self, key: str, token: str) -> Any:
+        with self._lock:
+            remembered = self._written.get(key)
+        return remembered[1] if remembered is not None and remembered[0] == token else None
+
+    def __repr__(self) -> str:
+        return (
+            f"FirestoreBackend(project={self.project!r}, database={self.database!r}, "
+            f"collection={self.collection!r})"
+        )
+
+
+def _gave_up(exc: ValueError, exceptions: Any) -> bool:
+    """Whether a ValueError is `@transactional` giving up after ABORTED commits.
+
+    It raises ValueError from the last Aborted; a failing rollback afterwards may replace it
+    with another ValueError whose context is the first, so look along the whole chain.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, exceptions.Aborted) or "Failed to commit transaction" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+# -- encoding -----------------------------------------------------------------------------------
+#
+# Times are Firestore timestamps (so `expire_at` can drive a TTL policy and `created_at` sorts),
+# `status` is its string value, and the event document is JSON text: arbitrary event JSON can
+# hold what a Firestore map cannot (arrays of arrays, `__x__` keys, empty keys), and one string
+# costs one index entry where a map costs one per nested field.
+
+
+def _time(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
+    return value.astimezone(timezone.utc)
+
+
+def _encode(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _TIMES:
+        return _time(value)
+    if name == "status":
+        return Status(value).value
+    if name == "event_document":
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
+def _encode_record(record: Record) -> dict[str, Any]:
+    return {name: _encode(name, getattr(record, name)) for name in _FIELDS}
+
+
+def _decode_record(key: str, data: dict[str, Any]) -> Record:
+    values: dict[str, Any] = {"key": key}
+    for name in _FIELDS:
+        value = data.get(name)
+        if value is not None:
+            if name in _TIMES:
+                # A plain datetime, not the client's DatetimeWithNanoseconds subclass.
+                value = value.astimezone(timezone.utc)
+                value = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
+            elif name == "status":
+                value = Status(value)
+            elif name == "event_document":
+                value = json.loads(value)
+        values[name] = value
+    for name, default in (("attempts", 1), ("duplicates", 0), ("ambiguous", False)):
+        if values.get(name) is None:
+            values[name] = default
+    return Record(**values)

@@ -1,0 +1,304 @@
+"""`SQLiteBackend`: the ledger in one SQLite file, the embedded default for local use.
+
+Atomicity comes from SQLite itself, so several threads and several processes (`triggers serve`
+workers, a CLI listing runs) can share one file:
+
+* create-if-absent is the primary key: the INSERT fails with IntegrityError for all but one;
+* compare-and-set is `UPDATE ... WHERE key = ? AND token = ?`, judged by its rowcount;
+* WAL mode lets readers run beside the one writer, and a busy timeout makes writers queue
+  instead of failing with "database is locked".
+
+Each thread gets its own connection (sqlite3 connections must not be shared mid-transaction),
+and a forked child opens its own instead of inheriting its parent's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from .base import Record, RecordExists, Status
+
+DEFAULT_PATH = Path(".triggers") / "ledger.sqlite3"
+
+_COLUMNS = tuple(f.name for f in fields(Record))
+_JSON = frozenset({"event", "request", "event_document"})
+_TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
+_UPDATABLE = frozenset(_COLUMNS) - {"key"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key            TEXT PRIMARY KEY,
+    rule           TEXT NOT NULL,
+    dedup_key      TEXT NOT NULL,
+    job            TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    token          TEXT NOT NULL,
+    event          TEXT NOT NULL,
+    request        TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    lease_until    TEXT NOT NULL,
+    expire_at      TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    duplicates     INTEGER NOT NULL,
+    execution      TEXT,
+    operation      TEXT,
+    reason         TEXT,
+    ambiguous      INTEGER NOT NULL,
+    event_document TEXT
+);
+-- What `list` filters and sorts on: newest first, optionally per rule or per status.
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_rule_created ON runs (rule, created_at);
+CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at);
+-- For a periodic purge of expired records (SQLite has no TTL).
+CREATE INDEX IF NOT EXISTS runs_expire ON runs (expire_at);
+"""
+
+_INSERT = f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_REPLACE = (
+    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _COLUMNS if c != 'key')}"
+    " WHERE key = ? AND token = ?"
+)
+
+
+class SQLiteBackend:
+    """The ledger primitives over one SQLite file (created, with its parent dirs, on first use)."""
+
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, *, busy_timeout: float = 30.0):
+        # Absolute now: a later chdir must not move the ledger (nothing is opened yet).
+        self.path = Path(path).expanduser().absolute()
+        self.busy_timeout = busy_timeout
+        # Store round trips per primitive, for tests and the benchmark. A conflicting `create`
+        # reads the current row in the same transaction, so a duplicate needs no extra `get`.
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._schema_ready = False
+
+    # -- primitives -------------------------------------------------------------------------
+
+    def create(self, record: Record) -> None:
+        self._count("create")
+        db = self._db()
+        row = _to_row(record)
+        # IMMEDIATE takes the write lock up front, so the conflicting row we read back is the
+        # one that beat us, not a later version; and a writer never has to upgrade a read lock
+        # (the upgrade cannot wait on the busy timeout and would fail with SQLITE_BUSY).
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            try:
+                db.execute(_INSERT, row)
+                current = None
+            except sqlite3.IntegrityError as exc:
+                current = db.execute("SELECT * FROM runs WHERE key = ?", (record.key,)).fetchone()
+                if current is None:  # not the key: a broken record (NOT NULL), say so
+                    raise ValueError(f"cannot store ledger record {record.key}: {exc}") from exc
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        if current is not None:
+            raise RecordExists(_from_row(current))
+
+    def get(self, key: str) -> Record | None:
+        self._count("get")
+        row = self._db().execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    def replace(self, record: Record, expected_token: str) -> bool:
+        self._count("replace")
+        values = [v for c, v in zip(_COLUMNS, _to_row(record)) if c != "key"]
+        cursor = self._db().execute(_REPLACE, (*values, record.key, expected_token))
+        return cursor.rowcount == 1
+
+    def update(self, key: str, token: str, changes: dict[str, Any]) -> bool:
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update ledger record fields {sorted(unknown)}")
+        if not changes:
+            raise ValueError("update needs at least one field to change")
+        self._count("update")
+        # Column names come from the whitelist above, never from the caller's strings.
+        names = sorted(changes)
+        sql = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in names)} WHERE key = ? AND token = ?"
+        values = [_encode(n, changes[n]) for n in names]
+        return self._db().execute(sql, (*values, key, token)).rowcount == 1
+
+    def count_duplicate(self, key: str, now: datetime) -> None:
+        self._count("count_duplicate")
+        self._db().execute(
+            "UPDATE runs SET duplicates = duplicates + 1, updated_at = ? WHERE key = ?",
+            (_time(now), key),
+        )
+
+    def list(
+        self,
+        *,
+        rule: str | None = None,
+        status: Iterable[Status] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Record]:
+        where: list[str] = []
+        params: list[Any] = []
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        if status is not None:
+            wanted = sorted({Status(s).value for s in status})
+            if not wanted:
+                return []
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params.extend(wanted)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_time(since))
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(_time(until))
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # ISO text of fixed width sorts like the times it spells; the key breaks ties so the
+        # order is the same on every backend.
+        sql += " ORDER BY created_at DESC, key DESC LIMIT ?"
+        params.append(max(limit, 0))
+        self._count("list")
+        return [_from_row(row) for row in self._db().execute(sql, params)]
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete records past `expire_at` (what Firestore's TTL policy does on its own)."""
+        return self._db().execute("DELETE FROM runs WHERE expire_at <= ?", (_time(now),)).rowcount
+
+    def close(self) -> None:
+        """Close every connection this backend opened, in any thread."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> "SQLiteBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _count(self, primitive: str) -> None:
+        with self._calls_lock:
+            self.calls[primitive] += 1
+
+    def _db(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:  # first use in this thread, or a forked child
+            local.connection = self._connect()
+            local.pid = pid
+        return local.connection
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, each statement is its own transaction unless we
+        # BEGIN one; check_same_thread=False only so that close() may run from another thread.
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        connection.row_factory = sqlite3.Row
+        try:
+            self._prepare(connection)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise sqlite3.OperationalError(f"cannot open the ledger at {self.path}: {exc}") from exc
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        # Switching a new file to WAL (and recovering a WAL another process left) can report
+        # "database is locked" without waiting on the busy handler when several processes open
+        # the file at once; so retry the setup ourselves, within the same time budget.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                # WAL persists in the file: only the first opener has to switch it.
+                mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() != "wal":
+                    connection.execute("PRAGMA journal_mode = WAL")
+                if not self._schema_ready:
+                    connection.executescript(_SCHEMA)
+                    self._schema_ready = True
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        # In WAL mode NORMAL loses no committed data on an application crash, only on power
+        # loss, and saves an fsync per commit: right for a local development ledger.
+        connection.execute("PRAGMA synchronous = NORMAL")
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend({str(self.path)!r})"
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def _time(value: datetime) -> str:
+    """UTC, fixed width, microseconds always present: text order is time order."""
+    if value.tzinfo is None:
+        raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _encode(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _JSON:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if name in _TIMES:
+        return _time(value)
+    if name == "status":
+        return Status(value).value
+    if name == "ambiguous":
+        return int(bool(value))
+    return value
+
+
+def _to_row(record: Record) -> tuple[Any, ...]:
+    return tuple(_encode(name, getattr(record, name)) for name in _COLUMNS)
+
+
+def _from_row(row: sqlite3.Row) -> Record:
+    values: dict[str, Any] = {}
+    for name in _COLUMNS:
+        value = row[name]
+        if value is not None:
+            if name in _JSON:
+                value = json.loads(value)
+            elif name in _TIMES:
+                value = datetime.fromisoformat(value)
+            elif name == "status":
+                value = Status(value)
+            elif name == "ambiguous":
+                value = bool(value)
+        values[name] = value
+    return Record(**values)
