@@ -1,0 +1,185 @@
+"""Dispatch: for every rule an event matches, claim → run → record; then one decision.
+
+The decision is what the HTTP layer turns into a status for the sender's retry logic:
+
+    ack    every match was launched, was a duplicate, or can never succeed (rejected)
+    retry  at least one match may succeed later (API busy or down, a live claim elsewhere,
+           the ledger unreachable)
+
+Retrying a whole event is safe because dedup is per (rule, dedup key): the matches that were
+launched come back as duplicates, only the others run.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .errors import AmbiguousRunError, PermanentRunError, RenderError, RunError
+from .events.model import Event
+from .ledger.base import Claim, ClaimKind, Ledger
+from .plan import Overrides, RunRequest
+from .rules.rule import Rule
+from .rules.ruleset import RuleSet
+from .runners.base import Launch, Runner
+
+log = logging.getLogger("triggers.dispatch")
+
+# Executions are looked for from a little before the claim was first made: clocks differ.
+_FIND_SLACK = timedelta(minutes=2)
+
+
+class Outcome(str, enum.Enum):
+    LAUNCHED = "launched"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    rule: str
+    outcome: Outcome
+    reason: str | None = None
+    dedup_key: str | None = None
+    ledger_key: str | None = None
+    execution: str | None = None
+    adopted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"rule": self.rule, "outcome": self.outcome.value}
+        for name in ("reason", "dedup_key", "ledger_key", "execution"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.adopted:
+            out["adopted"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    event_id: str
+    outcomes: tuple[RuleOutcome, ...]
+
+    @property
+    def retry(self) -> bool:
+        return any(o.outcome is Outcome.RETRY for o in self.outcomes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event_id,
+            "decision": "retry" if self.retry else "ack",
+            "rules": [o.as_dict() for o in self.outcomes],
+        }
+
+
+class Dispatcher:
+    def __init__(self, rules: RuleSet, ledger: Ledger, runner: Runner) -> None:
+        self.rules = rules
+        self.ledger = ledger
+        self.runner = runner
+
+    def dispatch(self, event: Event) -> Decision:
+        outcomes = tuple(self.dispatch_rule(rule, event) for rule in self.rules.route(event))
+        return Decision(event.id, outcomes)
+
+    def dispatch_rule(self, rule: Rule, event: Event) -> RuleOutcome:
+        try:
+            request = rule.plan(event)
+        except RenderError as exc:
+            return self._reject_unplanned(rule, event, str(exc))
+        try:
+            claim = self.ledger.claim(request, dict(event.document))
+        except Exception as exc:  # the ledger is down: nothing was decided, try again later
+            log.warning("ledger claim failed for rule %s: %s", rule.name, exc)
+            return _outcome(request, Outcome.RETRY, f"ledger unavailable: {exc}")
+
+        if claim.kind is ClaimKind.DUPLICATE:
+            return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
+        if claim.kind is ClaimKind.BUSY:
+            return _outcome(request, Outcome.RETRY, "another delivery of this event holds the claim")
+        if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
+            # A previous attempt may have started the execution: adopt it rather than run twice.
+            try:
+                found = self.runner.find(request, since=claim.record.created_at - _FIND_SLACK)
+            except RunError as exc:
+                return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
+            if found is not None:
+                return self._launched(claim, request, found)
+        return self._run(claim, request)
+
+    def _run(self, claim: Claim, request: RunRequest) -> RuleOutcome:
+        try:
+            launch = self.runner.run(request)
+        except PermanentRunError as exc:
+            self._record(self.ledger.rejected, claim, exc.message)
+            return _outcome(request, Outcome.REJECTED, exc.message)
+        except AmbiguousRunError as exc:
+            try:
+                found = self.runner.find(request, since=claim.record.created_at - _FIND_SLACK)
+            except RunError:
+                found = None
+            if found is not None:
+                return self._launched(claim, request, found)
+            return self._release(claim, request, exc.message, ambiguous=True)
+        except RunError as exc:
+            return self._release(claim, request, exc.message, ambiguous=False)
+        return self._launched(claim, request, launch)
+
+    def _launched(self, claim: Claim, request: RunRequest, launch: Launch) -> RuleOutcome:
+        self._record(self.ledger.launched, claim, launch.execution, launch.operation)
+        return _outcome(request, Outcome.LAUNCHED, execution=launch.execution, adopted=launch.adopted)
+
+    def _release(self, claim: Claim, request: RunRequest, reason: str, ambiguous: bool) -> RuleOutcome:
+        self._record(self.ledger.release, claim, reason, ambiguous=ambiguous)
+        return _outcome(request, Outcome.RETRY, reason)
+
+    def _record(self, method, claim: Claim, *args: Any, **kwargs: Any) -> None:
+        # A failed write leaves the claim live; its lease expires and the redelivery takes it
+        # over as ambiguous, finds the execution and records it then. Nothing runs twice.
+        try:
+            if not method(claim, *args, **kwargs):
+                log.warning("claim %s was taken over before it could be recorded", claim.record.key)
+        except Exception as exc:
+            log.warning("ledger write failed for %s: %s", claim.record.key, exc)
+
+    def _reject_unplanned(self, rule: Rule, event: Event, reason: str) -> RuleOutcome:
+        """Record a rule that matched but could not be planned, under the event's identity."""
+        request = RunRequest(
+            rule=rule.name,
+            job=rule.job,
+            overrides=Overrides(),
+            dedup_key=event.default_dedup_key,
+            dedup_window_seconds=rule.spec.dedup.window,
+            event=event.ref,
+        )
+        try:
+            claim = self.ledger.claim(request, dict(event.document))
+        except Exception as exc:
+            log.warning("ledger claim failed for rejected rule %s: %s", rule.name, exc)
+            return _outcome(request, Outcome.REJECTED, reason)
+        if claim.owned:
+            self._record(self.ledger.rejected, claim, reason)
+        return _outcome(request, Outcome.REJECTED, reason)
+
+
+def _outcome(
+    request: RunRequest,
+    outcome: Outcome,
+    reason: str | None = None,
+    *,
+    execution: str | None = None,
+    adopted: bool = False,
+) -> RuleOutcome:
+    return RuleOutcome(
+        rule=request.rule,
+        outcome=outcome,
+        reason=reason,
+        dedup_key=request.dedup_key,
+        ledger_key=request.ledger_key,
+        execution=execution,
+        adopted=adopted,
+    )
