@@ -135,3 +135,18 @@ def test_a_matching_document_has_a_value_under_every_anchor(pattern, document):
     assert compiled.matches(document) is True
     for path, keys in compiled.anchors():
         assert any(exact_key(v) in keys for v in values_at(document, path))
+
+
+def test_identical_leaves_are_shared_but_true_and_one_never_merge():
+    # Sharing compiled leaves across patterns is an optimisation; equal-looking literals of
+    # different JSON types must still be different conditions.
+    from triggers.patterns import compile as compile_pattern
+
+    flag, one, also_one = (
+        compile_pattern({"x": [True]}),
+        compile_pattern({"x": [1]}),
+        compile_pattern({"x": [1.0]}),
+    )
+    assert flag.matches({"x": True}) and not flag.matches({"x": 1})
+    assert one.matches({"x": 1}) and not one.matches({"x": True})
+    assert also_one.matches({"x": 1}) and not also_one.matches({"x": True})
