@@ -482,3 +482,14 @@ def test_updating_an_unknown_field_is_an_error(ledger, backend):
         backend.update(claim.record.key, claim.record.token, {"colour": "red"})
     with pytest.raises(ValueError, match="key"):
         backend.update(claim.record.key, claim.record.token, {"key": "other"})
+
+
+def test_undecodable_input_is_recorded_once_per_body_and_counted(ledger, backend):
+    first = ledger.reject_input(b"not json", "bad_json", "body is not JSON", {"form": "unknown"})
+    assert first.status is Status.REJECTED and first.rule == "(input)"
+    assert first.reason == "bad_json: body is not JSON"
+    again = ledger.reject_input(b"not json", "bad_json", "body is not JSON", {"form": "unknown"})
+    assert again.key == first.key
+    assert backend.get(first.key).duplicates == 1
+    other = ledger.reject_input(b"other", "bad_json", "body is not JSON", {})
+    assert other.key != first.key

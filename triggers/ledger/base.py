@@ -20,12 +20,17 @@ after jobs.run, a lost response), which is why the runner looks before it launch
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Protocol
 
 from ..plan import RunRequest
+
+
+# The `rule` of records about requests that never became an event (they match no rule).
+INPUT_RULE = "(input)"
 
 
 class Status(str, enum.Enum):
@@ -151,6 +156,7 @@ class Ledger:
     backend: Backend
     lease: timedelta = timedelta(seconds=540)  # Cloud Functions' default timeout, and then some
     max_event_bytes: int = 256 * 1024
+    input_window: timedelta = timedelta(days=7)  # how long rejected input is kept
     clock: Any = field(default=utcnow)
 
     def claim(self, request: RunRequest, event_document: dict[str, Any] | None = None) -> Claim:
@@ -213,6 +219,36 @@ class Ledger:
         return self.backend.update(
             claim.record.key, claim.record.token, {"status": status, "updated_at": now, **changes}
         )
+
+    def reject_input(self, body: bytes, reason: str, message: str, summary: dict[str, Any]) -> Record:
+        """Record a request that could not be decoded: no rule or job, just why, once per body.
+
+        Keyed by the body's digest, so a sender retrying the same bad request is counted as a
+        duplicate of the first rejection instead of piling up records.
+        """
+        now = self.clock()
+        digest = hashlib.sha256(b"input\x00" + body).hexdigest()
+        record = Record(
+            key=digest,
+            rule=INPUT_RULE,
+            dedup_key=f"sha256:{hashlib.sha256(body).hexdigest()}",
+            job="",
+            status=Status.REJECTED,
+            token=uuid.uuid4().hex,
+            event=summary,
+            request={},
+            created_at=now,
+            updated_at=now,
+            lease_until=now,
+            expire_at=now + self.input_window,
+            reason=f"{reason}: {message}",
+        )
+        try:
+            self.backend.create(record)
+            return record
+        except RecordExists as exists:
+            self.backend.count_duplicate(digest, now)
+            return exists.record or self.backend.get(digest) or record
 
     def get(self, key: str) -> Record | None:
         return self.backend.get(key)

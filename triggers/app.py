@@ -1,0 +1,179 @@
+"""The function's request handling, independent of Flask: headers + body in, status + JSON out.
+
+    decode -> dispatch -> one answer for the sender's retry logic
+      200  ack: every match launched, a duplicate, rejected for good, or nothing matched;
+           also a request that can never be decoded (recorded as a rejection: retrying it
+           cannot help, and a 4xx would make Pub/Sub and Scheduler retry it forever)
+      503  retry, with Retry-After: something may succeed later (the API or the ledger is
+           unavailable, a claim is live elsewhere) or an unexpected error happened here
+      401/403  an OIDC token was required and is missing or not allowed
+
+Built once per function instance from Settings; Google clients are created on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Mapping
+
+from .dispatch import Decision, Dispatcher, Outcome
+from .errors import DecodeError
+from .events import decode
+from .ledger import Ledger
+from .logs import current_trace, trace_id
+from .rules import RuleSet, load
+from .runners.base import Runner
+from .settings import Settings
+
+log = logging.getLogger("triggers.app")
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Unauthorized(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rules: RuleSet | None = None,
+        ledger: Ledger | None = None,
+        runner: Runner | None = None,
+        authenticator: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules if rules is not None else load(settings.rules)
+        self.ledger = ledger if ledger is not None else build_ledger(settings)
+        self.runner = runner if runner is not None else build_runner(settings)
+        self.authenticator = authenticator if authenticator is not None else build_authenticator(settings)
+        self.dispatcher = Dispatcher(self.rules, self.ledger, self.runner)
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+        token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
+        try:
+            return self._handle(headers, body)
+        except Exception:  # a bug must not lose the event: ask for it again
+            log.exception("unexpected error while handling a request")
+            return self._retry({"decision": "retry", "reason": "internal error"})
+        finally:
+            current_trace.reset(token)
+
+    def _handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+        if self.authenticator is not None:
+            try:
+                self.authenticator.verify(_header(headers, "authorization"))
+            except Unauthorized as exc:
+                log.warning("refused a caller: %s", exc.message)
+                return Response(exc.status, {"decision": "refused", "reason": exc.message})
+        try:
+            event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes)
+        except DecodeError as exc:
+            return self._reject_input(exc, headers, body)
+        decision = self.dispatcher.dispatch(event)
+        self._log(decision, event)
+        answer = decision.as_dict()
+        return self._retry(answer) if decision.retry else Response(200, answer)
+
+    def _retry(self, answer: dict[str, Any]) -> Response:
+        return Response(503, answer, {"Retry-After": str(self.settings.retry_after_seconds)})
+
+    def _reject_input(self, exc: DecodeError, headers: Mapping[str, str], body: bytes) -> Response:
+        summary = {
+            "content_type": _header(headers, "content-type"),
+            "user_agent": _header(headers, "user-agent"),
+            "bytes": len(body),
+        }
+        log.warning(
+            "rejected a request that is not an event: %s",
+            exc,
+            extra={"labels": {"outcome": "rejected", "reason": exc.reason}},
+        )
+        try:
+            self.ledger.reject_input(body, exc.reason, exc.message, summary)
+        except Exception as ledger_error:  # still acknowledge: no retry can fix the request
+            log.error("could not record a rejected request: %s", ledger_error)
+        return Response(200, {"decision": "rejected", "reason": exc.reason, "message": exc.message})
+
+    def _log(self, decision: Decision, event) -> None:
+        if not decision.outcomes:
+            log.info("event %s matched no rule", event.id, extra={"labels": {"event_id": event.id}})
+        for outcome in decision.outcomes:
+            level = logging.WARNING if outcome.outcome in (Outcome.REJECTED, Outcome.RETRY) else logging.INFO
+            detail = outcome.execution or outcome.reason or ""
+            log.log(
+                level,
+                "%s: %s %s",
+                outcome.rule,
+                outcome.outcome.value,
+                detail,
+                extra={
+                    "labels": {
+                        "rule": outcome.rule,
+                        "event_id": event.id,
+                        "dedup_key": outcome.dedup_key,
+                        "execution": outcome.execution,
+                        "outcome": outcome.outcome.value,
+                    }
+                },
+            )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    value = getter(name) if getter else None
+    if value is None:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        value = lowered.get(name)
+    return value
+
+
+def build_ledger(settings: Settings) -> Ledger:
+    lease = timedelta(seconds=settings.lease_seconds)
+    if settings.ledger == "firestore":
+        from .ledger.firestore import FirestoreBackend
+
+        backend: Any = FirestoreBackend(
+            project=settings.firestore_project,
+            database=settings.firestore_database,
+            collection=settings.firestore_collection,
+        )
+    elif settings.ledger == "sqlite":
+        from .ledger.sqlite import SQLiteBackend
+
+        backend = SQLiteBackend(settings.sqlite_path)
+    else:
+        from .ledger.memory import MemoryBackend
+
+        backend = MemoryBackend()
+    return Ledger(backend, lease=lease)
+
+
+def build_runner(settings: Settings) -> Runner:
+    if settings.runner == "dry-run":
+        from .runners.dryrun import DryRunRunner
+
+        return DryRunRunner()
+    from .runners.cloudrun import CloudRunRunner
+
+    return CloudRunRunner(endpoint=settings.cloud_run_endpoint)
+
+
+def build_authenticator(settings: Settings) -> Any:
+    if not settings.oidc_audience:
+        return None
+    from .auth import OIDCAuthenticator
+
+    return OIDCAuthenticator(settings.oidc_audience, settings.oidc_allowed_emails)

@@ -1,0 +1,37 @@
+"""Settings of a deployed or local function, from `TRIGGERS_*` environment variables.
+
+Defaults are the embedded, local ones (SQLite ledger, rules from config/): a deployment sets
+`TRIGGERS_LEDGER=firestore` and the Terraform module does so.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIGGERS_", extra="ignore", frozen=True)
+
+    rules: str = Field("config/rules.yaml", description="Rules file or directory.")
+    ledger: Literal["firestore", "sqlite", "memory"] = "sqlite"
+    sqlite_path: str = ".triggers/ledger.sqlite3"
+    firestore_project: str | None = Field(None, description="Default: the client's project.")
+    firestore_database: str = "(default)"
+    firestore_collection: str = "triggers-runs"
+    runner: Literal["cloudrun", "dry-run"] = "cloudrun"
+    cloud_run_endpoint: str | None = Field(
+        None, description="e.g. http://127.0.0.1:8123 for the emulator; default: Cloud Run."
+    )
+    lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    retry_after_seconds: int = Field(10, ge=1, description="Retry-After on a retry answer.")
+    log_level: str = "INFO"
+    oidc_audience: str | None = Field(
+        None, description="Verify Google OIDC tokens of direct HTTP callers for this audience."
+    )
+    oidc_allowed_emails: tuple[str, ...] = Field(
+        (), description="Service accounts allowed to call (JSON list); empty: any verified one."
+    )
