@@ -201,3 +201,19 @@ def test_when_condition_filters_and_explains():
     assert rule.explain(storage_event()) == "when: 'data.size > 100' is false"
     big = Event(**{**_fields(storage_event()), "data": {"size": 1000}})
     assert rules.route(big) == [rule]
+
+
+def test_topic_scoped_rule_explains_why_a_raw_push_cannot_match():
+    rules = load_text(
+        "project: demo-project\nrules:\n  - name: t\n    on: pubsub\n    topic: orders\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/j\n",
+        environ={},
+    )
+    raw_push = Event(
+        id="1", source="//pubsub.googleapis.com/projects/demo-project/subscriptions/s",
+        type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push",
+        data={"message": {"attributes": {}}, "topic": None, "subscription": "projects/demo-project/subscriptions/s"},
+    )
+    reason = rules.get("t").explain(raw_push)
+    assert reason.startswith("data.topic: null")
+    assert "scope the rule with `subscription:`" in reason

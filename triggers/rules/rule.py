@@ -17,6 +17,9 @@ from .schema import MAX_ENV_VALUE_BYTES, RuleSpec
 from .templates import Template
 
 MAX_DEDUP_KEY_BYTES = 4096
+_RAW_PUSH_HINT = (
+    " (a raw Pub/Sub push does not name its topic: scope the rule with `subscription:` instead)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ class Rule:
             if constraint is not None:
                 reason = constraint.explain(document)
                 if reason is not None:
+                    if constraint is self.scope and reason.startswith("data.topic: null"):
+                        reason += _RAW_PUSH_HINT
                     return reason
         if self.condition is not None:
             return self.condition.evaluate(document)[1]
