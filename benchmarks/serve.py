@@ -1,0 +1,478 @@
+"""The served function end to end: events/s and latency over HTTP, and resident memory.
+
+    python benchmarks/serve.py [--events 200] [--storm 5] [--concurrency 4]
+                               [--servers gunicorn,werkzeug] [--ledgers firestore,sqlite]
+                               [--variants triggers,minimal] [--rules-count 1000]
+                               [--no-throughput] [--no-memory] [--json]
+
+Each measured function is a fresh `functions-framework --target handle_http --source ...`
+process (its own process group, a free loopback port) served by
+
+* gunicorn  — what `functions-framework` does when gunicorn is installed (it is a dependency
+              on Linux, and what Cloud Run functions run): one worker process forked from an
+              arbiter, gthread, THREADS = 4 x cores threads (8 on 2 cores), keep-alive 2 s
+* werkzeug  — the same command line with gunicorn hidden: functions-framework's fallback,
+              Flask's threaded development server (one process, a thread per connection,
+              HTTP/1.1 keep-alive, one access-log line per request on stderr)
+
+Functions: `triggers` (config/rules.yaml, 4 rules; ledger `firestore` against the official
+Firestore emulator, or `sqlite` in a temporary file) and `minimal`, the hand-written
+benchmarks/_minimal_function.py (Firestore only). Every job runs in the in-process Cloud Run
+emulator as `/bin/true`; config/rules.yaml's csv-ingest asks for 2 tasks, so each new event
+costs the emulator one execution and two short processes (in this process, on the same cores).
+
+Throughput: --concurrency client threads, each with one keep-alive `http.client` connection,
+send the requests of a phase as fast as answers come back:
+
+* new        — --events storage-finalized events with fresh ids, names and generations: each
+               launches one execution (checked against the emulator)
+* duplicates — the same events re-sent --storm times: each answered as a duplicate
+* nomatch    — --events events from a bucket no rule watches: answered without the ledger
+
+Before the phases one untimed warm-up (a new event, its duplicate, a no-match event) pays the
+cold start; between phases the emulator is drained, untimed. Reported per phase: events/s
+(requests / wall time of the phase), p50/p99 latency of one request as the client sees it,
+the user + system CPU time the serving process (the gunicorn worker, or the werkzeug process)
+spent per request (from /proc, 10 ms ticks: steadier than rates on a busy machine), whether
+every answer was the expected one, and the serving process's VmRSS after the run.
+
+Memory: fresh processes answer one new event, then VmRSS and VmHWM (peak) of the process that
+served it (under gunicorn the worker; the arbiter's RSS and the group's PSS are shown too) are
+read from /proc: triggers with the 4 sample rules, triggers with --rules-count generated rules
+(benchmarks/match.py's generator) plus the 4 samples, and the minimal function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _serving import (  # noqa: E402
+    SAMPLE_RULES,
+    SERVERS,
+    TRIVIAL_JOBS_YAML,
+    EventFactory,
+    FirestoreEmulator,
+    ServedFunction,
+    bytecode_note,
+    install_sigterm,
+    machine_note,
+    nearest_rank,
+    outcome_of,
+    say,
+    server_env,
+    server_threads,
+)
+from match import make_patterns, rules_yaml  # noqa: E402
+
+from triggers.emulator.server import EmulatorServer  # noqa: E402
+
+LEDGERS = ("firestore", "sqlite")
+VARIANTS = ("triggers", "minimal")
+REQUEST_TIMEOUT = 60.0
+
+Request = tuple[dict[str, str], bytes]
+
+
+# ---------------------------------------------------------------------------- load generation
+
+
+def run_phase(
+    port: int, variant: str, stream: list[Request], concurrency: int
+) -> tuple[float, list[float], Counter[str]]:
+    """Send every request from `concurrency` keep-alive connections; (wall, latencies, outcomes).
+    A failed request is counted as `error ...` and not retried (a retry could be a duplicate)."""
+    n = len(stream)
+    latencies = [0.0] * n
+    outcomes = [""] * n
+    counter = itertools.count()
+    lock = threading.Lock()
+    threads = max(1, min(concurrency, n))
+    gate = threading.Barrier(threads + 1)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+        try:
+            conn.connect()
+            gate.wait()
+            while True:
+                with lock:
+                    index = next(counter)
+                if index >= n:
+                    return
+                headers, body = stream[index]
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", "/", body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                    outcome = outcome_of(variant, response.status, data)
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+                    outcome = f"error {type(exc).__name__}"
+                latencies[index] = time.perf_counter() - start
+                outcomes[index] = outcome
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            failures.append(exc)
+            gate.abort()
+        finally:
+            conn.close()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    try:
+        gate.wait()
+    except threading.BrokenBarrierError:
+        pass  # a thread could not connect: reported below
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    wall = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"a client thread failed: {failures[0]!r}")
+    return wall, latencies, Counter(outcomes)
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+def measure_throughput(
+    variant: str, server: str, ledger: str, env: dict[str, str], events: EventFactory,
+    emu: EmulatorServer, args: argparse.Namespace, log_dir: Path,
+) -> list[dict[str, Any]]:
+    label = f"{variant}/{server}/{ledger}"
+    tag = f"{variant}-{server}-{ledger}"
+    served = ServedFunction(variant, server, env, log_dir / f"{tag}.log")
+    rows = []
+    try:
+        served.spawn()
+        warm_headers, warm_body = events.make(f"{tag}-warm", 0)
+        first = served.first_answer(warm_headers, warm_body, args.timeout)
+        if first["outcome"] != "launched":
+            raise RuntimeError(f"{label}: warm-up event not launched: {first['body']}\n"
+                               f"{served.output()}")
+        say(f"[{label}] up; first answer after {first['answer_s']:.2f}s")
+        warm = [(warm_headers, warm_body), events.make(f"{tag}-warm", 1, match=False)]
+        _, _, warm_outcomes = run_phase(served.port, variant, warm, 1)
+        if warm_outcomes != Counter({"duplicate": 1, "nomatch": 1}):
+            raise RuntimeError(f"{label}: unexpected warm-up answers {dict(warm_outcomes)}")
+        emu.wait_idle(60)
+
+        new = [events.make(tag, i) for i in range(args.events)]
+        phases = (
+            ("new", new, "launched"),
+            ("duplicates", new * args.storm, "duplicate"),
+            ("nomatch", [events.make(f"{tag}-x", i, match=False) for i in range(args.events)],
+             "nomatch"),
+        )
+        for phase, stream, expected in phases:
+            say(f"[{label}] {phase}: {len(stream)} requests, concurrency {args.concurrency}...")
+            executions_before = len(emu.store.records())
+            cpu_before = served.cpu_seconds()
+            wall, latencies, outcomes = run_phase(served.port, variant, stream,
+                                                  args.concurrency)
+            cpu = served.cpu_seconds() - cpu_before
+            idle = emu.wait_idle(120)
+            executions = len(emu.store.records()) - executions_before
+            latencies.sort()
+            n = len(stream)
+            problems = []
+            if outcomes != Counter({expected: n}):
+                problems.append(f"expected {n} x {expected}, got {dict(outcomes)}")
+            wanted = n if expected == "launched" else 0
+            if executions != wanted:
+                problems.append(f"expected {wanted} executions, the emulator has {executions}")
+            if not idle:
+                problems.append("executions still running 120 s after the phase")
+            row = {
+                "function": variant, "server": server, "ledger": ledger, "phase": phase,
+                "requests": n, "concurrency": args.concurrency, "seconds": round(wall, 3),
+                "events_per_s": round(n / wall, 1),
+                "p50_ms": round(nearest_rank(latencies, 0.50) * 1000, 2),
+                "p99_ms": round(nearest_rank(latencies, 0.99) * 1000, 2),
+                "server_cpu_ms_per_request": round(cpu / n * 1000, 2),
+                "outcomes": dict(outcomes), "executions": executions, "problems": problems,
+            }
+            for problem in problems:
+                say(f"[{label}] {phase}: PROBLEM: {problem}")
+            say(f"[{label}] {phase}: {row['events_per_s']:,.1f} events/s, p50 {row['p50_ms']} ms, "
+                f"p99 {row['p99_ms']} ms, server CPU {row['server_cpu_ms_per_request']} ms/req")
+            rows.append(row)
+        memory = served.memory()
+        for row in rows:
+            row["rss_after_kib"] = memory.get("rss_kib")
+            row["hwm_after_kib"] = memory.get("hwm_kib")
+    finally:
+        served.stop()
+    return rows
+
+
+def warm_up(
+    variant: str, server: str, env: dict[str, str], events: EventFactory,
+    emu: EmulatorServer, args: argparse.Namespace, log_dir: Path,
+) -> None:
+    served = ServedFunction(variant, server, env, log_dir / f"warm-{variant}-{server}.log")
+    try:
+        say(f"[{variant}/{server}] untimed warm-up process...")
+        served.spawn()
+        served.first_answer(*events.make(f"warm-{variant}-{server}", 0), args.timeout)
+    finally:
+        served.stop()
+    emu.wait_idle(60)
+
+
+def measure_memory(
+    name: str, variant: str, server: str, env: dict[str, str], events: EventFactory,
+    emu: EmulatorServer, args: argparse.Namespace, log_dir: Path, rules: int,
+) -> dict[str, Any]:
+    served = ServedFunction(variant, server, env, log_dir / f"memory-{name}-{server}.log")
+    try:
+        served.spawn()
+        headers, body = events.make(f"mem-{name}-{server}", 0)
+        first = served.first_answer(headers, body, args.timeout)
+        if first["outcome"] != "launched":
+            raise RuntimeError(f"{name}/{server}: event not launched: {first['body']}\n"
+                               f"{served.output()}")
+        time.sleep(0.2)  # let the answered request's thread settle
+        memory = served.memory()
+    finally:
+        served.stop()
+    emu.wait_idle(60)
+    row = {"function": name, "server": server, "rules": rules,
+           "ledger": env.get("TRIGGERS_LEDGER", "firestore"),
+           "first_answer_s": round(first["answer_s"], 3), **memory}
+    say(f"[memory] {name}/{server}: VmRSS {row.get('rss_kib', 0) / 1024:.1f} MiB, VmHWM "
+        f"{row.get('hwm_kib', 0) / 1024:.1f} MiB (first answer {row['first_answer_s']}s)")
+    return row
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _mib(kib: Any) -> str:
+    return f"{kib / 1024:.1f}" if isinstance(kib, (int, float)) else "-"
+
+
+def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\nPython {result['python']} on {platform.machine()}, {result['cores']} cores"
+          f"{'; ' + result['machine'] if result['machine'] else ''}. Servers: "
+          + "; ".join(f"{k} = {v}" for k, v in result["servers"].items())
+          + f"; {result['bytecode']}.")
+    if result["throughput"]:
+        print(f"\nThroughput: {args.concurrency} client threads with keep-alive connections; "
+              f"{args.events} new events, {args.storm}x duplicates of them, {args.events} "
+              "no-match events.\n")
+        print("| function | server | ledger | phase | requests | events/s | p50 (ms) | "
+              "p99 (ms) | server CPU (ms/req) | answers as expected | RSS after (MiB) |")
+        print("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|")
+        for r in result["throughput"]:
+            ok = "yes" if not r["problems"] else "NO"
+            print(f"| {r['function']} | {r['server']} | {r['ledger']} | {r['phase']} | "
+                  f"{r['requests']:,} | {r['events_per_s']:,.1f} | {r['p50_ms']:.2f} | "
+                  f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']:.2f} | {ok} | "
+                  f"{_mib(r.get('rss_after_kib'))} |")
+    if result["memory"]:
+        print("\nMemory after one answered event (the serving process: the gunicorn worker, or "
+              "the werkzeug process). First answer: one cold start each, informative only:\n")
+        print("| function | server | rules | first answer (s) | VmRSS (MiB) | VmHWM (MiB) | "
+              "arbiter RSS (MiB) | group PSS (MiB) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in result["memory"]:
+            print(f"| {r['function']} | {r['server']} | {r['rules']:,} | "
+                  f"{r['first_answer_s']:.2f} | {_mib(r.get('rss_kib'))} | "
+                  f"{_mib(r.get('hwm_kib'))} | {_mib(r.get('arbiter_rss_kib'))} | "
+                  f"{_mib(r.get('group_pss_kib'))} |")
+    for what, reason in result["skipped"].items():
+        print(f"\n{what}: skipped ({reason})")
+    for r in result["throughput"]:
+        for problem in r["problems"]:
+            print(f"\nPROBLEM {r['function']}/{r['server']}/{r['ledger']}/{r['phase']}: "
+                  f"{problem}")
+    print("\nThe Cloud Run emulator and the client threads share this process and the machine's "
+          "cores with the server and the Firestore emulator: compare rows with each other, "
+          "not with a deployed function.")
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _split(value: str, allowed: tuple[str, ...], what: str,
+           parser: argparse.ArgumentParser) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        parser.error(f"unknown {what} {unknown}; choose from {', '.join(allowed)}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200,
+                        help="new events (and no-match events) per throughput run")
+    parser.add_argument("--storm", type=int, default=5,
+                        help="how many times each event is re-sent in the duplicate phase")
+    parser.add_argument("--concurrency", type=int, default=4, help="client threads")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--ledgers", default=",".join(LEDGERS),
+                        help="triggers' ledger backends (the minimal function uses Firestore)")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--rules-count", type=int, default=1000,
+                        help="generated rules for the memory measurement")
+    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--timeout", type=float, default=90.0,
+                        help="seconds a server may take to answer its first event")
+    parser.add_argument("--bytecode", choices=("cached", "inherit"), default="cached",
+                        help="cached: the servers read and write .pyc files in a temporary "
+                             "directory, filled by the warm-up (the default); inherit: as the "
+                             "environment has it (PYTHONDONTWRITEBYTECODE...)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    servers = _split(args.servers, SERVERS, "server(s)", parser)
+    ledgers = _split(args.ledgers, LEDGERS, "ledger(s)", parser)
+    variants = _split(args.variants, VARIANTS, "variant(s)", parser)
+    if args.events < 1 or args.storm < 1 or args.concurrency < 1 or args.rules_count < 1:
+        parser.error("--events, --storm, --concurrency and --rules-count must be at least 1")
+
+    install_sigterm()
+    note = machine_note()
+    run_id = uuid.uuid4().hex[:8]
+    events = EventFactory(run_id)
+    skipped: dict[str, str] = {}
+    throughput: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    need_firestore = "minimal" in variants or "firestore" in ledgers or not args.no_memory
+    firestore_reason = FirestoreEmulator.unavailable() if need_firestore else None
+
+    with tempfile.TemporaryDirectory(prefix="triggers-bench-serve-") as tmp:
+        tmp_path = Path(tmp)
+        jobs_file = tmp_path / "jobs.yaml"
+        jobs_file.write_text(TRIVIAL_JOBS_YAML, encoding="utf-8")
+        many_rules = tmp_path / f"rules-{args.rules_count}"
+        many_rules.mkdir()
+        (many_rules / "generated.yaml").write_text(
+            rules_yaml(make_patterns(args.rules_count, random.Random(args.rules_count))),
+            encoding="utf-8")
+        shutil.copy(SAMPLE_RULES, many_rules / "samples.yaml")
+
+        emu = EmulatorServer(jobs_file, port=0, log_dir=tmp_path / "task-logs",
+                             log_to_stderr=False)
+        firestore = FirestoreEmulator(tmp_path)
+        pycache = tmp_path / "pycache" if args.bytecode == "cached" else None
+        emu.start()
+        try:
+            say(f"Cloud Run emulator on {emu.url}; every job runs /bin/true")
+            fs_host = None
+            if need_firestore and firestore_reason is None:
+                say("starting the Firestore emulator...")
+                started = time.perf_counter()
+                firestore.start()
+                fs_host = firestore.host_port
+                say(f"Firestore emulator on {fs_host} after "
+                    f"{time.perf_counter() - started:.1f}s")
+            elif need_firestore:
+                say(f"Firestore emulator unavailable: {firestore_reason}")
+
+            def env(variant: str, ledger: str, rules: Path, name: str) -> dict[str, str]:
+                return server_env(
+                    variant, cloud_run=emu.url, firestore=fs_host, ledger=ledger, rules=rules,
+                    collection=f"bench-serve-{name}-{run_id}",
+                    sqlite_path=tmp_path / f"ledger-{name}.sqlite3", pycache=pycache,
+                )
+
+            if not args.no_throughput:
+                for server in servers:
+                    combos = [("triggers", ledger) for ledger in ledgers
+                              if "triggers" in variants]
+                    if "minimal" in variants:
+                        combos.append(("minimal", "firestore"))
+                    for variant, ledger in combos:
+                        if ledger == "firestore" and fs_host is None:
+                            skipped[f"{variant}/{server}/{ledger}"] = str(firestore_reason)
+                            continue
+                        name = f"{variant}-{server}-{ledger}"
+                        throughput += measure_throughput(
+                            variant, server, ledger, env(variant, ledger, SAMPLE_RULES, name),
+                            events, emu, args, tmp_path)
+
+            if not args.no_memory:
+                ledger = "firestore" if fs_host is not None else "sqlite"
+                for server in servers:
+                    if args.no_throughput:
+                        # No throughput run has started this server yet: fill the bytecode
+                        # cache first (compiling would inflate the peak), untimed.
+                        for variant in ("triggers", "minimal"):
+                            if variant == "triggers" or fs_host is not None:
+                                warm_up(variant, server,
+                                        env(variant, ledger, many_rules, f"warm-{server}"),
+                                        events, emu, args, tmp_path)
+                    cases = [
+                        ("triggers", "triggers", SAMPLE_RULES, 4),
+                        (f"triggers ({args.rules_count:,} + 4 rules)", "triggers", many_rules,
+                         args.rules_count + 4),
+                        ("minimal", "minimal", None, 1),
+                    ]
+                    for name, variant, rules, count in cases:
+                        if variant == "minimal" and fs_host is None:
+                            skipped[f"memory minimal/{server}"] = str(firestore_reason)
+                            continue
+                        key = f"mem-{variant}-{count}-{server}"
+                        memory.append(measure_memory(
+                            name, variant, server,
+                            env(variant, ledger, rules or SAMPLE_RULES, key),
+                            events, emu, args, tmp_path, count))
+        finally:
+            say("stopping the emulators...")
+            firestore.stop()
+            emu.stop()
+
+    result = {
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+        "machine": note,
+        "servers": {
+            s: (f"gunicorn via functions-framework: 1 worker, gthread, {server_threads()} "
+                "threads" if s == "gunicorn"
+                else "werkzeug: functions-framework's fallback, Flask dev server, threaded")
+            for s in servers
+        },
+        "bytecode": bytecode_note(args.bytecode),
+        "events": args.events,
+        "storm": args.storm,
+        "concurrency": args.concurrency,
+        "throughput": throughput,
+        "memory": memory,
+        "skipped": skipped,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_tables(result, args)
+    return 1 if any(r["problems"] for r in throughput) else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("interrupted; everything started here was stopped")
+        sys.exit(130)
