@@ -77,7 +77,10 @@ class App:
                 self.authenticator.verify(_header(headers, "authorization"))
             except Unauthorized as exc:
                 log.warning("refused a caller: %s", exc.message)
-                return Response(exc.status, {"decision": "refused", "reason": exc.message})
+                # RFC 7235: a 401 names the scheme the caller must use.
+                challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+                refused = {"decision": "refused", "reason": exc.message}
+                return Response(exc.status, refused, challenge)
         try:
             event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes)
         except DecodeError as exc:

@@ -50,19 +50,25 @@ class CloudLoggingFormatter(logging.Formatter):
 
 
 def trace_id(header: str | None) -> str | None:
-    """`TRACE_ID/SPAN_ID;o=1` -> TRACE_ID."""
+    """`TRACE_ID/SPAN_ID;o=1` -> TRACE_ID (also `TRACE_ID;o=1` and a bare `TRACE_ID`)."""
     if not header:
         return None
-    trace = header.split("/", 1)[0].strip()
+    trace = header.split("/", 1)[0].split(";", 1)[0].strip()
     return trace or None
 
 
 def configure(level: str = "INFO", project: str | None = None) -> None:
-    """Route the `triggers` loggers to stdout as JSON lines (idempotent)."""
+    """Route the `triggers` loggers to stdout as JSON lines (idempotent: one handler, whose
+    level and project are those of the latest call)."""
     logger = logging.getLogger("triggers")
     logger.setLevel(level.upper())
     logger.propagate = False
-    if not any(isinstance(h.formatter, CloudLoggingFormatter) for h in logger.handlers):
+    formatters = [
+        h.formatter for h in logger.handlers if isinstance(h.formatter, CloudLoggingFormatter)
+    ]
+    for formatter in formatters:
+        formatter.project = project
+    if not formatters:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(CloudLoggingFormatter(project))
         logger.addHandler(handler)

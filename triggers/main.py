@@ -16,7 +16,7 @@ import functions_framework
 
 from triggers.app import App
 from triggers.logs import configure
-from triggers.settings import Settings
+from triggers.settings import Settings, log_project
 
 _app: App | None = None
 _lock = threading.Lock()
@@ -32,7 +32,7 @@ def get_app() -> App:
         with _lock:
             if _app is None:
                 settings = Settings()
-                configure(settings.log_level, settings.firestore_project)
+                configure(settings.log_level, log_project(settings))
                 _app = App(settings)
     return _app
 
@@ -44,17 +44,33 @@ def set_app(app: App | None) -> None:
         _app = app
 
 
+if __name__ != "triggers.main":
+    # functions-framework executes this file by path as a second module (`main`): share the
+    # one app of `triggers.main`, where set_app installs it, instead of building another.
+    from triggers.main import get_app, set_app  # noqa: F811
+
+
 @functions_framework.http
 def handle_http(request):
     response = get_app().handle(request.headers, request.get_data(cache=False))
     return response.body, response.status, response.headers
 
 
+# Request headers that are about the delivery, not the event: kept for the CloudEvent target.
+_TRANSPORT_HEADERS = ("authorization", "x-cloud-trace-context", "user-agent")
+
+
 @functions_framework.cloud_event
 def handle_cloudevent(cloud_event):
     from cloudevents.conversion import to_binary
+    from flask import request
 
     headers, body = to_binary(cloud_event)
+    headers = dict(headers)
+    for name in _TRANSPORT_HEADERS:  # the event alone carries no trace and no token
+        value = request.headers.get(name)
+        if value is not None:
+            headers[name] = value
     response = get_app().handle(headers, body or b"")
     if response.status >= 300:
         raise RetryLater(f"{response.status}: {response.body}")

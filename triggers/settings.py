@@ -6,6 +6,7 @@ Defaults are the embedded, local ones (SQLite ledger, rules from config/): a dep
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After on a retry answer.")
+    project: str | None = Field(
+        None, description="Project for log trace ids; falls back to GOOGLE_CLOUD_PROJECT."
+    )
     log_level: str = "INFO"
     oidc_audience: str | None = Field(
         None, description="Verify Google OIDC tokens of direct HTTP callers for this audience."
@@ -35,3 +39,8 @@ class Settings(BaseSettings):
     oidc_allowed_emails: tuple[str, ...] = Field(
         (), description="Service accounts allowed to call (JSON list); empty: any verified one."
     )
+
+
+def log_project(settings: Settings) -> str | None:
+    """The project that trace ids in logs belong to."""
+    return settings.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or settings.firestore_project
