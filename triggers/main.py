@@ -5,7 +5,9 @@ Eventarc trigger). Both share one path: `App.handle(headers, body)`.
     functions-framework --source triggers/main.py --target handle_http
 
 Imports are absolute because functions-framework loads this file by path, as module `main`.
-The app is built on the first request and reused by every later one on this instance.
+The app is built when functions-framework loads this file, so that a broken rules file or
+setting fails the instance's start (and so the deployment) instead of every event, and is
+reused by every request on this instance. Google clients are still created on first use.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ if __name__ != "triggers.main":
     # functions-framework executes this file by path as a second module (`main`): share the
     # one app of `triggers.main`, where set_app installs it, instead of building another.
     from triggers.main import get_app, set_app  # noqa: F811
+
+    get_app()  # fail at start, with every rules problem listed, rather than at the first event
 
 
 @functions_framework.http

@@ -26,6 +26,8 @@ from triggers.plan import RUN_KEY_ENV
 from triggers.rules import load_text
 from triggers.runners.cloudrun import CloudRunRunner
 
+pytestmark = pytest.mark.integration
+
 LEASE = timedelta(minutes=9)
 
 RULES = load_text(

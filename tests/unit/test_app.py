@@ -570,3 +570,28 @@ def test_cloudevent_target_nacks_a_refused_delivery(cloudevent_client, make_app,
         triggers.main.set_app(None)
     assert response.status_code == 500  # kept for redelivery until the configuration is fixed
     assert runner.run_calls == 0
+
+
+def test_a_broken_rules_file_fails_the_function_at_start_not_at_an_event(tmp_path):
+    # GIVEN a rules file with a mistake
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - name: a\n    on: pubsub\n    job: projects/p/locations/r/jobs/j\n"
+                   "    overrides: {task_count: 0}\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TRIGGERS_RULES": str(bad), "TRIGGERS_LEDGER": "memory",
+           "TRIGGERS_RUNNER": "dry-run"}
+    # WHEN functions-framework loads the function, as it does when an instance starts
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import functions_framework; "
+         "functions_framework.create_app(target='handle_http', source='triggers/main.py')"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+    )
+    # THEN the start fails, naming the file, line and problem
+    assert result.returncode != 0
+    assert f"{bad}:5: rule 'a': overrides.task_count" in result.stderr
