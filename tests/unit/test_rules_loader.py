@@ -197,6 +197,19 @@ def test_missing_env_variable_is_a_problem_on_its_line():
     ]
 
 
+@pytest.mark.parametrize(
+    "cron, message",
+    [
+        ("61 * * * *", "schedule '61 * * * *': bad minute"),
+        ("0 0 30 2 *", "schedule '0 0 30 2 *': bad day-of-month"),
+        ("0 2 L * *", "day-of-month 'L': Cloud Scheduler does not support L"),
+    ],
+)
+def test_schedules_that_cannot_fire_fail_at_load(cron, message):
+    (problem,) = _problems(MINIMAL.replace("on: pubsub", "on: scheduler") + f"    schedule: '{cron}'\n")
+    assert problem.startswith("rules.yaml:7: rule 'a': schedule: ") and message in problem
+
+
 def test_source_fields_only_on_their_source():
     problems = _problems(MINIMAL + "    bucket: raw\n    time_zone: Europe/Berlin\n")
     assert problems == [
@@ -212,8 +225,8 @@ def test_unknown_time_zone_bad_cron_and_args_with_clear_args():
         + "    overrides: {args: [a], clear_args: true}\n"
     )
     assert problems == [
-        "rules.yaml:7: rule 'a': schedule: Value error, schedule '0 2 * *' is not a 5-field cron "
-        "expression (e.g. '0 2 * * *')".replace("Value error, ", ""),
+        "rules.yaml:7: rule 'a': schedule: schedule '0 2 * *' has 4 fields; unix-cron has 5 "
+        "(minute hour day-of-month month day-of-week), e.g. '0 2 * * *'",
         "rules.yaml:8: rule 'a': time_zone: unknown time zone 'Europe/Nowhere' (use an IANA name)",
         "rules.yaml:9: rule 'a': overrides: set either args or clear_args, not both",
     ]

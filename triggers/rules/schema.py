@@ -66,7 +66,6 @@ RESERVED_ENV = frozenset(
     }
 )
 RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-CRON_FIELD = re.compile(r"^[A-Za-z0-9*/,\-?LW#]+$")
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
@@ -240,11 +239,12 @@ class RuleSpec(_Model):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            fields = value.split()
-            if len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields):
-                raise ValueError(
-                    f"schedule {value!r} is not a 5-field cron expression (e.g. '0 2 * * *')"
-                )
+            # The same evaluator the local clock uses, so whatever validates also fires.
+            from datetime import datetime, timezone
+
+            from ..schedule import Schedule
+
+            Schedule(value).next_after(datetime(2000, 1, 1, tzinfo=timezone.utc))
         return value
 
     @field_validator("time_zone")

@@ -1,0 +1,705 @@
+"""The local stack: the real function server, the Cloud Run emulator, and a Scheduler clock.
+
+    with LocalServer(ServeOptions(rules="config/rules.yaml", port=0)) as server:
+        send.post(server.url, send.pubsub_message("orders", b"{}"))
+
+`LocalServer` wires up what a deployment has, on one machine:
+
+* the function: functions-framework's own app for `triggers/main.py` (target `handle_http`, the
+  entry point that accepts every form), served by werkzeug on `host:port`. It is configured the
+  way a deployment is, through `TRIGGERS_*` variables, and gets its `App` installed up front so a
+  broken rules file fails here rather than at the first request;
+* the ledger: SQLite in `.triggers/` (or in memory), shared with `triggers runs`;
+* Cloud Run: the embedded emulator runs each job of the jobs file as local processes, and the
+  function reaches it through the production runner (`TRIGGERS_CLOUD_RUN_ENDPOINT`);
+* Cloud Scheduler: `SchedulerClock` fires every rule's `schedule` on time by posting the request
+  a Scheduler job's HTTP target sends (`send.scheduler_tick`) to the function.
+
+`serve()` is `triggers serve`; `demo()` is `triggers demo`, the same stack driven by the sample
+events once, start to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+from . import send
+from .schedule import Schedule, ScheduleError, rfc3339
+
+log = logging.getLogger("triggers.clock")
+
+MAIN_SOURCE = Path(__file__).resolve().parent / "main.py"
+TARGET = "handle_http"
+# Names of the variables this stack sets for the function, restored when it stops.
+_ENV_NAMES = (
+    "TRIGGERS_RULES",
+    "TRIGGERS_LEDGER",
+    "TRIGGERS_SQLITE_PATH",
+    "TRIGGERS_RUNNER",
+    "TRIGGERS_CLOUD_RUN_ENDPOINT",
+    "TRIGGERS_OIDC_AUDIENCE",
+)
+
+
+class ServeError(Exception):
+    """The stack cannot start: a bad rules or jobs file, a port in use. The message says which."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    rules: str = "config/rules.yaml"
+    jobs: str = "config/jobs.yaml"
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port
+    emulator_port: int = 0
+    ledger: str = "sqlite"  # or "memory"
+    sqlite_path: str = ".triggers/ledger.sqlite3"
+    log_dir: str = ".triggers/logs"
+    clock: bool = True
+    dry_run: bool = False
+    clock_start: datetime | None = None  # the clock's "now" at start (tests); None: real time
+    verbose: bool = False  # also log every emulator API request
+    log_level: int = logging.INFO  # of the function's, the emulator's and the clock's lines
+
+
+# -- the Scheduler clock ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One Cloud Scheduler job as the Terraform module creates it: a name, a schedule, the
+    rules whose ticks it sends."""
+
+    name: str
+    schedule: Schedule
+    rules: tuple[str, ...]
+
+
+def scheduled_jobs(rules: Iterable[Any]) -> tuple[list[ScheduledJob], list[str]]:
+    """The Scheduler jobs the enabled rules own (those with a `schedule`), and notes about the
+    scheduler rules that get no clock."""
+    jobs: dict[str, ScheduledJob] = {}
+    notes: list[str] = []
+    for rule in rules:
+        spec = rule.spec
+        if not spec.enabled or not any(on.split(".")[0] == "scheduler" for on in spec.on):
+            continue
+        if spec.schedule is None:
+            notes.append(
+                f"rule {rule.name}: no schedule, so no clock"
+                f" (send its ticks with `triggers send scheduler --job NAME`)"
+            )
+            continue
+        name = spec.scheduler_job or rule.name
+        try:
+            schedule = Schedule(spec.schedule, spec.time_zone)
+        except ScheduleError as exc:
+            notes.append(f"rule {rule.name}: not clocked: {exc}")
+            continue
+        known = jobs.get(name)
+        if known is None:
+            jobs[name] = ScheduledJob(name, schedule, (rule.name,))
+        elif known.schedule == schedule:
+            jobs[name] = ScheduledJob(name, schedule, known.rules + (rule.name,))
+        else:
+            # One Scheduler job has one schedule: the real module could not create both.
+            notes.append(
+                f"rule {rule.name}: Scheduler job {name} already has schedule"
+                f" {known.schedule.cron!r} (rule {known.rules[0]}); this rule's is ignored"
+            )
+    return list(jobs.values()), notes
+
+
+def offset_clock(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads `start` now and runs at real speed from there."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SchedulerClock:
+    """Fires each Scheduler job at its schedule's times, on a thread, by calling `fire(job, at)`.
+
+    It does not catch up: after the process was suspended over several fire times, only the
+    latest of them is fired (a laptop waking up should not start a burst of runs).
+    """
+
+    # Sleep at most this long at a time: the wall clock may jump (suspend, NTP) while we sleep.
+    MAX_SLEEP = 30.0
+
+    def __init__(
+        self,
+        jobs: Iterable[ScheduledJob],
+        fire: Callable[[ScheduledJob, datetime], Any],
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.jobs = list(jobs)
+        self.now = now
+        self._fire = fire
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next: dict[str, datetime] = {}
+
+    def upcoming(self) -> list[tuple[ScheduledJob, datetime]]:
+        """Each job and its next fire time, soonest first."""
+        now = self.now()
+        pairs = [
+            (job, self._next.get(job.name) or job.schedule.next_after(now)) for job in self.jobs
+        ]
+        return sorted(pairs, key=lambda pair: pair[1])
+
+    def start(self) -> "SchedulerClock":
+        if self._thread is not None or not self.jobs:
+            return self
+        now = self.now()
+        self._next = {job.name: job.schedule.next_after(now) for job in self.jobs}
+        self._thread = threading.Thread(target=self._run, name="scheduler-clock", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        by_name = {job.name: job for job in self.jobs}
+        while not self._stop.is_set():
+            name, due = min(self._next.items(), key=lambda item: item[1])
+            delay = (due - self.now()).total_seconds()
+            if delay > 0:
+                self._stop.wait(min(delay, self.MAX_SLEEP))
+                continue
+            job = by_name[name]
+            # Late by more than a tick (the process was suspended): send only the latest one.
+            due = job.schedule.previous_before(self.now())
+            try:
+                self._fire(job, due)
+            except send.Unreachable as exc:  # the server is stopping
+                log.warning("could not fire %s for %s: %s", name, rfc3339(due), exc)
+            except Exception:  # a failed tick must not stop the clock; like a Scheduler job
+                log.exception("firing %s for %s failed", name, rfc3339(due))  # without retries
+            self._next[name] = job.schedule.next_after(max(due, self.now()))
+            log.info("%s fires next at %s", name, rfc3339(self._next[name]))
+
+
+# -- the stack --------------------------------------------------------------------------------
+
+
+class LocalServer:
+    """The function server, the emulator and the clock, started and stopped together."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.rules: Any = None
+        self.scheduled: list[ScheduledJob] = []
+        self.notes: list[str] = []
+        self.emulator: Any = None
+        self.app: Any = None
+        self.clock: SchedulerClock | None = None
+        self._httpd: Any = None
+        self._thread: threading.Thread | None = None
+        self._modules: list[Any] = []  # where the app is installed
+        self._saved_env: dict[str, str | None] = {}
+        self._handler: logging.Handler | None = None
+
+    # -- facts --------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = self.options.host if ":" not in self.options.host else f"[{self.options.host}]"
+        return f"http://{host}:{self._httpd.port}/"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.options.ledger != "sqlite":
+            return None
+        return Path(self.options.sqlite_path).expanduser().absolute()
+
+    @property
+    def log_dir(self) -> Path | None:
+        return self.emulator.log_dir if self.emulator is not None else None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> "LocalServer":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        opts = self.options
+        self._handler = _attach_console_logging(opts.verbose, opts.log_level)
+        self.rules = _load_rules(opts.rules)
+        self.scheduled, self.notes = scheduled_jobs(self.rules)
+        if not opts.dry_run:
+            self.emulator = _start_emulator(opts)
+        self._set_env()
+        self._httpd = self._make_server()
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="function-server",
+            daemon=True,
+        )
+        self._thread.start()
+        now = offset_clock(opts.clock_start) if opts.clock_start else utcnow
+        self.clock = SchedulerClock(self.scheduled, self.fire, now=now)
+        if opts.clock:
+            self.clock.start()
+
+    def _set_env(self) -> None:
+        opts = self.options
+        env = {
+            "TRIGGERS_RULES": str(Path(opts.rules).absolute()),
+            "TRIGGERS_LEDGER": opts.ledger,
+            "TRIGGERS_SQLITE_PATH": str(self.sqlite_path or Path(opts.sqlite_path).absolute()),
+            "TRIGGERS_RUNNER": "dry-run" if opts.dry_run else "cloudrun",
+            # Nothing local can mint Google OIDC tokens: a deployment's audience must not apply.
+            "TRIGGERS_OIDC_AUDIENCE": "",
+        }
+        if self.emulator is not None:
+            env["TRIGGERS_CLOUD_RUN_ENDPOINT"] = self.emulator.url
+        self._saved_env = {name: os.environ.get(name) for name in _ENV_NAMES}
+        for name in _ENV_NAMES:
+            os.environ.pop(name, None)
+        os.environ.update(env)
+
+    def _make_server(self) -> Any:
+        import functions_framework
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        from .app import App
+        from .settings import Settings
+
+        try:
+            settings = Settings()
+        except ValueError as exc:  # a TRIGGERS_* variable of the environment is invalid
+            raise ServeError(f"invalid TRIGGERS_* setting: {exc}") from None
+        self.app = App(settings, rules=self.rules)
+        try:
+            # Opens (and for SQLite creates) the ledger now: a path that cannot be written fails
+            # here, and `triggers runs` finds the file before the first event has arrived.
+            self.app.ledger.list(limit=1)
+        except Exception as exc:
+            raise ServeError(f"cannot open the {self.options.ledger} ledger: {exc}") from None
+        # Installed before functions-framework loads triggers/main.py (by path, as module
+        # `main`, which shares triggers.main's app): it then uses this one instead of building
+        # another, and keeps its Cloud Logging JSON off the console.
+        from . import main as function
+
+        self._modules = [function]
+        function.set_app(self.app)
+        flask_app = functions_framework.create_app(target=TARGET, source=str(MAIN_SOURCE))
+        loaded = sys.modules.get("main")
+        if loaded is not None and loaded is not function and hasattr(loaded, "set_app"):
+            loaded.set_app(self.app)  # the same call when it shares the app; needed if not
+            self._modules.append(loaded)
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_request(self, code: Any = "-", size: Any = "-") -> None:
+                pass  # the function logs each decision; an access log line would only repeat it
+
+        # Bind here rather than in make_server, which prints and calls sys.exit(1) when the
+        # port is taken; werkzeug serves on a duplicate of this socket's descriptor.
+        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
+        try:
+            listener = socket.create_server((self.options.host, self.options.port), family=family)
+        except OSError as exc:
+            raise ServeError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}"
+                " (another `triggers serve`? pick one with --port, or --port 0 for any free port)"
+            ) from None
+        with listener:
+            return make_server(
+                self.options.host, listener.getsockname()[1], flask_app, threaded=True,
+                request_handler=QuietHandler, fd=listener.fileno(),
+            )
+
+    def fire(self, job: ScheduledJob, at: datetime) -> send.Answer:
+        """Send `job`'s tick for fire time `at` to the function, as its HTTP target would."""
+        answer = send.post(self.url, send.scheduler_tick(job.name, at))
+        log.info("%s fired for %s -> %s", job.name, rfc3339(at), send.one_line(answer))
+        return answer
+
+    def stop(self) -> None:
+        """Stop the clock, the server and the emulator (killing running tasks); idempotent."""
+        if self.clock is not None:
+            self.clock.stop()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        for module in self._modules:
+            module.set_app(None)
+        self._modules = []
+        if self.app is not None:
+            close = getattr(self.app.ledger.backend, "close", None)
+            if close is not None:
+                close()
+        if self.emulator is not None:
+            self.emulator.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        if self._handler is not None:
+            logging.getLogger("triggers").removeHandler(self._handler)
+            self._handler = None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- what it says at start ---------------------------------------------------------------
+
+    def banner(self, clock_off: str = "clock off (--no-clock); next tick would be") -> list[str]:
+        opts = self.options
+        kinds = Counter(on.split(".")[0] for rule in self.rules for on in rule.spec.on)
+        summary = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        count = len(self.rules)
+        ledger = f"sqlite {self.sqlite_path}" if self.sqlite_path else "memory (gone when it stops)"
+        lines = [
+            f"function   {self.url}  (functions-framework, target {TARGET} in {_rel(MAIN_SOURCE)})",
+            f"rules      {opts.rules}: {count} rule{'s' if count != 1 else ''} ({summary})",
+            f"ledger     {ledger}",
+        ]
+        if self.emulator is not None:
+            jobs = len(self.emulator.catalog)
+            lines.append(
+                f"emulator   {self.emulator.url}  (Cloud Run: {jobs} job{'s' if jobs != 1 else ''}"
+                f" from {opts.jobs}, each task a local process)"
+            )
+            lines.append(f"task logs  {_rel(self.emulator.log_dir)}/<execution>/")
+        else:
+            lines.append("runner     dry run: runs are planned and recorded, never launched")
+        for job, at in self.clock.upcoming() if self.clock else []:
+            schedule = job.schedule
+            lines.append(f"scheduler  {job.name}: \"{schedule.cron}\" ({schedule.describe()})")
+            state = "next tick" if opts.clock else clock_off
+            lines.append(f"           {state} {_when(at, job.schedule)}")
+        lines.extend(f"           {note}" for note in self.notes)
+        return lines
+
+    def examples(self) -> list[str]:
+        url = "" if self.url == send.DEFAULT_URL else f" --url {self.url}"
+        lines = [
+            "Send events from another terminal (`triggers send --help`):",
+            f"  triggers send pubsub{url} --topic orders --data '{{\"status\": \"paid\"}}'",
+            f"  triggers send storage{url} --bucket raw-data --name incoming/a.csv",
+            f"  triggers send scheduler{url} --job nightly-report",
+            f"  triggers send{url} --file config/events/pubsub-order.cloudevent-binary.json",
+        ]
+        if self.sqlite_path:
+            default = Path(".triggers/ledger.sqlite3").absolute()
+            where = "" if self.sqlite_path == default else f" --sqlite-path {self.sqlite_path}"
+            lines.append(f"then see what ran:  triggers runs{where}")
+        return lines
+
+
+def _load_rules(path: str) -> Any:
+    from .errors import RulesError
+    from .rules import load
+
+    if not Path(path).exists():
+        raise ServeError(f"no rules at {path} (run from the project root, or pass --config PATH)")
+    try:
+        return load(path)
+    except RulesError as exc:
+        raise ServeError(str(exc)) from None
+
+
+def _start_emulator(opts: ServeOptions) -> Any:
+    from .emulator.jobs import JobsFileError
+    from .emulator.server import EmulatorServer
+
+    if not Path(opts.jobs).exists():
+        raise ServeError(
+            f"no jobs file at {opts.jobs} (pass --jobs PATH, or --dry-run to launch nothing)"
+        )
+    try:
+        emulator = EmulatorServer(
+            opts.jobs, opts.host, opts.emulator_port, opts.log_dir, log_to_stderr=False
+        )
+    except JobsFileError as exc:
+        raise ServeError(str(exc)) from None
+    try:
+        return emulator.start()
+    except OSError as exc:
+        raise ServeError(
+            f"the emulator cannot listen on {opts.host}:{opts.emulator_port}:"
+            f" {exc.strerror or exc} (leave --emulator-port out for a free port)"
+        ) from None
+
+
+# -- console logging --------------------------------------------------------------------------
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Short human lines on whatever `sys.stderr` is when a record arrives (pytest swaps it)."""
+
+    LABELS = {"triggers.emulator": "emulator", "triggers.clock": "clock"}
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+        self.setFormatter(logging.Formatter("%(asctime)s %(label)-8s %(message)s", "%H:%M:%S"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        label = next((v for k, v in self.LABELS.items() if record.name.startswith(k)), "function")
+        # The emulator logs every API request (the runner's polling included) from its api
+        # module: useful when debugging the emulator, noise otherwise.
+        if label == "emulator" and record.module == "api" and not self.verbose:
+            return False
+        record.label = label
+        return super().filter(record)
+
+
+def _attach_console_logging(verbose: bool, level: int) -> logging.Handler:
+    logger = logging.getLogger("triggers")
+    handler = _ConsoleHandler(verbose)
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logger.level or level))
+    logger.propagate = False  # the root logger would print them a second time
+    return handler
+
+
+def _rel(path: Path | str) -> str:
+    """`path` relative to the working directory when it is under it (shorter to read)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _when(at: datetime, schedule: Schedule) -> str:
+    """`2026-11-22 02:00 CET (01:00:00Z)`; just the UTC time for a UTC schedule."""
+    wall = at.astimezone(schedule.zone)
+    if wall.utcoffset() == timedelta(0) and schedule.zone.key.endswith("UTC"):
+        return rfc3339(at)
+    return f"{wall:%Y-%m-%d %H:%M %Z} ({rfc3339(at)})"
+
+
+# -- triggers serve ---------------------------------------------------------------------------
+
+
+def serve(options: ServeOptions, out: TextIO | None = None) -> int:
+    """Run the stack until SIGINT or SIGTERM. 0 after a clean stop, 2 if it cannot start."""
+    out = out or sys.stdout
+
+    def say(line: str = "") -> None:
+        print(line, file=out, flush=True)
+
+    done = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    server = LocalServer(options)
+    try:
+        try:
+            server.start()
+        except ServeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        say("triggers serve: the function, its ledger, Cloud Run and Cloud Scheduler, locally")
+        for line in server.banner():
+            say("  " + line)
+        say()
+        for line in server.examples():
+            say(line)
+        say()
+        say(f"ready: listening on {server.url} (Ctrl-C to stop)")
+        done.wait()
+        # A second Ctrl-C while stopping interrupts the clean stop.
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        records = server.emulator.store.records() if server.emulator else []
+        running = sum(1 for record in records if not record.done)
+        say(f"stopping{f' (killing {running} running task(s))' if running else ''}...")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+    say("stopped")
+    return 0
+
+
+# -- triggers demo ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, what: str, answer: send.Answer) -> None:
+        self.requests += 1
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if not answer.ok or body.get("decision") != "ack":
+            self.problems.append(f"{what}: {answer.status} {body.get('decision') or answer.body!r}")
+        rules = body.get("rules") or []
+        if not rules and body.get("decision") == "ack":
+            self.outcomes["matched no rule"] += 1
+        for outcome in rules:
+            self.outcomes[outcome.get("outcome", "?")] += 1
+            if outcome.get("outcome") in ("rejected", "retry"):
+                self.problems.append(f"{what}: {outcome.get('rule')} {outcome.get('outcome')}:"
+                                     f" {outcome.get('reason')}")
+
+
+def demo(
+    *,
+    rules: str = "config/rules.yaml",
+    jobs: str = "config/jobs.yaml",
+    events: str = "config/events",
+    keep: bool = False,
+    timeout: float = 30.0,
+    out: TextIO | None = None,
+) -> int:
+    """Serve the sample config, send it every sample event and one tick per Scheduler job, wait
+    for the executions, show what happened. 0 when every event was acknowledged, nothing was
+    rejected or left to retry and every execution succeeded; 1 otherwise; 2 if it cannot start."""
+    out = out or sys.stdout
+
+    def say(line: str = "") -> None:
+        print(line, file=out, flush=True)
+
+    files = sorted(Path(events).glob("*.json"))
+    if not files:
+        print(f"error: no sample events (*.json) in {events}", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="triggers-demo-"))
+    options = ServeOptions(
+        rules=rules,
+        jobs=jobs,
+        port=0,
+        emulator_port=0,
+        sqlite_path=str(workdir / "ledger.sqlite3"),
+        log_dir=str(workdir / "logs"),
+        clock=False,  # the demo fires each Scheduler job itself, once, instead of waiting
+        # The function's and the emulator's own lines would drown the summary; problems show.
+        log_level=logging.WARNING,
+    )
+    server = LocalServer(options)
+    tally = _Tally()
+    try:
+        try:
+            server.start()
+        except ServeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        say("triggers demo: the sample rules and jobs on a local server, fed the sample events")
+        for line in server.banner(clock_off="the demo sends its latest tick below; the next is"):
+            say("  " + line)
+
+        say(f"\nSending the {len(files)} sample events in {events}/ (`triggers send --file`):")
+        width = max(len(f.name) for f in files)
+        for path in files:
+            answer = send.post(server.url, send.event_file(path))
+            tally.add(path.name, answer)
+            _say_answer(say, f"{path.name:<{width}}", answer)
+
+        if server.scheduled:
+            say("\nFiring each Scheduler job once, for its latest tick (what the clock sends):")
+        now = utcnow()
+        for job in server.scheduled:
+            at = job.schedule.previous_before(now)
+            answer = server.fire(job, at)
+            tally.add(f"tick {job.name}", answer)
+            _say_answer(say, f"{job.name} @ {rfc3339(at)}", answer)
+
+        records = server.emulator.store.records()
+        say(f"\nWaiting for the {len(records)} executions to finish (each task is a process)...")
+        started = time.monotonic()
+        if not server.emulator.wait_idle(timeout):
+            tally.problems.append(f"executions still running after {timeout:.0f}s")
+        took = time.monotonic() - started
+        say(f"  finished in {took:.1f}s; what task 0 of each was started with:")
+        width = max((len(rec.short) for rec in records), default=0)
+        for rec in server.emulator.store.records():
+            tasks = f"{rec.machine.succeeded_count}/{rec.run.task_count} tasks"
+            line = f"  {rec.short:<{width}}  {rec.state:<9}  {tasks}  {_task_args(rec.log_dir)}"
+            say(line if len(line) <= 100 else line[:99] + "…")
+            if rec.state != "succeeded":
+                tally.problems.append(f"execution {rec.short} {rec.state}")
+
+        from .runs import table
+
+        say("\nRun history (`triggers runs`):")
+        for line in table(server.app.ledger.list(limit=100), width=98):
+            say("  " + line)
+
+        say(f"\nTask logs: {server.log_dir}/<execution>/task<index>-attempt<n>.log")
+        order = ("launched", "duplicate", "matched no rule", "rejected", "retry")
+        counts = ", ".join(
+            f"{tally.outcomes[what]} {what}" for what in sorted(tally.outcomes, key=_rank(order))
+        )
+        if tally.problems:
+            say(f"Demo FAILED ({tally.requests} requests: {counts}):")
+            for problem in tally.problems:
+                say(f"  {problem}")
+        else:
+            say(f"Demo OK: {tally.requests} requests ({counts});"
+                f" {len(records)} executions succeeded.")
+    finally:
+        server.stop()
+        if keep:
+            say(f"Kept {workdir}: triggers runs --sqlite-path {workdir / 'ledger.sqlite3'}")
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if tally.problems else 0
+
+
+def _rank(order: tuple[str, ...]) -> Callable[[str], int]:
+    return lambda name: order.index(name) if name in order else len(order)
+
+
+def _task_args(log_dir: Path) -> str:
+    """The `args: [...]` line the sample job prints first (config/jobs/echo_job.py)."""
+    try:
+        text = (Path(log_dir) / "task0-attempt0.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return next((line for line in text.splitlines() if line.startswith("args: ")), "")
+
+
+def _say_answer(say: Callable[[str], None], label: str, answer: send.Answer) -> None:
+    first, *rest = send.describe(answer)
+    say(f"  {label}  {first}")
+    for line in rest:
+        say(f"  {' ' * len(label)}{line}")
