@@ -185,6 +185,20 @@ class FirestoreEmulator:
         process, self.process = self.process, None
         stop_group(process, grace=10.0)
 
+    def client(self) -> Any:
+        from google.cloud import firestore
+
+        # The client reads FIRESTORE_EMULATOR_HOST in its constructor only.
+        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = self.host_port
+        try:
+            return firestore.Client(project=FIRESTORE_PROJECT)
+        finally:
+            if previous is None:
+                del os.environ["FIRESTORE_EMULATOR_HOST"]
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+
 
 # ---------------------------------------------------------------------------- events
 

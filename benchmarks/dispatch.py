@@ -37,24 +37,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serving import FirestoreEmulator, nearest_rank, say  # noqa: E402
 
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulator.server import EmulatorServer
@@ -68,8 +65,6 @@ from triggers.runners.cloudrun import CloudRunRunner
 PROJECT = "demo-project"
 REGION = "europe-west1"
 JOB = "bench"
-FIRESTORE_PROJECT = "demo-triggers-bench"
-FIRESTORE_START_TIMEOUT = 90.0
 BACKENDS = ("sqlite", "firestore", "memory")
 
 JOBS_YAML = f"""\
@@ -91,10 +86,6 @@ rules:
     on: storage.finalized
     job: {JOB}
 """
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- events
@@ -148,109 +139,7 @@ class Timed:
         return timed
 
 
-# ---------------------------------------------------------------------------- Firestore emulator
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(host_port: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host_port}/", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-class FirestoreEmulator:
-    """`gcloud emulators firestore start` in its own process group; stop() kills the group."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_path = log_dir / "firestore-emulator.log"
-        self.host_port = f"127.0.0.1:{_free_port()}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def unavailable() -> str | None:
-        if shutil.which("gcloud") is None:
-            return "gcloud is not on PATH"
-        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-            return "the emulator needs Java, and neither java nor JAVA_HOME is present"
-        return None
-
-    def start(self) -> "FirestoreEmulator":
-        env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [shutil.which("gcloud") or "gcloud", "emulators", "firestore", "start",
-                 f"--host-port={self.host_port}"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own process group: gcloud's Java child goes too
-            )
-        deadline = time.monotonic() + FIRESTORE_START_TIMEOUT
-        while not _answers(self.host_port):
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the Firestore emulator exited with {self.process.returncode} before "
-                    f"answering:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the Firestore emulator did not answer on {self.host_port} within "
-                    f"{FIRESTORE_START_TIMEOUT:.0f}s:\n{self.output()}"
-                )
-            time.sleep(0.2)
-        return self
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def client(self) -> Any:
-        from google.cloud import firestore
-
-        # The client reads FIRESTORE_EMULATOR_HOST in its constructor only.
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = self.host_port
-        try:
-            return firestore.Client(project=FIRESTORE_PROJECT)
-        finally:
-            if previous is None:
-                del os.environ["FIRESTORE_EMULATOR_HOST"]
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-
-
 # ---------------------------------------------------------------------------- measuring
-
-
-def nearest_rank(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
 def run_phase(
