@@ -217,3 +217,39 @@ def test_topic_scoped_rule_explains_why_a_raw_push_cannot_match():
     reason = rules.get("t").explain(raw_push)
     assert reason.startswith("data.topic: null")
     assert "scope the rule with `subscription:`" in reason
+
+
+def _pubsub_tick(publish_time: str, inferred: bool = True, form: str = "scheduler-pubsub") -> Event:
+    return Event(
+        id=f"nightly#{publish_time}", source="//cloudscheduler.googleapis.com/jobs/nightly",
+        type="google.cloud.scheduler.job.v1.executed", kind="scheduler", form=form,
+        data={"job_name": "nightly", "schedule_time": publish_time,
+              "schedule_time_inferred": inferred, "attributes": {"scheduler_job": "nightly"}},
+        dedup_hint=f"nightly#{publish_time}",
+    )
+
+
+SCHEDULED = (
+    "rules:\n  - name: nightly\n    on: scheduler\n    schedule: '0 2 * * *'\n"
+    "    time_zone: Europe/Berlin\n    job: projects/demo-project/locations/europe-west1/jobs/n\n"
+)
+
+
+def test_scheduler_publish_retries_of_one_tick_share_a_key():
+    # GIVEN a rule owning a 02:00 Berlin schedule, and the ticks Scheduler published through a
+    # Pub/Sub target (no schedule time: the decoder used the publish time)
+    rule = load_text(SCHEDULED, environ={}).get("nightly")
+    first = rule.plan(_pubsub_tick("2026-11-21T01:00:00.412Z"))
+    retried = rule.plan(_pubsub_tick("2026-11-21T01:00:41.9Z"))
+    next_day = rule.plan(_pubsub_tick("2026-11-22T01:00:00.3Z"))
+    # THEN a publish retry is the same tick (02:00 Berlin is 01:00 UTC), the next day is not
+    assert first.dedup_key == retried.dedup_key == "nightly#2026-11-21T01:00:00Z"
+    assert next_day.dedup_key == "nightly#2026-11-22T01:00:00Z"
+
+
+def test_known_schedule_times_and_http_ticks_keep_their_own_key():
+    rule = load_text(SCHEDULED, environ={}).get("nightly")
+    told = rule.plan(_pubsub_tick("2026-11-21T01:00:07Z", inferred=False))
+    assert told.dedup_key == "nightly#2026-11-21T01:00:07Z"
+    forced = rule.plan(_pubsub_tick("2026-11-21T13:14:15Z", form="scheduler-http"))
+    assert forced.dedup_key == "nightly#2026-11-21T13:14:15Z"  # a manual run is its own tick

@@ -247,6 +247,7 @@ class _FileLoader:
             args=args,
             env=env,
             dedup_key=dedup_key,
+            schedule=_schedule(spec),
             template_lines={k: v for k, v in template_lines.items() if v is not None},
         )
 
@@ -309,6 +310,14 @@ class _FileLoader:
         if spec.schedule is not None or spec.scheduler_job is not None:
             data["job_name"] = [spec.scheduler_job or spec.name]
         return compile_pattern({"data": data}) if data else None
+
+
+def _schedule(spec: RuleSpec):
+    if spec.schedule is None:
+        return None
+    from ..schedule import Schedule  # validated by the schema already
+
+    return Schedule(spec.schedule, spec.time_zone)
 
 
 def _unknown_field(name: str, known: tuple[str, ...]) -> str:

@@ -6,6 +6,7 @@ Everything here is pure and was compiled at load time; per event we only evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping
 
 from ..errors import RenderError
@@ -55,6 +56,8 @@ class Rule:
     args: tuple[Template, ...] | None
     env: tuple[tuple[str, Template], ...]
     dedup_key: Template | None
+    # The cron schedule of the Scheduler job the rule owns (`schedule:`), to name ticks.
+    schedule: Any = None
     # Where each template came from, e.g. {"args[0]": 12}, so render errors point at a line.
     template_lines: Mapping[str, int] = field(default_factory=dict)
 
@@ -104,7 +107,7 @@ class Rule:
             if len(value.encode()) > MAX_ENV_VALUE_BYTES:
                 raise self._error(f"env.{name}", "rendered value is over Cloud Run's 32 KiB limit")
         if self.dedup_key is None:
-            key = event.default_dedup_key
+            key = self._default_key(event)
         else:
             key = self._render("dedup.key", self.dedup_key, document)
             if not key.strip():
@@ -126,6 +129,29 @@ class Rule:
             dedup_window_seconds=self.spec.dedup.window,
             event=event.ref,
         )
+
+    def _default_key(self, event: Event) -> str:
+        """`source#id`, or `job#tick` for a Scheduler tick.
+
+        A tick that came through a Pub/Sub target carries no schedule time (Scheduler adds no
+        attributes), so the decoder used the publish time, and Scheduler's own publish retries
+        have later ones. When the rule owns the schedule, the tick is the last fire time at or
+        before the publish: the same for every retry of one tick.
+        """
+        data = event.data
+        if (
+            self.schedule is not None
+            and event.form == "scheduler-pubsub"
+            and isinstance(data, dict)
+            and data.get("schedule_time_inferred")
+        ):
+            try:
+                published = datetime.fromisoformat(str(data["schedule_time"]))
+                tick = self.schedule.previous_before(published)
+            except (KeyError, ValueError):
+                return event.default_dedup_key
+            return f"{data.get('job_name')}#{tick.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        return event.default_dedup_key
 
     def verdict(self, event: Event) -> Verdict:
         reason = self.explain(event)
