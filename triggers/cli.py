@@ -606,7 +606,7 @@ def _open_ledger(args: argparse.Namespace):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .serve import demo
+    from .demo import demo
 
     return demo(
         rules=args.config, jobs=args.jobs, events=args.events, keep=args.keep, timeout=args.timeout

@@ -12,11 +12,10 @@
 * the ledger: SQLite in `.triggers/` (or in memory), shared with `triggers runs`;
 * Cloud Run: the embedded emulator runs each job of the jobs file as local processes, and the
   function reaches it through the production runner (`TRIGGERS_CLOUD_RUN_ENDPOINT`);
-* Cloud Scheduler: `SchedulerClock` fires every rule's `schedule` on time by posting the request
-  a Scheduler job's HTTP target sends (`send.scheduler_tick`) to the function.
+* Cloud Scheduler: `clock.SchedulerClock` fires every rule's `schedule` on time by posting the
+  request a Scheduler job's HTTP target sends (`send.scheduler_tick`) to the function.
 
-`serve()` is `triggers serve`; `demo()` is `triggers demo`, the same stack driven by the sample
-events once, start to finish.
+`serve()` is `triggers serve`; `demo.demo()` drives the same stack once with the sample events.
 """
 
 from __future__ import annotations
@@ -26,19 +25,18 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
-import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, TextIO
 
 from . import send
-from .schedule import Schedule, ScheduleError, rfc3339
+from .clock import ScheduledJob, SchedulerClock, offset_clock, scheduled_jobs, utcnow
+from .schedule import Schedule, rfc3339
 
-log = logging.getLogger("triggers.clock")
+log = logging.getLogger("triggers.clock")  # what serve logs is the clock firing
 
 MAIN_SOURCE = Path(__file__).resolve().parent / "main.py"
 TARGET = "handle_http"
@@ -72,132 +70,6 @@ class ServeOptions:
     clock_start: datetime | None = None  # the clock's "now" at start (tests); None: real time
     verbose: bool = False  # also log every emulator API request
     log_level: int = logging.INFO  # of the function's, the emulator's and the clock's lines
-
-
-# -- the Scheduler clock ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScheduledJob:
-    """One Cloud Scheduler job as the Terraform module creates it: a name, a schedule, the
-    rules whose ticks it sends."""
-
-    name: str
-    schedule: Schedule
-    rules: tuple[str, ...]
-
-
-def scheduled_jobs(rules: Iterable[Any]) -> tuple[list[ScheduledJob], list[str]]:
-    """The Scheduler jobs the enabled rules own (those with a `schedule`), and notes about the
-    scheduler rules that get no clock."""
-    jobs: dict[str, ScheduledJob] = {}
-    notes: list[str] = []
-    for rule in rules:
-        spec = rule.spec
-        if not spec.enabled or not any(on.split(".")[0] == "scheduler" for on in spec.on):
-            continue
-        if spec.schedule is None:
-            notes.append(
-                f"rule {rule.name}: no schedule, so no clock"
-                f" (send its ticks with `triggers send scheduler --job NAME`)"
-            )
-            continue
-        name = spec.scheduler_job or rule.name
-        try:
-            schedule = Schedule(spec.schedule, spec.time_zone)
-        except ScheduleError as exc:
-            notes.append(f"rule {rule.name}: not clocked: {exc}")
-            continue
-        known = jobs.get(name)
-        if known is None:
-            jobs[name] = ScheduledJob(name, schedule, (rule.name,))
-        elif known.schedule == schedule:
-            jobs[name] = ScheduledJob(name, schedule, known.rules + (rule.name,))
-        else:
-            # One Scheduler job has one schedule: the real module could not create both.
-            notes.append(
-                f"rule {rule.name}: Scheduler job {name} already has schedule"
-                f" {known.schedule.cron!r} (rule {known.rules[0]}); this rule's is ignored"
-            )
-    return list(jobs.values()), notes
-
-
-def offset_clock(start: datetime) -> Callable[[], datetime]:
-    """A clock that reads `start` now and runs at real speed from there."""
-    origin = time.monotonic()
-    return lambda: start + timedelta(seconds=time.monotonic() - origin)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class SchedulerClock:
-    """Fires each Scheduler job at its schedule's times, on a thread, by calling `fire(job, at)`.
-
-    It does not catch up: after the process was suspended over several fire times, only the
-    latest of them is fired (a laptop waking up should not start a burst of runs).
-    """
-
-    # Sleep at most this long at a time: the wall clock may jump (suspend, NTP) while we sleep.
-    MAX_SLEEP = 30.0
-
-    def __init__(
-        self,
-        jobs: Iterable[ScheduledJob],
-        fire: Callable[[ScheduledJob, datetime], Any],
-        *,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.jobs = list(jobs)
-        self.now = now
-        self._fire = fire
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._next: dict[str, datetime] = {}
-
-    def upcoming(self) -> list[tuple[ScheduledJob, datetime]]:
-        """Each job and its next fire time, soonest first."""
-        now = self.now()
-        pairs = [
-            (job, self._next.get(job.name) or job.schedule.next_after(now)) for job in self.jobs
-        ]
-        return sorted(pairs, key=lambda pair: pair[1])
-
-    def start(self) -> "SchedulerClock":
-        if self._thread is not None or not self.jobs:
-            return self
-        now = self.now()
-        self._next = {job.name: job.schedule.next_after(now) for job in self.jobs}
-        self._thread = threading.Thread(target=self._run, name="scheduler-clock", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        by_name = {job.name: job for job in self.jobs}
-        while not self._stop.is_set():
-            name, due = min(self._next.items(), key=lambda item: item[1])
-            delay = (due - self.now()).total_seconds()
-            if delay > 0:
-                self._stop.wait(min(delay, self.MAX_SLEEP))
-                continue
-            job = by_name[name]
-            # Late by more than a tick (the process was suspended): send only the latest one.
-            due = job.schedule.previous_before(self.now())
-            try:
-                self._fire(job, due)
-            except send.Unreachable as exc:  # the server is stopping
-                log.warning("could not fire %s for %s: %s", name, rfc3339(due), exc)
-            except Exception:  # a failed tick must not stop the clock; like a Scheduler job
-                log.exception("firing %s for %s failed", name, rfc3339(due))  # without retries
-            self._next[name] = job.schedule.next_after(max(due, self.now()))
-            log.info("%s fires next at %s", name, rfc3339(self._next[name]))
 
 
 # -- the stack --------------------------------------------------------------------------------
@@ -554,152 +426,3 @@ def serve(options: ServeOptions, out: TextIO | None = None) -> int:
         server.stop()
     say("stopped")
     return 0
-
-
-# -- triggers demo ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Tally:
-    requests: int = 0
-    outcomes: Counter = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)
-
-    def add(self, what: str, answer: send.Answer) -> None:
-        self.requests += 1
-        body = answer.body if isinstance(answer.body, dict) else {}
-        if not answer.ok or body.get("decision") != "ack":
-            self.problems.append(f"{what}: {answer.status} {body.get('decision') or answer.body!r}")
-        rules = body.get("rules") or []
-        if not rules and body.get("decision") == "ack":
-            self.outcomes["matched no rule"] += 1
-        for outcome in rules:
-            self.outcomes[outcome.get("outcome", "?")] += 1
-            if outcome.get("outcome") in ("rejected", "retry"):
-                self.problems.append(f"{what}: {outcome.get('rule')} {outcome.get('outcome')}:"
-                                     f" {outcome.get('reason')}")
-
-
-def demo(
-    *,
-    rules: str = "config/rules.yaml",
-    jobs: str = "config/jobs.yaml",
-    events: str = "config/events",
-    keep: bool = False,
-    timeout: float = 30.0,
-    out: TextIO | None = None,
-) -> int:
-    """Serve the sample config, send it every sample event and one tick per Scheduler job, wait
-    for the executions, show what happened. 0 when every event was acknowledged, nothing was
-    rejected or left to retry and every execution succeeded; 1 otherwise; 2 if it cannot start."""
-    out = out or sys.stdout
-
-    def say(line: str = "") -> None:
-        print(line, file=out, flush=True)
-
-    files = sorted(Path(events).glob("*.json"))
-    if not files:
-        print(f"error: no sample events (*.json) in {events}", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="triggers-demo-"))
-    options = ServeOptions(
-        rules=rules,
-        jobs=jobs,
-        port=0,
-        emulator_port=0,
-        sqlite_path=str(workdir / "ledger.sqlite3"),
-        log_dir=str(workdir / "logs"),
-        clock=False,  # the demo fires each Scheduler job itself, once, instead of waiting
-        # The function's and the emulator's own lines would drown the summary; problems show.
-        log_level=logging.WARNING,
-    )
-    server = LocalServer(options)
-    tally = _Tally()
-    try:
-        try:
-            server.start()
-        except ServeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        say("triggers demo: the sample rules and jobs on a local server, fed the sample events")
-        for line in server.banner(clock_off="the demo sends its latest tick below; the next is"):
-            say("  " + line)
-
-        say(f"\nSending the {len(files)} sample events in {events}/ (`triggers send --file`):")
-        width = max(len(f.name) for f in files)
-        for path in files:
-            answer = send.post(server.url, send.event_file(path))
-            tally.add(path.name, answer)
-            _say_answer(say, f"{path.name:<{width}}", answer)
-
-        if server.scheduled:
-            say("\nFiring each Scheduler job once, for its latest tick (what the clock sends):")
-        now = utcnow()
-        for job in server.scheduled:
-            at = job.schedule.previous_before(now)
-            answer = server.fire(job, at)
-            tally.add(f"tick {job.name}", answer)
-            _say_answer(say, f"{job.name} @ {rfc3339(at)}", answer)
-
-        records = server.emulator.store.records()
-        say(f"\nWaiting for the {len(records)} executions to finish (each task is a process)...")
-        started = time.monotonic()
-        if not server.emulator.wait_idle(timeout):
-            tally.problems.append(f"executions still running after {timeout:.0f}s")
-        took = time.monotonic() - started
-        say(f"  finished in {took:.1f}s; what task 0 of each was started with:")
-        width = max((len(rec.short) for rec in records), default=0)
-        for rec in server.emulator.store.records():
-            tasks = f"{rec.machine.succeeded_count}/{rec.run.task_count} tasks"
-            line = f"  {rec.short:<{width}}  {rec.state:<9}  {tasks}  {_task_args(rec.log_dir)}"
-            say(line if len(line) <= 100 else line[:99] + "…")
-            if rec.state != "succeeded":
-                tally.problems.append(f"execution {rec.short} {rec.state}")
-
-        from .runs import table
-
-        say("\nRun history (`triggers runs`):")
-        for line in table(server.app.ledger.list(limit=100), width=98):
-            say("  " + line)
-
-        say(f"\nTask logs: {server.log_dir}/<execution>/task<index>-attempt<n>.log")
-        order = ("launched", "duplicate", "matched no rule", "rejected", "retry")
-        counts = ", ".join(
-            f"{tally.outcomes[what]} {what}" for what in sorted(tally.outcomes, key=_rank(order))
-        )
-        if tally.problems:
-            say(f"Demo FAILED ({tally.requests} requests: {counts}):")
-            for problem in tally.problems:
-                say(f"  {problem}")
-        else:
-            say(f"Demo OK: {tally.requests} requests ({counts});"
-                f" {len(records)} executions succeeded.")
-    finally:
-        server.stop()
-        if keep:
-            say(f"Kept {workdir}: triggers runs --sqlite-path {workdir / 'ledger.sqlite3'}")
-        else:
-            import shutil
-
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if tally.problems else 0
-
-
-def _rank(order: tuple[str, ...]) -> Callable[[str], int]:
-    return lambda name: order.index(name) if name in order else len(order)
-
-
-def _task_args(log_dir: Path) -> str:
-    """The `args: [...]` line the sample job prints first (config/jobs/echo_job.py)."""
-    try:
-        text = (Path(log_dir) / "task0-attempt0.log").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return next((line for line in text.splitlines() if line.startswith("args: ")), "")
-
-
-def _say_answer(say: Callable[[str], None], label: str, answer: send.Answer) -> None:
-    first, *rest = send.describe(answer)
-    say(f"  {label}  {first}")
-    for line in rest:
-        say(f"  {' ' * len(label)}{line}")

@@ -25,7 +25,7 @@ import pytest
 
 from triggers.emulator.testing import write_probe_jobs
 from triggers.schedule import Schedule
-from triggers.serve import ScheduledJob, SchedulerClock, offset_clock
+from triggers.clock import ScheduledJob, SchedulerClock, offset_clock
 
 pytestmark = pytest.mark.integration
 
