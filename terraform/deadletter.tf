@@ -1,0 +1,54 @@
+# Dead-letter topic for the push subscriptions, and the Pub/Sub service agent's rights to
+# forward to it (publisher on the topic, subscriber on each source subscription).
+
+locals {
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  dead_letter  = var.dead_letter.enabled && length(local.push_topics) > 0
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  # checkov:skip=CKV_GCP_83: Google-managed encryption by default; a customer-managed key is used when var.kms_key_name is set (CSEK does not exist for Pub/Sub).
+  count = local.dead_letter ? 1 : 0
+
+  project                    = var.project_id
+  name                       = "${var.name}-dead-letter"
+  labels                     = var.labels
+  message_retention_duration = var.dead_letter.message_retention_duration
+  kms_key_name               = var.kms_key_name
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_pubsub_subscription" "dead_letter" {
+  # Messages published to a topic without subscriptions are lost: keep them for inspection.
+  count = local.dead_letter ? 1 : 0
+
+  project                    = var.project_id
+  name                       = "${var.name}-dead-letter"
+  topic                      = google_pubsub_topic.dead_letter[0].id
+  labels                     = var.labels
+  message_retention_duration = var.dead_letter.message_retention_duration
+  retain_acked_messages      = true
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  count = local.dead_letter ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter[0].name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.dead_letter ? local.push_topics : toset([])
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.push[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}

@@ -1,0 +1,14 @@
+output "function_uri" {
+  description = "HTTPS URL of the function."
+  value       = module.triggers.function_uri
+}
+
+output "scheduler_jobs" {
+  description = "Cloud Scheduler job ids by rule name."
+  value       = module.triggers.scheduler_jobs
+}
+
+output "unwired_rules" {
+  description = "Rules without a delivery created by the module."
+  value       = module.triggers.unwired_rules
+}

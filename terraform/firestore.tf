@@ -1,0 +1,52 @@
+# The Firestore ledger (docs/ledger.md): the database (optional), the TTL policy on expire_at
+# and single-field index exemptions for the monotonically increasing / large fields.
+
+locals {
+  ledger_exempt_fields = toset(["updated_at", "lease_until", "token", "request", "event", "event_document"])
+}
+
+resource "google_firestore_database" "ledger" {
+  count = var.firestore.create ? 1 : 0
+
+  project                           = local.firestore_project
+  name                              = var.firestore.database
+  location_id                       = var.firestore.location_id
+  type                              = "FIRESTORE_NATIVE"
+  delete_protection_state           = var.firestore.delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  point_in_time_recovery_enablement = var.firestore.point_in_time_recovery ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
+  deletion_policy                   = "ABANDON"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_firestore_field" "expire_at" {
+  count = var.firestore.ttl ? 1 : 0
+
+  project    = local.firestore_project
+  database   = var.firestore.create ? google_firestore_database.ledger[0].name : var.firestore.database
+  collection = var.firestore.collection
+  field      = "expire_at"
+
+  # TTL policy: records are deleted (typically within 24 h) once expire_at has passed.
+  ttl_config {}
+
+  # An empty index_config removes the field's single-field indexes (monotonic: a hotspot).
+  dynamic "index_config" {
+    for_each = var.firestore.exempt_indexes ? [1] : []
+    content {}
+  }
+}
+
+resource "google_firestore_field" "exempt" {
+  for_each = var.firestore.exempt_indexes ? local.ledger_exempt_fields : toset([])
+
+  project    = local.firestore_project
+  database   = var.firestore.create ? google_firestore_database.ledger[0].name : var.firestore.database
+  collection = var.firestore.collection
+  field      = each.value
+
+  index_config {}
+
+  # Firestore applies one field configuration change at a time per database.
+  depends_on = [google_firestore_field.expire_at]
+}

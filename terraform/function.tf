@@ -1,0 +1,137 @@
+# The function's source: the `triggers` package, the rules file (as rules.yaml), a root main.py
+# that re-exports the entry points, and a requirements.txt. One archive, so the rules the
+# function routes on are the very rules this module derived its resources from.
+
+locals {
+  package_files = fileset(var.source_dir, "triggers/**/*.py")
+
+  function_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name}"
+
+  function_env = merge(
+    var.function.environment,
+    {
+      TRIGGERS_RULES                = "rules.yaml"
+      TRIGGERS_LEDGER               = "firestore"
+      TRIGGERS_FIRESTORE_PROJECT    = local.firestore_project
+      TRIGGERS_FIRESTORE_DATABASE   = var.firestore.database
+      TRIGGERS_FIRESTORE_COLLECTION = var.firestore.collection
+      TRIGGERS_PROJECT              = var.project_id
+      TRIGGERS_REGION               = var.region
+      TRIGGERS_LEASE_SECONDS        = tostring(var.function.timeout_seconds)
+    },
+    var.function.verify_oidc ? {
+      TRIGGERS_OIDC_AUDIENCE       = local.function_url
+      TRIGGERS_OIDC_ALLOWED_EMAILS = jsonencode([google_service_account.trigger.email, google_service_account.scheduler.email])
+    } : {},
+  )
+}
+
+data "archive_file" "source" {
+  type        = "zip"
+  output_path = "${path.root}/.terraform/${var.name}-function-source.zip"
+
+  dynamic "source" {
+    for_each = local.package_files
+    content {
+      content  = file("${var.source_dir}/${source.value}")
+      filename = source.value
+    }
+  }
+
+  source {
+    content  = file(var.rules_file)
+    filename = "rules.yaml"
+  }
+
+  source {
+    content  = "from triggers.main import handle_cloudevent, handle_http  # noqa: F401\n"
+    filename = "main.py"
+  }
+
+  source {
+    content  = "${join("\n", var.requirements)}\n"
+    filename = "requirements.txt"
+  }
+}
+
+resource "google_storage_bucket" "source" {
+  count = var.source_bucket == null ? 1 : 0
+
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name}-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 3
+      with_state         = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_object" "source" {
+  # The name changes with the content, so a changed rule or package redeploys the function.
+  name   = "${var.name}/source-${data.archive_file.source.output_md5}.zip"
+  bucket = var.source_bucket == null ? google_storage_bucket.source[0].name : var.source_bucket
+  source = data.archive_file.source.output_path
+}
+
+resource "google_cloudfunctions2_function" "this" {
+  # checkov:skip=CKV_GCP_124: Cloud Scheduler HTTP targets and Pub/Sub push are not "internal" callers, so ALLOW_ALL is the default; every call still needs roles/run.invoker (no allUsers binding), and function.ingress_settings can narrow it.
+  project     = var.project_id
+  location    = var.region
+  name        = var.name
+  description = "triggers: Pub/Sub, Scheduler and Cloud Storage events -> Cloud Run job runs"
+  labels      = var.labels
+
+  build_config {
+    runtime         = var.function.runtime
+    entry_point     = "handle_http"
+    service_account = var.function.build_service_account
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket_object.source.bucket
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = var.function.available_memory
+    available_cpu                    = var.function.available_cpu
+    timeout_seconds                  = var.function.timeout_seconds
+    min_instance_count               = var.function.min_instance_count
+    max_instance_count               = var.function.max_instance_count
+    max_instance_request_concurrency = var.function.concurrency
+    ingress_settings                 = var.function.ingress_settings
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.function.email
+    environment_variables            = local.function_env
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.firestore_user,
+  ]
+}

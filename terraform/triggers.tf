@@ -1,0 +1,132 @@
+# Event delivery to the function's HTTP entry point (handle_http accepts Eventarc's binary-mode
+# CloudEvents and raw Pub/Sub push alike). One delivery per event source, keyed by that source
+# (bucket/type, topic), shared by every rule that watches it: the function routes each event to
+# all matching rules itself, so one trigger per rule would only deliver duplicates.
+
+locals {
+  # Eventarc trigger ids: lowercase, at most 63 characters; bucket names may hold '.' or '_'.
+  storage_trigger_ids = {
+    for key, s in local.storage_sources :
+    key => "${var.name}-gcs-${substr(sha1(key), 0, 12)}"
+  }
+  topic_ids = {
+    for topic in local.pubsub_topics :
+    topic => "${var.name}-${substr(replace(element(split("/", topic), 3), "/[^a-z0-9-]/", "-"), 0, 30)}-${substr(sha1(topic), 0, 8)}"
+  }
+  eventarc_topics = var.pubsub_delivery == "eventarc" ? local.pubsub_topics : toset([])
+  push_topics     = var.pubsub_delivery == "push" ? local.pubsub_topics : toset([])
+}
+
+resource "google_eventarc_trigger" "storage" {
+  for_each = local.storage_sources
+
+  project         = var.project_id
+  location        = lookup(var.bucket_locations, each.value.bucket, var.region)
+  name            = local.storage_trigger_ids[each.key]
+  service_account = google_service_account.trigger.email
+  labels          = var.labels
+
+  matching_criteria {
+    attribute = "type"
+    value     = each.value.type
+  }
+  matching_criteria {
+    attribute = "bucket"
+    value     = each.value.bucket
+  }
+
+  destination {
+    cloud_run_service {
+      service = google_cloudfunctions2_function.this.service_config[0].service
+      region  = var.region
+    }
+  }
+
+  dynamic "retry_policy" {
+    for_each = var.eventarc_max_attempts == null ? [] : [var.eventarc_max_attempts]
+    content {
+      max_attempts = retry_policy.value
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.gcs_pubsub_publisher,
+    google_project_iam_member.trigger_event_receiver,
+  ]
+}
+
+resource "google_eventarc_trigger" "pubsub" {
+  for_each = local.eventarc_topics
+
+  project         = var.project_id
+  location        = var.region
+  name            = local.topic_ids[each.key]
+  service_account = google_service_account.trigger.email
+  labels          = var.labels
+
+  matching_criteria {
+    attribute = "type"
+    value     = "google.cloud.pubsub.topic.v1.messagePublished"
+  }
+
+  transport {
+    pubsub {
+      topic = each.key
+    }
+  }
+
+  destination {
+    cloud_run_service {
+      service = google_cloudfunctions2_function.this.service_config[0].service
+      region  = var.region
+    }
+  }
+
+  dynamic "retry_policy" {
+    for_each = var.eventarc_max_attempts == null ? [] : [var.eventarc_max_attempts]
+    content {
+      max_attempts = retry_policy.value
+    }
+  }
+
+  depends_on = [google_project_iam_member.trigger_event_receiver]
+}
+
+resource "google_pubsub_subscription" "push" {
+  for_each = local.push_topics
+
+  project = var.project_id
+  name    = local.topic_ids[each.key]
+  topic   = each.key
+  labels  = var.labels
+
+  # The ack deadline is also the push timeout: at least the function's timeout.
+  ack_deadline_seconds       = min(600, var.function.timeout_seconds + 30)
+  message_retention_duration = var.dead_letter.message_retention_duration
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.this.url
+
+    oidc_token {
+      service_account_email = google_service_account.trigger.email
+      audience              = var.function.verify_oidc ? local.function_url : google_cloudfunctions2_function.this.url
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = var.dead_letter.minimum_backoff
+    maximum_backoff = var.dead_letter.maximum_backoff
+  }
+
+  dynamic "dead_letter_policy" {
+    for_each = var.dead_letter.enabled ? [1] : []
+    content {
+      dead_letter_topic     = google_pubsub_topic.dead_letter[0].id
+      max_delivery_attempts = var.dead_letter.max_delivery_attempts
+    }
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+}
