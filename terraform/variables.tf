@@ -58,6 +58,7 @@ variable "requirements" {
     "cel-expr-python>=0.1.3,<0.2",
     "google-cloud-run>=0.10,<1",
     "google-cloud-firestore>=2.16,<3",
+    "google-cloud-pubsub>=2.44,<3",
     "cronsim>=2.8,<3",
   ]
 }

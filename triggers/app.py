@@ -8,6 +8,10 @@
            unavailable, a claim is live elsewhere) or an unexpected error happened here
       401/403  an OIDC token was required and is missing or not allowed
 
+Rejections (an undecodable request, every rule outcome REJECTED) are also published to the
+dead-letter topic when one is configured (triggers/deadletter.py, docs/deadletters.md); a failed
+publish is logged and never changes the answer.
+
 Built once per function instance from Settings; Google clients are created on first use.
 """
 
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Mapping
 
+from .deadletter import DeadLetters, build_dead_letters
 from .dispatch import Decision, Dispatcher, Outcome
 from .errors import DecodeError
 from .events import decode
@@ -28,6 +33,9 @@ from .runners.base import Runner
 from .settings import Settings
 
 log = logging.getLogger("triggers.app")
+
+# `App(dead_letters=...)` left out: built from the settings (None when no topic is set).
+_FROM_SETTINGS: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +61,18 @@ class App:
         ledger: Ledger | None = None,
         runner: Runner | None = None,
         authenticator: Any = None,
+        dead_letters: DeadLetters | None = _FROM_SETTINGS,
     ) -> None:
         self.settings = settings
         self.rules = rules if rules is not None else load(settings.rules)
         self.ledger = ledger if ledger is not None else build_ledger(settings)
         self.runner = runner if runner is not None else build_runner(settings)
         self.authenticator = authenticator if authenticator is not None else build_authenticator(settings)
+        self.dead_letters = (
+            build_dead_letters(settings.dead_letter_topic, timeout=settings.dead_letter_timeout_seconds)
+            if dead_letters is _FROM_SETTINGS
+            else dead_letters
+        )
         self.dispatcher = Dispatcher(self.rules, self.ledger, self.runner)
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
@@ -87,6 +101,12 @@ class App:
             return self._reject_input(exc, headers, body)
         decision = self.dispatcher.dispatch(event)
         self._log(decision, event)
+        for outcome in decision.outcomes:
+            if outcome.outcome is Outcome.REJECTED:
+                reason = outcome.reason or "rejected"
+                self._dead_letter(
+                    headers, body, reason=reason, rule=outcome.rule, event_id=event.id, detail=reason
+                )
         answer = decision.as_dict()
         return self._retry(answer) if decision.retry else Response(200, answer)
 
@@ -108,7 +128,34 @@ class App:
             self.ledger.reject_input(body, exc.reason, exc.message, summary)
         except Exception as ledger_error:  # still acknowledge: no retry can fix the request
             log.error("could not record a rejected request: %s", ledger_error)
+        self._dead_letter(headers, body, reason=exc.reason, rule=None, event_id=None, detail=exc.message)
         return Response(200, {"decision": "rejected", "reason": exc.reason, "message": exc.message})
+
+    def _dead_letter(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        reason: str,
+        rule: str | None,
+        event_id: str | None,
+        detail: str,
+    ) -> None:
+        """Publish one rejection, if a sink is configured. Never raises: the answer to the sender
+        (an ack for every rejection) must not depend on the dead-letter topic."""
+        if self.dead_letters is None:
+            return
+        try:
+            self.dead_letters.publish(
+                body, headers, reason=reason, rule=rule, event_id=event_id, detail=detail
+            )
+        except Exception as exc:
+            log.error(
+                "could not dead-letter a rejection (%s): %s",
+                rule or reason,
+                exc,
+                extra={"labels": {k: v for k, v in (("rule", rule), ("event_id", event_id)) if v}},
+            )
 
     def _log(self, decision: Decision, event) -> None:
         if not decision.outcomes:

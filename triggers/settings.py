@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,19 @@ class Settings(BaseSettings):
     oidc_allowed_emails: tuple[str, ...] = Field(
         (), description="Service accounts allowed to call (JSON list); empty: any verified one."
     )
+    dead_letter_topic: str | None = Field(
+        None,
+        pattern=r"^projects/[^/]+/topics/[^/]+$",
+        description="Publish rejected requests to this topic (projects/P/topics/T); unset: off.",
+    )
+    dead_letter_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long to wait for Pub/Sub to accept a dead letter."
+    )
+
+    @field_validator("dead_letter_topic", mode="before")
+    @classmethod
+    def _empty_topic_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 def log_project(settings: Settings) -> str | None:
