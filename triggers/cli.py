@@ -10,6 +10,7 @@
     triggers send pubsub|storage|scheduler ...   post an event of that kind to a running server
     triggers send --file EVENT_FILE              post a request file (config/events)
     triggers runs [--rule R] [--since 1h]        the ledger's recorded outcomes, newest first
+    triggers reconcile [--since 1d] [--json]     record the outcome of finished executions
     triggers demo                                serve the samples, send every sample event, show
                                                  what ran; exit 1 if anything misbehaved
 
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve(sub, rules_default)
     _add_send(sub)
     _add_runs(sub)
+    _add_reconcile(sub)
     _add_demo(sub, rules_default)
     return parser
 
@@ -243,6 +245,29 @@ def _add_runs(sub) -> None:
     p.add_argument("--limit", type=int, default=50, help="at most this many (%(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON array")
     p.set_defaults(run=_runs)
+
+
+def _add_reconcile(sub) -> None:
+    p = sub.add_parser(
+        "reconcile",
+        help="move launched records to succeeded/failed/cancelled from their executions",
+        description="Ask Cloud Run (TRIGGERS_CLOUD_RUN_ENDPOINT for the emulator) about every"
+        " launched record of the ledger the function uses, and record the outcome of those whose"
+        " execution is done. Exit 1 if any record could not be reconciled.",
+    )
+    p.add_argument(
+        "--ledger",
+        choices=("sqlite", "firestore"),
+        default=None,
+        help="default: $TRIGGERS_LEDGER, else sqlite",
+    )
+    p.add_argument(
+        "--sqlite-path", default=None, help=f"default: $TRIGGERS_SQLITE_PATH, else {SQLITE_DEFAULT}"
+    )
+    p.add_argument("--since", help="only records created since: 30m, 1h, 2d, 1w or an ISO time")
+    p.add_argument("--limit", type=int, default=500, help="at most this many (%(default)s)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_reconcile)
 
 
 def _add_demo(sub, rules_default: str) -> None:
@@ -576,6 +601,48 @@ def _runs(args: argparse.Namespace) -> int:
         width = shutil.get_terminal_size((100, 24)).columns
         print("\n".join(table(records, width=width)))
     return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from .reconcile import reconcile
+    from .runners.cloudrun import CloudRunRunner
+    from .runs import parse_since
+    from .settings import Settings
+
+    try:
+        since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
+        endpoint = Settings().cloud_run_endpoint
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ledger = _open_ledger(args)
+    if ledger is None:
+        return 2
+    try:
+        report = reconcile(ledger, CloudRunRunner(endpoint=endpoint), since=since,
+                           limit=args.limit)
+    except Exception as exc:  # the ledger could not be listed
+        print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        close = getattr(ledger.backend, "close", None)
+        if close is not None:
+            close()
+    result = report.as_dict()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"checked {result['checked']}: {result['succeeded']} succeeded, {result['failed']}"
+            f" failed ({result['not_found']} not found), {result['cancelled']} cancelled,"
+            f" {result['running']} still running, {result['conflicts']} changed meanwhile,"
+            f" {result['errors']} errors"
+        )
+        for detail in result["error_details"]:
+            print(f"  {detail['key']} ({detail['execution']}): {detail['error']}")
+    return 1 if report.errors else 0
 
 
 def _open_ledger(args: argparse.Namespace):

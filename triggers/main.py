@@ -78,3 +78,24 @@ def handle_cloudevent(cloud_event):
     response = get_app().handle(headers, body or b"")
     if response.status >= 300:
         raise RetryLater(f"{response.status}: {response.body}")
+
+
+@functions_framework.http
+def handle_reconcile(request):
+    """Scheduled (Cloud Scheduler, HTTP): move finished `launched` records to their outcome.
+
+    200 with the JSON report; 503 when the ledger cannot be listed (the next tick retries).
+    """
+    import json
+    import logging
+
+    from triggers.reconcile import reconcile
+
+    app = get_app()
+    try:
+        report = reconcile(app.ledger, app.runner)
+    except Exception as exc:  # the ledger is down or locked: nothing was decided
+        logging.getLogger("triggers.reconcile").exception("reconcile failed")
+        body = json.dumps({"error": f"ledger unavailable: {type(exc).__name__}: {exc}"})
+        return body, 503, {"Content-Type": "application/json"}
+    return json.dumps(report.as_dict()), 200, {"Content-Type": "application/json"}

@@ -72,6 +72,8 @@ class Record:
     reason: str | None = None
     ambiguous: bool = False  # the last attempt may have started an execution
     event_document: dict[str, Any] | None = None
+    # How the execution ended (set by the reconciler): outcome, task counts, times, log URI.
+    outcome: dict[str, Any] | None = None
 
     def lease_live(self, now: datetime) -> bool:
         return self.status is Status.CLAIMED and self.lease_until > now

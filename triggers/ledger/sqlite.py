@@ -30,7 +30,7 @@ from .base import Record, RecordExists, Status
 DEFAULT_PATH = Path(".triggers") / "ledger.sqlite3"
 
 _COLUMNS = tuple(f.name for f in fields(Record))
-_JSON = frozenset({"event", "request", "event_document"})
+_JSON = frozenset({"event", "request", "event_document", "outcome"})
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 _UPDATABLE = frozenset(_COLUMNS) - {"key"}
 
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS runs (
     operation      TEXT,
     reason         TEXT,
     ambiguous      INTEGER NOT NULL,
-    event_document TEXT
+    event_document TEXT,
+    outcome        TEXT
 );
 -- What `list` filters and sorts on: newest first, optionally per rule or per status.
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
@@ -242,6 +243,7 @@ class SQLiteBackend:
                     connection.execute("PRAGMA journal_mode = WAL")
                 if not self._schema_ready:
                     connection.executescript(_SCHEMA)
+                    _add_missing_columns(connection)
                     self._schema_ready = True
                 break
             except sqlite3.OperationalError as exc:
@@ -267,6 +269,14 @@ def _time(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Ledger files made by an older version lack columns that Record has gained since."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    for column in ("outcome",):
+        if column not in present:
+            connection.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
 
 def _encode(name: str, value: Any) -> Any:

@@ -208,12 +208,88 @@ class CloudRunRunner:
         return None
 
 
+    # ------------------------------------------------------------------ status
+
+    def execution_status(self, name: str) -> dict[str, Any] | None:
+        """What the execution ``name`` has come to, for the reconciler; None when it is gone.
+
+        Returns ``done`` (it has a completion time), ``outcome`` (``succeeded``, ``failed``,
+        ``cancelled``, or ``running`` while not done), the task counts (``task_count``,
+        ``succeeded_count``, ``failed_count``, ``cancelled_count``, ``running_count``,
+        ``retried_count``), ``started_at`` / ``completed_at`` (RFC 3339 UTC, or None),
+        ``log_uri`` and ``message`` (the ``Completed`` condition's, or None). A 404 answers
+        None; any other error raises RetryableRunError: not knowing is no answer.
+        """
+        try:
+            execution = self.executions_client.get_execution(name=name, timeout=self.timeout)
+        except Exception as exc:
+            from google.api_core import exceptions as gexc
+
+            if isinstance(exc, gexc.NotFound):
+                return None
+            status = getattr(exc, "code", None)
+            raise RetryableRunError(
+                f"reading execution {name} failed: {_describe(exc)}",
+                status=status if isinstance(status, int) else None,
+            ) from exc
+        return _execution_status(execution)
+
+
 def _carries_key(execution: Any, key: str) -> bool:
     return any(
         env.name == RUN_KEY_ENV and env.value == key
         for container in execution.template.containers
         for env in container.env
     )
+
+
+def _execution_status(execution: Any) -> dict[str, Any]:
+    from google.cloud import run_v2
+
+    Condition = run_v2.Condition
+    completed = next((c for c in execution.conditions if c.type_ == "Completed"), None)
+    counts = {
+        "task_count": int(execution.task_count),
+        "succeeded_count": int(execution.succeeded_count),
+        "failed_count": int(execution.failed_count),
+        "cancelled_count": int(execution.cancelled_count),
+        "running_count": int(execution.running_count),
+        "retried_count": int(execution.retried_count),
+    }
+    done = bool(execution.completion_time)
+    if not done:
+        outcome = "running"
+    elif completed is not None and completed.execution_reason == Condition.ExecutionReason.CANCELLED:
+        outcome = "cancelled"
+    elif completed is not None and completed.state == Condition.State.CONDITION_SUCCEEDED:
+        outcome = "succeeded"
+    elif completed is not None and completed.state == Condition.State.CONDITION_FAILED:
+        outcome = "failed"
+    # No usable condition: judge by the counts.
+    elif counts["failed_count"]:
+        outcome = "failed"
+    elif counts["cancelled_count"]:
+        outcome = "cancelled"
+    elif counts["succeeded_count"] >= max(counts["task_count"], 1):
+        outcome = "succeeded"
+    else:
+        outcome = "failed"
+    return {
+        "name": execution.name,
+        "done": done,
+        "outcome": outcome,
+        **counts,
+        "started_at": _rfc3339(execution.start_time),
+        "completed_at": _rfc3339(execution.completion_time),
+        "log_uri": execution.log_uri or None,
+        "message": (completed.message or None) if completed is not None else None,
+    }
+
+
+def _rfc3339(moment: Any) -> str | None:
+    if not moment:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------------- request

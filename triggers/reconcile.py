@@ -1,0 +1,154 @@
+"""The reconciler: moves `launched` ledger records to `succeeded`, `failed` or `cancelled`.
+
+    report = reconcile(ledger, runner)          # every launched record (at most `limit`)
+    report = reconcile(ledger, runner, since=now - timedelta(days=1))
+
+For each `launched` record it asks the runner what became of the execution
+(`CloudRunRunner.execution_status`) and, once the execution is done, records the outcome with a
+compare-and-set on the record's token (`Backend.update`): a record that changed in between is
+left alone and counted as a conflict. Executions still running are skipped (the next run looks
+again); an execution that is gone (404) is recorded as `failed`, reason "execution not found".
+One bad record never stops the others: its error is counted and reported.
+
+The details go into the record's `outcome` (outcome, task counts, start and completion times,
+log URI, the service's message) and the service's message, if any, into its `reason`.
+
+Pure orchestration: no I/O of its own besides the ledger and the runner it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Protocol
+
+from .ledger.base import Ledger, Record, Status
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 500
+NOT_FOUND = "execution not found"
+
+_OUTCOMES = {
+    "succeeded": Status.SUCCEEDED,
+    "failed": Status.FAILED,
+    "cancelled": Status.CANCELLED,
+}
+# What `outcome` keeps of an execution's state.
+_FIELDS = (
+    "outcome",
+    "succeeded_count",
+    "failed_count",
+    "cancelled_count",
+    "task_count",
+    "retried_count",
+    "started_at",
+    "completed_at",
+    "log_uri",
+    "message",
+)
+
+
+class StatusRunner(Protocol):
+    def execution_status(self, name: str) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did. ``checked`` = records looked at; each lands in exactly one of
+    succeeded / failed / cancelled (updated), running, conflicts or errors."""
+
+    checked: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    running: int = 0
+    not_found: int = 0  # also counted in `failed`
+    conflicts: int = 0  # the record changed under us (token mismatch): left alone
+    errors: int = 0
+    details: list[dict[str, Any]] = field(default_factory=list)  # one per error
+
+    @property
+    def updated(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "updated": self.updated,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "running": self.running,
+            "not_found": self.not_found,
+            "conflicts": self.conflicts,
+            "errors": self.errors,
+            "error_details": list(self.details),
+        }
+
+
+def reconcile(
+    ledger: Ledger,
+    runner: StatusRunner,
+    *,
+    since: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    now: Callable[[], datetime] | None = None,
+) -> ReconcileReport:
+    """One pass over the `launched` records (newest first, at most ``limit``, created at or
+    after ``since``). Raises only when the ledger cannot be listed; per-record failures are
+    counted in the report. ``now`` stamps ``updated_at`` (default: the ledger's clock)."""
+    records = ledger.list(status=[Status.LAUNCHED], since=since, limit=limit)
+    clock = now or ledger.clock
+    report = ReconcileReport()
+    for record in records:
+        report.checked += 1
+        try:
+            _reconcile_one(ledger, runner, record, clock, report)
+        except Exception as exc:  # one bad record must not stop the pass
+            report.errors += 1
+            report.details.append(
+                {"key": record.key, "execution": record.execution, "error": _describe(exc)}
+            )
+            log.warning("reconciling %s (%s) failed: %s", record.key, record.execution,
+                        _describe(exc))
+    return report
+
+
+def _reconcile_one(
+    ledger: Ledger,
+    runner: StatusRunner,
+    record: Record,
+    clock: Callable[[], datetime],
+    report: ReconcileReport,
+) -> None:
+    if not record.execution:
+        # launched without an execution name: nothing to ask about, and never will be
+        status, reason, not_found = Status.FAILED, NOT_FOUND, True
+    else:
+        state = runner.execution_status(record.execution)
+        if state is None:
+            status, reason, not_found = Status.FAILED, NOT_FOUND, True
+        elif not state.get("done"):
+            report.running += 1
+            return
+        else:
+            outcome = state.get("outcome")
+            if outcome not in _OUTCOMES:
+                raise ValueError(f"execution {record.execution} is done with outcome {outcome!r}")
+            details = {name: state[name] for name in _FIELDS if state.get(name) is not None}
+            status, reason, not_found = _OUTCOMES[outcome], state.get("message"), False
+    changes: dict[str, Any] = {"status": status, "reason": reason, "updated_at": clock()}
+    if not not_found:
+        changes["outcome"] = details
+    if not ledger.backend.update(record.key, record.token, changes):
+        report.conflicts += 1
+        return
+    report.not_found += not_found
+    setattr(report, status.value, getattr(report, status.value) + 1)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
