@@ -218,13 +218,8 @@ def _add_send(sub) -> None:
     k.add_argument("--body", help="the job's body (JSON or text; default none)")
 
 
-def _add_runs(sub) -> None:
-    p = sub.add_parser(
-        "runs",
-        help="the outcomes recorded in the ledger, newest first",
-        description="Recorded outcomes from the ledger the function uses (TRIGGERS_LEDGER,"
-        " TRIGGERS_SQLITE_PATH, TRIGGERS_FIRESTORE_*), newest first. Times are UTC.",
-    )
+def _add_ledger_options(p) -> None:
+    """Which ledger to read: the one the function uses, unless told otherwise."""
     p.add_argument(
         "--ledger",
         choices=("sqlite", "firestore"),
@@ -234,6 +229,16 @@ def _add_runs(sub) -> None:
     p.add_argument(
         "--sqlite-path", default=None, help=f"default: $TRIGGERS_SQLITE_PATH, else {SQLITE_DEFAULT}"
     )
+
+
+def _add_runs(sub) -> None:
+    p = sub.add_parser(
+        "runs",
+        help="the outcomes recorded in the ledger, newest first",
+        description="Recorded outcomes from the ledger the function uses (TRIGGERS_LEDGER,"
+        " TRIGGERS_SQLITE_PATH, TRIGGERS_FIRESTORE_*), newest first. Times are UTC.",
+    )
+    _add_ledger_options(p)
     p.add_argument("--rule", help="only this rule's records")
     p.add_argument(
         "--status",
@@ -255,15 +260,7 @@ def _add_reconcile(sub) -> None:
         " launched record of the ledger the function uses, and record the outcome of those whose"
         " execution is done. Exit 1 if any record could not be reconciled.",
     )
-    p.add_argument(
-        "--ledger",
-        choices=("sqlite", "firestore"),
-        default=None,
-        help="default: $TRIGGERS_LEDGER, else sqlite",
-    )
-    p.add_argument(
-        "--sqlite-path", default=None, help=f"default: $TRIGGERS_SQLITE_PATH, else {SQLITE_DEFAULT}"
-    )
+    _add_ledger_options(p)
     p.add_argument("--since", help="only records created since: 30m, 1h, 2d, 1w or an ISO time")
     p.add_argument("--limit", type=int, default=500, help="at most this many (%(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
