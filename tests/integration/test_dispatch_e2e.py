@@ -26,6 +26,8 @@ from triggers.plan import RUN_KEY_ENV
 from triggers.rules import load_text
 from triggers.runners.cloudrun import CloudRunRunner
 
+from tests.fakes import Clock
+
 pytestmark = pytest.mark.integration
 
 LEASE = timedelta(minutes=9)
@@ -57,17 +59,6 @@ rules:
 """,
     environ={},
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 def storage_event(bucket: str = "raw-data", name: str | None = None, generation: int = 1):
@@ -111,7 +102,8 @@ def backend(request, tmp_path):
 
 @pytest.fixture
 def clock():
-    return Clock()
+    # real time: `find` compares it with the emulator's real execution times
+    return Clock(datetime.now(timezone.utc))
 
 
 @pytest.fixture

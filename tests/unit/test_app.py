@@ -29,7 +29,8 @@ from triggers.ledger.base import INPUT_RULE
 from triggers.ledger.memory import MemoryBackend
 from triggers.logs import CloudLoggingFormatter, current_trace
 from triggers.rules import load_text
-from triggers.runners.base import Launch
+
+from tests.fakes import ScriptedRunner
 from triggers.settings import Settings
 
 MAIN = str(Path(triggers.main.__file__).resolve())
@@ -57,39 +58,6 @@ rules:
 """,
     environ={},
 )
-
-
-class ScriptedRunner:
-    """Runs succeed unless a failure is queued for the job (as in test_dispatch.py).
-
-    Queued RunErrors other than ambiguous ones are raised before anything starts; an
-    AmbiguousRunError starts the execution and then raises; any other exception is a bug in
-    the runner and is raised as is.
-    """
-
-    def __init__(self) -> None:
-        self.failures: dict[str, list[Exception]] = {}
-        self.executions: dict[str, list[str]] = {}
-        self.run_calls = 0
-
-    def fail(self, job_id: str, *errors: Exception) -> None:
-        self.failures.setdefault(job_id, []).extend(errors)
-
-    def run(self, request, *, validate_only=False) -> Launch:
-        self.run_calls += 1
-        queued = self.failures.get(request.job_id)
-        error = queued.pop(0) if queued else None
-        if error is not None and not isinstance(error, AmbiguousRunError):
-            raise error
-        name = f"{request.job}/executions/{request.job_id}-{self.run_calls}"
-        self.executions.setdefault(request.ledger_key, []).append(name)
-        if error is not None:
-            raise error
-        return Launch(execution=name, operation=f"op-{self.run_calls}")
-
-    def find(self, request, *, since) -> Launch | None:
-        started = self.executions.get(request.ledger_key)
-        return Launch(execution=started[-1], adopted=True) if started else None
 
 
 class DownBackend(MemoryBackend):

@@ -29,7 +29,8 @@ from triggers.errors import PermanentRunError
 from triggers.ledger import Ledger
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
-from triggers.runners.base import Launch
+
+from tests.fakes import STORAGE_RULES_YAML, ScriptedRunner
 from triggers.settings import Settings
 
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
@@ -37,49 +38,7 @@ STORAGE = "storage-finalized.cloudevent-binary.json"
 EVENT_ID = "9876543210123456"
 TOPIC = "projects/demo-project/topics/triggers-dead-letters"
 
-RULES = load_text(
-    """\
-project: demo-project
-region: europe-west1
-rules:
-  - name: load
-    on: storage.finalized
-    job: loader
-    overrides:
-      args: ["{{ data.name }}"]
-  - name: audit
-    on: storage.finalized
-    job: auditor
-  - name: needs-field
-    on: storage.finalized
-    match: {data: {name: [{prefix: "strict/"}]}}
-    job: strict
-    overrides:
-      args: ["{{ data.missing_field }}"]
-""",
-    environ={},
-)
-
-
-class ScriptedRunner:
-    """Runs succeed unless a failure is queued for the job."""
-
-    def __init__(self) -> None:
-        self.failures: dict[str, list[Exception]] = {}
-        self.run_calls = 0
-
-    def fail(self, job_id: str, *errors: Exception) -> None:
-        self.failures.setdefault(job_id, []).extend(errors)
-
-    def run(self, request, *, validate_only=False) -> Launch:
-        self.run_calls += 1
-        queued = self.failures.get(request.job_id)
-        if queued:
-            raise queued.pop(0)
-        return Launch(execution=f"{request.job}/executions/{request.job_id}-{self.run_calls}")
-
-    def find(self, request, *, since) -> Launch | None:
-        return None
+RULES = load_text(STORAGE_RULES_YAML, environ={})
 
 
 class FakeDeadLetters:

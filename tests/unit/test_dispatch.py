@@ -6,7 +6,7 @@ tests/integration/test_dispatch_e2e.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -16,71 +16,10 @@ from triggers.events.model import STORAGE_FINALIZED, Event
 from triggers.ledger import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
-from triggers.runners.base import Launch
 
-RULES = load_text(
-    """\
-project: demo-project
-region: europe-west1
-rules:
-  - name: load
-    on: storage.finalized
-    job: loader
-    overrides:
-      args: ["{{ data.name }}"]
-  - name: audit
-    on: storage.finalized
-    job: auditor
-  - name: needs-field
-    on: storage.finalized
-    match: {data: {name: [{prefix: "strict/"}]}}
-    job: strict
-    overrides:
-      args: ["{{ data.missing_field }}"]
-""",
-    environ={},
-)
+from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class ScriptedRunner:
-    """Runs succeed unless a failure is queued for the job; executions are remembered by key."""
-
-    def __init__(self) -> None:
-        self.failures: dict[str, list[Exception]] = {}
-        self.executions: dict[str, list[str]] = {}  # ledger key -> executions started
-        self.run_calls = 0
-        self.find_calls = 0
-
-    def fail(self, job_id: str, *errors: Exception) -> None:
-        self.failures.setdefault(job_id, []).extend(errors)
-
-    def run(self, request, *, validate_only=False) -> Launch:
-        self.run_calls += 1
-        queued = self.failures.get(request.job_id)
-        error = queued.pop(0) if queued else None
-        if isinstance(error, (PermanentRunError, RetryableRunError)):
-            raise error
-        name = f"{request.job}/executions/{request.job_id}-{self.run_calls}"
-        self.executions.setdefault(request.ledger_key, []).append(name)
-        if error is not None:  # ambiguous: it ran, but the caller never hears so
-            raise error
-        return Launch(execution=name, operation=f"op-{self.run_calls}")
-
-    def find(self, request, *, since) -> Launch | None:
-        self.find_calls += 1
-        started = self.executions.get(request.ledger_key)
-        return Launch(execution=started[-1], adopted=True) if started else None
+RULES = load_text(STORAGE_RULES_YAML, environ={})
 
 
 def storage_event(name="incoming/a.csv", event_id="e-1") -> Event:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,20 +11,11 @@ from triggers.ledger.base import ClaimKind, Ledger, LedgerContention, RecordExis
 from triggers.ledger.memory import MemoryBackend
 from triggers.plan import Overrides, RunRequest
 
+from tests.fakes import Clock
+
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 LEASE = timedelta(seconds=540)
 WINDOW = 3600
-
-
-@dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def run_request(key: str = "gs://raw-data/incoming/a.csv#1", window: int = WINDOW) -> RunRequest:
@@ -41,7 +31,7 @@ def run_request(key: str = "gs://raw-data/incoming/a.csv#1", window: int = WINDO
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from triggers.ledger.sqlite import SQLiteBackend
 from triggers.plan import Overrides, RunRequest
 from triggers.reconcile import NOT_FOUND, reconcile
 
+from tests.fakes import Clock
+
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 JOB = "projects/demo-project/locations/europe-west1/jobs/probe"
 
@@ -59,17 +61,9 @@ class FakeRunner:
         return answer
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
