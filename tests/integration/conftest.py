@@ -547,3 +547,52 @@ def start_function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     yield start
     for server in servers:
         server.stop()
+
+
+# ------------------------------------------------------------ the Cloud Run emulator, probe jobs
+# One emulator per test module running the probe jobs of triggers.emulator.testing; `emu` gives a
+# test a clean one (no executions, no faults). Modules that need another set-up define their own.
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("probe")
+
+
+@pytest.fixture(scope="module")
+def emulator(probe_dir: Path) -> Iterator[Any]:
+    from triggers.emulator.server import EmulatorServer
+    from triggers.emulator.testing import write_probe_jobs
+
+    with EmulatorServer(
+        write_probe_jobs(probe_dir), log_dir=probe_dir / "logs", kill_grace=0.5
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def emu(emulator: Any) -> Iterator[Any]:
+    emulator.reset()
+    yield emulator
+    emulator.reset()
+
+
+@pytest.fixture(scope="module")
+def jobs(emulator: Any) -> Any:
+    from triggers.emulator.testing import jobs_client
+
+    return jobs_client(emulator.url)
+
+
+@pytest.fixture(scope="module")
+def executions(emulator: Any) -> Any:
+    from triggers.emulator.testing import executions_client
+
+    return executions_client(emulator.url)
+
+
+@pytest.fixture(scope="module")
+def runner(emulator: Any) -> Any:
+    from triggers.runners.cloudrun import CloudRunRunner
+
+    return CloudRunRunner(endpoint=emulator.url, timeout=5.0)

@@ -18,7 +18,6 @@ from triggers.emulator.testing import (
     PARENT,
     PROBE_JOB,
     executions_client,
-    jobs_client,
     probe_records,
     wait,
     write_probe_jobs,
@@ -33,11 +32,6 @@ State = run_v2.Condition.State
 
 
 @pytest.fixture(scope="module")
-def probe_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("emulator")
-
-
-@pytest.fixture(scope="module")
 def emulator(probe_dir):
     os.environ["EMULATOR_TEST_LEAK"] = "must-not-reach-tasks"
     try:
@@ -48,23 +42,6 @@ def emulator(probe_dir):
         del os.environ["EMULATOR_TEST_LEAK"]
     with server:
         yield server
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
-
-
-@pytest.fixture(scope="module")
-def jobs(emulator):
-    return jobs_client(emulator.url)
-
-
-@pytest.fixture(scope="module")
-def executions(emulator):
-    return executions_client(emulator.url)
 
 
 def run(

@@ -12,42 +12,12 @@ import requests
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from triggers.emulator.server import EmulatorServer
 from triggers.emulator.testing import (
     PROBE_JOB,
-    executions_client,
-    jobs_client,
     wait,
-    write_probe_jobs,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("emulator-faults")
-    with EmulatorServer(
-        write_probe_jobs(directory), log_dir=directory / "logs", kill_grace=0.5
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
-
-
-@pytest.fixture(scope="module")
-def jobs(emulator):
-    return jobs_client(emulator.url)
-
-
-@pytest.fixture(scope="module")
-def executions(emulator):
-    return executions_client(emulator.url)
 
 
 def run_with_key(jobs, key: str, **kwargs):

@@ -9,13 +9,10 @@ from datetime import datetime
 import pytest
 
 from tests.integration.conftest import eventually
-from triggers.emulator.server import EmulatorServer
 from triggers.emulator.testing import (
     PROBE_JOB,
-    executions_client,
     probe_records,
     wait,
-    write_probe_jobs,
 )
 from triggers.errors import RetryableRunError
 from triggers.events.model import EventRef
@@ -28,36 +25,6 @@ from triggers.runners.cloudrun import CloudRunRunner
 pytestmark = pytest.mark.integration
 
 WAIT = 20.0
-
-
-@pytest.fixture(scope="module")
-def probe_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("reconcile")
-
-
-@pytest.fixture(scope="module")
-def emulator(probe_dir):
-    with EmulatorServer(
-        write_probe_jobs(probe_dir), log_dir=probe_dir / "logs", kill_grace=0.5
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
-
-
-@pytest.fixture(scope="module")
-def runner(emulator):
-    return CloudRunRunner(endpoint=emulator.url, timeout=5.0)
-
-
-@pytest.fixture(scope="module")
-def executions(emulator):
-    return executions_client(emulator.url)
 
 
 @pytest.fixture

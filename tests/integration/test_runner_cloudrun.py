@@ -7,13 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triggers.emulator.server import EmulatorServer
 from triggers.emulator.testing import (
     PARENT,
     PROBE_JOB,
-    executions_client,
     probe_records,
-    write_probe_jobs,
 )
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
 from triggers.events.model import EventRef
@@ -21,36 +18,6 @@ from triggers.plan import RUN_KEY_ENV, Overrides, RunRequest
 from triggers.runners.cloudrun import CloudRunRunner
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def probe_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("runner-cloudrun")
-
-
-@pytest.fixture(scope="module")
-def emulator(probe_dir):
-    with EmulatorServer(
-        write_probe_jobs(probe_dir), log_dir=probe_dir / "logs", kill_grace=0.5
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
-
-
-@pytest.fixture(scope="module")
-def runner(emulator):
-    return CloudRunRunner(endpoint=emulator.url, timeout=5.0)
-
-
-@pytest.fixture(scope="module")
-def executions(emulator):
-    return executions_client(emulator.url)
 
 
 def request_for(key: str, job: str = PROBE_JOB, **overrides) -> RunRequest:
