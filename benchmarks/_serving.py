@@ -66,6 +66,16 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def add_server_options(parser) -> None:
+    """The options every benchmark that starts function servers takes."""
+    parser.add_argument("--timeout", type=float, default=90.0,
+                        help="seconds a server may take to answer its first event")
+    parser.add_argument("--bytecode", choices=("cached", "inherit"), default="cached",
+                        help="cached: the servers read and write .pyc files in a temporary "
+                             "directory, filled by the warm-up (the default); inherit: as the "
+                             "environment has it (PYTHONDONTWRITEBYTECODE...)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -51,6 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _serving import (  # noqa: E402
+    add_server_options,
     MINIMAL_SOURCE,
     ROOT,
     SERVERS,
@@ -145,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                              "installed (the default); werkzeug: its fallback")
     parser.add_argument("--import-runs", type=int, default=None,
                         help="fresh interpreters per import measurement (default: --runs; 0: skip)")
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds a server may take to answer its first event")
-    parser.add_argument("--bytecode", choices=("cached", "inherit"), default="cached",
-                        help="cached: the servers read and write .pyc files in a temporary "
-                             "directory, filled by the warm-up (the default); inherit: as the "
-                             "environment has it (PYTHONDONTWRITEBYTECODE...)")
+    add_server_options(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.runs < 1:

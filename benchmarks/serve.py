@@ -64,6 +64,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _serving import (  # noqa: E402
+    add_server_options,
     SAMPLE_RULES,
     SERVERS,
     TRIVIAL_JOBS_YAML,
@@ -339,12 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="generated rules for the memory measurement")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds a server may take to answer its first event")
-    parser.add_argument("--bytecode", choices=("cached", "inherit"), default="cached",
-                        help="cached: the servers read and write .pyc files in a temporary "
-                             "directory, filled by the warm-up (the default); inherit: as the "
-                             "environment has it (PYTHONDONTWRITEBYTECODE...)")
+    add_server_options(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     servers = _split(args.servers, SERVERS, "server(s)", parser)
