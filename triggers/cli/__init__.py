@@ -1,0 +1,66 @@
+"""The `triggers` command line.
+
+    triggers validate [PATH]                     load and check rules; exit 1 with every problem
+    triggers plan [--config PATH] EVENT_FILE...  each rule's verdict and the exact jobs.run body
+    triggers test-pattern PATTERN_FILE EVENT_FILE
+    triggers schema                              JSON Schema of the rules file
+    triggers emulator --jobs FILE --port N       the local Cloud Run Jobs emulator
+    triggers serve [--config PATH] [--port N]    the function, SQLite ledger, emulator and a
+                                                 Scheduler clock, locally (docs/local.md)
+    triggers send pubsub|storage|scheduler ...   post an event of that kind to a running server
+    triggers send --file EVENT_FILE              post a request file (config/events)
+    triggers runs [--rule R] [--since 1h]        the ledger's recorded outcomes, newest first
+    triggers reconcile [--since 1d] [--json]     record the outcome of finished executions
+    triggers demo                                serve the samples, send every sample event, show
+                                                 what ran; exit 1 if anything misbehaved
+
+Exit codes: 0 success, 1 the answer is "no" (invalid rules, no match, a send answered with a
+retry or an error, a demo that misbehaved), 2 usage or input errors, or no server to send to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import _history, _local, _rules
+from ._common import DEFAULT_RULES
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        # The emulator owns its options (argparse cannot pass `--help` through a subparser).
+        from ..emulator.server import main as emulator_main
+
+        return emulator_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `triggers plan ... | head`
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triggers", description="Turn cloud events into Cloud Run job runs."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    rules_default = os.environ.get("TRIGGERS_RULES", DEFAULT_RULES)
+
+    _rules.add_commands(sub, rules_default)
+    # Listed for `triggers --help`; main() hands `triggers emulator ...` to the emulator itself.
+    sub.add_parser("emulator", help="run the local Cloud Run Jobs emulator (--help for options)")
+
+    _local.add_serve(sub, rules_default)
+    _local.add_send(sub)
+    _history.add_runs(sub)
+    _history.add_reconcile(sub)
+    _local.add_demo(sub, rules_default)
+    return parser

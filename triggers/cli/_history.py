@@ -1,0 +1,165 @@
+"""runs, reconcile: what the ledger recorded, and how the executions ended."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import SQLITE_DEFAULT
+
+
+def add_ledger_options(p) -> None:
+    """Which ledger to read: the one the function uses, unless told otherwise."""
+    p.add_argument(
+        "--ledger",
+        choices=("sqlite", "firestore"),
+        default=None,
+        help="default: $TRIGGERS_LEDGER, else sqlite",
+    )
+    p.add_argument(
+        "--sqlite-path", default=None, help=f"default: $TRIGGERS_SQLITE_PATH, else {SQLITE_DEFAULT}"
+    )
+
+
+def add_runs(sub) -> None:
+    p = sub.add_parser(
+        "runs",
+        help="the outcomes recorded in the ledger, newest first",
+        description="Recorded outcomes from the ledger the function uses (TRIGGERS_LEDGER,"
+        " TRIGGERS_SQLITE_PATH, TRIGGERS_FIRESTORE_*), newest first. Times are UTC.",
+    )
+    add_ledger_options(p)
+    p.add_argument("--rule", help="only this rule's records")
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        help="only these (launched,rejected,...; repeatable)",
+    )
+    p.add_argument("--since", help="only newer ones: 30m, 1h, 2d, 1w or an ISO time")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (%(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+    p.set_defaults(run=_runs)
+
+
+def add_reconcile(sub) -> None:
+    p = sub.add_parser(
+        "reconcile",
+        help="move launched records to succeeded/failed/cancelled from their executions",
+        description="Ask Cloud Run (TRIGGERS_CLOUD_RUN_ENDPOINT for the emulator) about every"
+        " launched record of the ledger the function uses, and record the outcome of those whose"
+        " execution is done. Exit 1 if any record could not be reconciled.",
+    )
+    add_ledger_options(p)
+    p.add_argument("--since", help="only records created since: 30m, 1h, 2d, 1w or an ISO time")
+    p.add_argument("--limit", type=int, default=500, help="at most this many (%(default)s)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_reconcile)
+
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from ..runs import as_json, parse_since, parse_statuses, table
+
+    try:
+        statuses = parse_statuses(args.status) or None
+        since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ledger = _open_ledger(args)
+    if ledger is None:
+        return 2
+    try:
+        records = ledger.list(rule=args.rule, status=statuses, since=since, limit=args.limit)
+    except Exception as exc:  # Firestore unreachable, a locked or corrupt SQLite file
+        print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        close = getattr(ledger.backend, "close", None)
+        if close is not None:
+            close()
+    if args.json:
+        print(json.dumps([as_json(r) for r in records], indent=2, default=str))
+    else:
+        import shutil
+
+        width = shutil.get_terminal_size((100, 24)).columns
+        print("\n".join(table(records, width=width)))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from ..reconcile import reconcile
+    from ..runners.cloudrun import CloudRunRunner
+    from ..runs import parse_since
+    from ..settings import Settings
+
+    try:
+        since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
+        endpoint = Settings().cloud_run_endpoint
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ledger = _open_ledger(args)
+    if ledger is None:
+        return 2
+    try:
+        report = reconcile(ledger, CloudRunRunner(endpoint=endpoint), since=since,
+                           limit=args.limit)
+    except Exception as exc:  # the ledger could not be listed
+        print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        close = getattr(ledger.backend, "close", None)
+        if close is not None:
+            close()
+    result = report.as_dict()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"checked {result['checked']}: {result['succeeded']} succeeded, {result['failed']}"
+            f" failed ({result['not_found']} not found), {result['cancelled']} cancelled,"
+            f" {result['running']} still running, {result['conflicts']} changed meanwhile,"
+            f" {result['errors']} errors"
+        )
+        for detail in result["error_details"]:
+            print(f"  {detail['key']} ({detail['execution']}): {detail['error']}")
+    return 1 if report.errors else 0
+
+
+def _open_ledger(args: argparse.Namespace):
+    """The ledger the function would use, with --ledger/--sqlite-path over TRIGGERS_*."""
+    from ..app import build_ledger
+    from ..settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.ledger:
+        overrides["ledger"] = args.ledger
+    if args.sqlite_path:
+        overrides["sqlite_path"] = args.sqlite_path
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:  # e.g. TRIGGERS_LEDGER=nonsense
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    if settings.ledger == "memory":
+        print("error: a memory ledger lives and dies inside its server: use --ledger sqlite",
+              file=sys.stderr)
+        return None
+    if settings.ledger == "sqlite" and not Path(settings.sqlite_path).exists():
+        # Opening would create an empty ledger and answer "no runs": say where we looked.
+        print(f"error: no ledger at {settings.sqlite_path} (start one with `triggers serve`, or"
+              " pass --sqlite-path)", file=sys.stderr)
+        return None
+    return build_ledger(settings)
+
+

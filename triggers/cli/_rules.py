@@ -1,0 +1,211 @@
+"""validate, plan, test-pattern, schema: the commands that read rules and events, offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ._common import API_ROOT
+
+
+def add_commands(sub, rules_default: str) -> None:
+    p = sub.add_parser("validate", help="load and check a rules file or directory")
+    p.add_argument("path", nargs="?", default=rules_default, help=f"default: {rules_default}")
+    p.add_argument("--json", action="store_true", help="print the problems as JSON")
+    p.set_defaults(run=_validate)
+
+    p = sub.add_parser("plan", help="show what each rule would do with each event")
+    p.add_argument("--config", default=rules_default, help=f"rules file or dir ({rules_default})")
+    p.add_argument("events", nargs="+", metavar="EVENT_FILE", help="event files (config/events)")
+    p.add_argument("--json", action="store_true", help="print one JSON document per event")
+    p.set_defaults(run=_plan)
+
+    p = sub.add_parser("test-pattern", help="match an EventBridge pattern against an event")
+    p.add_argument("pattern", metavar="PATTERN_FILE", help="the pattern (JSON or YAML)")
+    p.add_argument("event", metavar="EVENT_FILE", help="an event document (JSON)")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="EVENT_FILE is a request file: decode it and match its event document",
+    )
+    p.set_defaults(run=_test_pattern)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the rules file")
+    p.set_defaults(run=_schema)
+
+
+# -- validate ---------------------------------------------------------------------------------
+
+
+def _load(path: str):
+    """Rules, or None after printing every problem."""
+    from ..errors import RulesError
+    from ..rules import load
+
+    try:
+        return load(path)
+    except RulesError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ..errors import RulesError
+    from ..rules import load
+
+    try:
+        rules = load(args.path)
+    except RulesError as exc:
+        if args.json:
+            print(json.dumps({"valid": False, "problems": [_problem(p) for p in exc.problems]}, indent=2))
+        else:
+            print(str(exc), file=sys.stderr)
+        return 1
+    kinds = Counter(on.split(".")[0] for rule in rules for on in rule.spec.on)
+    if args.json:
+        print(json.dumps({"valid": True, "files": list(rules.files), "rules": len(rules)}, indent=2))
+    else:
+        summary = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        print(f"{args.path}: {len(rules)} rule{'s' if len(rules) != 1 else ''} OK ({summary})")
+    return 0
+
+
+def _problem(problem) -> dict[str, Any]:
+    return {"file": problem.file, "line": problem.line, "rule": problem.rule, "message": problem.message}
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from ..errors import DecodeError
+    from ..events import decode, parse_event_file
+
+    rules = _load(args.config)
+    if rules is None:
+        return 1
+    status = 0
+    for name in args.events:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{name}: cannot read: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        try:
+            headers, body = parse_event_file(text, name)
+            event = decode(headers, body)
+        except DecodeError as exc:
+            _print_rejected(name, exc, args.json)
+            continue
+        verdicts = rules.verdicts(event)
+        if args.json:
+            print(json.dumps(_plan_json(name, event, verdicts), indent=2))
+        else:
+            _print_plan(name, event, verdicts)
+    return status
+
+
+def _print_rejected(name: str, exc, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"file": name, "rejected": {"reason": exc.reason, "message": exc.message}}))
+    else:
+        print(f"{name}\n  rejected ({exc.reason}): {exc.message}\n")
+
+
+def _plan_json(name: str, event, verdicts) -> dict[str, Any]:
+    out = []
+    for v in verdicts:
+        entry: dict[str, Any] = {"rule": v.rule.name, "matched": v.matched}
+        if v.reason:
+            entry["reason"] = v.reason
+        if v.request:
+            entry.update(v.request.as_dict())
+        if v.error:
+            entry["error"] = str(v.error)
+        out.append(entry)
+    return {
+        "file": name,
+        "event": {"form": event.form, "kind": event.kind, "document": event.document},
+        "verdicts": out,
+    }
+
+
+def _print_plan(name: str, event, verdicts) -> None:
+    print(name)
+    print(f"  event  {event.type}  ({event.form})")
+    print(f"         id={event.id}  source={event.source}")
+    for v in verdicts:
+        if not v.matched:
+            print(f"  - {v.rule.name}: {v.reason}")
+        elif v.error:
+            print(f"  ! {v.rule.name}: matched, but cannot plan the run: {v.error}")
+        else:
+            request = v.request
+            print(f"  + {v.rule.name}: run {request.job}")
+            print(f"      dedup key: {request.dedup_key}")
+            print(f"      POST {API_ROOT}/{request.job}:run")
+            body = json.dumps(request.run_job_body(), indent=2)
+            print("      " + body.replace("\n", "\n      "))
+    print()
+
+
+# -- test-pattern ---------------------------------------------------------------------------
+
+
+def _test_pattern(args: argparse.Namespace) -> int:
+    from ..errors import PatternError
+    from ..patterns import compile as compile_pattern
+
+    try:
+        pattern_source = _read_structured(args.pattern)
+        if args.decode:
+            from ..events import decode, parse_event_file
+
+            headers, body = parse_event_file(Path(args.event).read_text(encoding="utf-8"), args.event)
+            document = decode(headers, body).document
+        else:
+            document = json.loads(Path(args.event).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # DecodeError and JSON errors are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(pattern_source, dict):
+        print(f"error: {args.pattern}: a pattern is a JSON/YAML object", file=sys.stderr)
+        return 2
+    try:
+        pattern = compile_pattern(pattern_source)
+    except PatternError as exc:
+        print(f"error: {args.pattern}: invalid pattern: {exc}", file=sys.stderr)
+        return 2
+    reason = pattern.explain(document)
+    print("match" if reason is None else f"no match: {reason}")
+    return 0 if reason is None else 1
+
+
+def _read_structured(path: str) -> Any:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith((".yaml", ".yml")):
+        from ..rules.yamlsource import YAMLProblem, parse, plain
+
+        try:
+            return plain(parse(text))
+        except YAMLProblem as exc:
+            raise ValueError(f"{path}:{exc.line}: {exc.message}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+
+
+# -- schema ------------------------------------------------------------------------
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from ..rules.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
