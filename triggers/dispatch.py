@@ -82,15 +82,19 @@ class Dispatcher:
         self.ledger = ledger
         self.runner = runner
 
-    def dispatch(self, event: Event) -> Decision:
-        outcomes = tuple(self.dispatch_rule(rule, event) for rule in self.rules.route(event))
+    def dispatch(self, event: Event, *, scope: str | None = None) -> Decision:
+        """Every matching rule, claimed, run and recorded. `scope` (replays) gives each run a
+        new dedup identity: see `RunRequest.in_scope`."""
+        outcomes = tuple(
+            self.dispatch_rule(rule, event, scope=scope) for rule in self.rules.route(event)
+        )
         return Decision(event.id, outcomes)
 
-    def dispatch_rule(self, rule: Rule, event: Event) -> RuleOutcome:
+    def dispatch_rule(self, rule: Rule, event: Event, *, scope: str | None = None) -> RuleOutcome:
         try:
-            request = rule.plan(event)
+            request = rule.plan(event).in_scope(scope)
         except RenderError as exc:
-            return self._reject_unplanned(rule, event, str(exc))
+            return self._reject_unplanned(rule, event, str(exc), scope)
         try:
             claim = self.ledger.claim(request, dict(event.document))
         except Exception as exc:  # the ledger is down: nothing was decided, try again later
@@ -146,7 +150,9 @@ class Dispatcher:
         except Exception as exc:
             log.warning("ledger write failed for %s: %s", claim.record.key, exc)
 
-    def _reject_unplanned(self, rule: Rule, event: Event, reason: str) -> RuleOutcome:
+    def _reject_unplanned(
+        self, rule: Rule, event: Event, reason: str, scope: str | None = None
+    ) -> RuleOutcome:
         """Record a rule that matched but could not be planned, under the event's identity."""
         request = RunRequest(
             rule=rule.name,
@@ -155,7 +161,7 @@ class Dispatcher:
             dedup_key=event.default_dedup_key,
             dedup_window_seconds=rule.spec.dedup.window,
             event=event.ref,
-        )
+        ).in_scope(scope)
         try:
             claim = self.ledger.claim(request, dict(event.document))
         except Exception as exc:

@@ -7,7 +7,7 @@ A RunRequest is pure data. It knows how to render itself as the exact Cloud Run 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .events.model import EventRef
@@ -75,6 +75,13 @@ class RunRequest:
     def ledger_key(self) -> str:
         """Identity of (rule, dedup key): the ledger document id and the run-key env value."""
         return self._ledger_key
+
+    def in_scope(self, scope: str | None) -> "RunRequest":
+        """This request under a dedup scope: a new identity (`scope/dedup key`), so that a
+        replay runs once per event again, and once only however often it is repeated."""
+        if not scope:
+            return self
+        return replace(self, dedup_key=f"{scope}/{self.dedup_key}")
 
     @property
     def project(self) -> str:

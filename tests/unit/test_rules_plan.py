@@ -72,7 +72,13 @@ def test_matching_rule_plans_the_exact_jobs_run_body(rules):
     assert request.job == "projects/demo-project/locations/europe-west1/jobs/csv-loader"
     assert request.dedup_key == "raw-data/incoming/a.csv#7"
     assert request.dedup_window_seconds == 2 * 86400
-    assert request.event.as_dict() == {"id": "m-1", "source": event.source, "type": STORAGE_FINALIZED}
+    assert request.event.as_dict() == {
+        "id": "m-1",
+        "source": event.source,
+        "type": STORAGE_FINALIZED,
+        "kind": "storage",
+        "form": event.form,
+    }
     assert request.run_job_body() == {
         "overrides": {
             "containerOverrides": [

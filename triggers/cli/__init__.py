@@ -11,6 +11,10 @@
     triggers send --file EVENT_FILE              post a request file (config/events)
     triggers runs [--rule R] [--since 1h]        the ledger's recorded outcomes, newest first
     triggers reconcile [--since 1d] [--json]     record the outcome of finished executions
+    triggers replay [--status failed] [--since 1d] [--dry-run]
+                                                 recorded events through the current rules again
+    triggers replay --from-topic NAME [--dry-run]
+                                                 re-drive dead letters after a fix
     triggers demo                                serve the samples, send every sample event, show
                                                  what ran; exit 1 if anything misbehaved
 
@@ -25,7 +29,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import _history, _local, _rules
+from . import _history, _local, _replay, _rules
 from ._common import DEFAULT_RULES
 
 
@@ -62,5 +66,6 @@ def _parser() -> argparse.ArgumentParser:
     _local.add_send(sub)
     _history.add_runs(sub)
     _history.add_reconcile(sub)
+    _replay.add_replay(sub, rules_default)
     _local.add_demo(sub, rules_default)
     return parser

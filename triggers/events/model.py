@@ -81,16 +81,30 @@ class Event:
 
     @property
     def ref(self) -> "EventRef":
-        return EventRef(id=self.id, source=self.source, type=self.type)
+        return EventRef(
+            id=self.id, source=self.source, type=self.type, kind=self.kind, form=self.form
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class EventRef:
-    """Enough to find an event again: what a RunRequest and a ledger record point back to."""
+    """Enough to find an event again: what a RunRequest and a ledger record point back to.
+
+    ``kind`` and ``form`` are kept so that `triggers replay` can rebuild the Event from the
+    recorded document exactly as it was decoded (a Scheduler tick's default key depends on its
+    form); they are None only in references built by hand.
+    """
 
     id: str
     source: str
     type: str
+    kind: str | None = None
+    form: str | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return {"id": self.id, "source": self.source, "type": self.type}
+        out = {"id": self.id, "source": self.source, "type": self.type}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.form is not None:
+            out["form"] = self.form
+        return out
