@@ -33,6 +33,9 @@ MAX_DATA_BYTES = 9 * 1024 * 1024
 TOPIC_PATTERN = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 
 _TRUNCATED = "…"
+# Request headers that describe the event (a binary CloudEvent's attributes, a Scheduler HTTP
+# target's job and tick) and are kept as attributes; other headers are about the delivery.
+_KEPT_HEADERS = ("ce-", "x-cloudscheduler")
 
 
 class DeadLetters(Protocol):
@@ -69,9 +72,10 @@ def attributes(
     event_id: str | None,
     detail: str,
 ) -> dict[str, str]:
-    """The attributes of a dead letter: ours first, then the request's `ce-*` headers as
-    `ce_*` (lower case), every value within Pub/Sub's 1024-byte limit. Absent values are left
-    out rather than sent empty."""
+    """The attributes of a dead letter: ours first, then the request's `ce-*` and
+    `x-cloudscheduler*` headers as `ce_*` and `x_cloudscheduler*` (lower case, `-` as `_`), every
+    value within Pub/Sub's 1024-byte limit: enough to rebuild the request and decode it again
+    (`triggers replay --from-topic`). Absent values are left out rather than sent empty."""
     out: dict[str, str] = {"reason": reason}
     if rule is not None:
         out["rule"] = rule
@@ -86,9 +90,9 @@ def attributes(
         out["data_omitted"] = f"the body of {len(body)} bytes is over the {MAX_DATA_BYTES}-byte limit"
     for name, value in sorted(headers.items(), key=lambda kv: kv[0].lower()):
         lowered = name.lower()
-        if not lowered.startswith("ce-") or len(out) >= MAX_ATTRIBUTES:
+        if not lowered.startswith(_KEPT_HEADERS) or len(out) >= MAX_ATTRIBUTES:
             continue
-        key = "ce_" + lowered[3:].replace("-", "_")
+        key = lowered.replace("-", "_")
         if key in out or len(key.encode("utf-8")) > MAX_ATTRIBUTE_KEY_BYTES:
             continue
         out[key] = str(value)
