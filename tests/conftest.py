@@ -7,6 +7,7 @@ reads it then, and keeps the address), so unrelated tests never see it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -111,21 +112,29 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         _stop(process)
 
 
+@contextlib.contextmanager
+def emulator_env(variable: str, host_port: str) -> Iterator[None]:
+    """`variable` (FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST) set to `host_port` for the
+    block only, one block at a time: Google clients read it in their constructors, so a client
+    built inside is bound to the emulator and the variable never leaks to other tests."""
+    with _ENV_LOCK:
+        previous = os.environ.get(variable)
+        os.environ[variable] = host_port
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ[variable]
+            else:
+                os.environ[variable] = previous
+
+
 def make_firestore_client(host_port: str, project: str) -> Any:
     """A Firestore client bound to the emulator at `host_port`, without leaking the env var."""
     from google.cloud import firestore
 
-    # The client reads FIRESTORE_EMULATOR_HOST in its constructor only; set it for that moment.
-    with _ENV_LOCK:
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host_port
-        try:
-            return firestore.Client(project=project)
-        finally:
-            if previous is None:
-                del os.environ["FIRESTORE_EMULATOR_HOST"]
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+    with emulator_env("FIRESTORE_EMULATOR_HOST", host_port):
+        return firestore.Client(project=project)
 
 
 @pytest.fixture(scope="session")

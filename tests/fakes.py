@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from triggers.errors import AmbiguousRunError
+from triggers.events.model import STORAGE_FINALIZED, Event
 from triggers.runners.base import Launch
 
 
@@ -77,3 +78,12 @@ rules:
     overrides:
       args: ["{{ data.missing_field }}"]
 """
+
+
+def storage_event(name: str = "incoming/a.csv", event_id: str = "e-1") -> Event:
+    """An object finalized in bucket `raw`, as an Eventarc binary CloudEvent decodes."""
+    return Event(
+        id=event_id, source="//storage.googleapis.com/projects/_/buckets/raw",
+        type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
+        data={"bucket": "raw", "name": name, "generation": 1},
+    )

@@ -37,27 +37,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from .dispatch import Dispatcher, Outcome, RuleOutcome
 from .errors import RenderError
-from .events.model import (
-    PUBSUB_PUBLISHED,
-    SCHEDULER_EXECUTED,
-    STORAGE_PREFIX,
-    Event,
-)
+from .events.model import FORMS, PUBSUB_PUBLISHED, SCHEDULER_EXECUTED, STORAGE_PREFIX, Event
 from .ledger.base import INPUT_RULE, Record, Status
 from .plan import RUN_KEY_ENV
 from .rules.ruleset import RuleSet
 
 SCOPE_PREFIX = "replay-"
 _CORE_FIELDS = ("id", "source", "type", "subject", "time", "data")
-# Forms a record may name; anything else (an older record) is rebuilt as a structured CloudEvent.
-_EVENT_FORMS = (
-    "cloudevent-binary",
-    "cloudevent-structured",
-    "pubsub-push",
-    "storage-notification",
-    "scheduler-http",
-    "scheduler-pubsub",
-)
 
 
 class NotReplayable(ValueError):
@@ -88,7 +74,7 @@ def event_of(record: Record) -> Event:
     kind = reference.get("kind") or _kind_of(event_type)
     data = document.get("data")
     form = reference.get("form")
-    if form not in _EVENT_FORMS:
+    if form not in FORMS:  # an older record: rebuilt as a structured CloudEvent, or a tick
         form = _form_of(kind, data)
     event_id = str(document.get("id") or reference.get("id") or "")
     try:

@@ -30,13 +30,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import pytest
+
+from tests.conftest import emulator_env
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_SOURCE = ROOT / "triggers" / "main.py"
@@ -45,7 +47,6 @@ PROJECT = "demo-project"  # Pub/Sub, fake-gcs and the Cloud Run emulator's jobs 
 GCS_TOPIC = "gcs-notifications"
 START_TIMEOUT = 60.0
 
-_ENV_LOCK = threading.Lock()
 # What gcloud says when a component (or the beta command group) is absent; it cannot install it.
 _MISSING_COMPONENT = (
     "not installed",
@@ -266,18 +267,10 @@ class PubSub:
         self.host_port = host_port
         self.project = project
         # The clients read PUBSUB_EMULATOR_HOST in their constructors only (insecure channel,
-        # anonymous credentials); set it for that moment, like make_firestore_client.
-        with _ENV_LOCK:
-            previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-            os.environ["PUBSUB_EMULATOR_HOST"] = host_port
-            try:
-                self.publisher = pubsub_v1.PublisherClient()
-                self.subscriber = pubsub_v1.SubscriberClient()
-            finally:
-                if previous is None:
-                    del os.environ["PUBSUB_EMULATOR_HOST"]
-                else:
-                    os.environ["PUBSUB_EMULATOR_HOST"] = previous
+        # anonymous credentials).
+        with emulator_env("PUBSUB_EMULATOR_HOST", host_port):
+            self.publisher = pubsub_v1.PublisherClient()
+            self.subscriber = pubsub_v1.SubscriberClient()
 
     def topic(self, name: str) -> str:
         return self.publisher.topic_path(self.project, name)
@@ -336,6 +329,32 @@ def pubsub(pubsub_emulator: str) -> Iterator[PubSub]:
     handle = PubSub(pubsub_emulator)
     yield handle
     handle.close()
+
+
+def bind_to_emulator(sink: Any, host_port: str) -> Any:
+    """Create the sink's own client (its lazy path) while PUBSUB_EMULATOR_HOST is set."""
+    with emulator_env("PUBSUB_EMULATOR_HOST", host_port):
+        sink.client()
+    return sink
+
+
+@pytest.fixture
+def dead_letters(pubsub: PubSub) -> Iterator[tuple[Any, str]]:
+    """A fresh topic with a pull subscription, and a real sink publishing to it (its topic:
+    `sink.topic`)."""
+    from triggers.deadletter import PubSubDeadLetters
+
+    name = f"dead-letters-{uuid.uuid4().hex[:8]}"
+    topic = pubsub.create_topic(name)
+    subscription = pubsub.subscription(name)
+    pubsub.subscriber.create_subscription(request={"name": subscription, "topic": topic})
+    sink = bind_to_emulator(PubSubDeadLetters(topic, timeout=30), pubsub.host_port)
+    try:
+        yield sink, subscription
+    finally:
+        sink.close()
+        pubsub.delete_subscription(name)
+        pubsub.publisher.delete_topic(topic=topic)
 
 
 # -- fake-gcs-server ------------------------------------------------------------------------------

@@ -8,11 +8,10 @@ that moment, as in conftest.py), then pulls and checks data and attributes.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,7 +24,7 @@ from triggers.rules import load_text
 from triggers.runners.base import Launch
 from triggers.settings import Settings
 
-from .conftest import _ENV_LOCK, PubSub, eventually
+from .conftest import PubSub, bind_to_emulator, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -60,37 +59,6 @@ class RefusingRunner:
 
     def find(self, request, *, since) -> Launch | None:
         return None
-
-
-def bind_to_emulator(sink: PubSubDeadLetters, host_port: str) -> PubSubDeadLetters:
-    """Create the sink's own client (its lazy path) while PUBSUB_EMULATOR_HOST is set."""
-    with _ENV_LOCK:
-        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-        os.environ["PUBSUB_EMULATOR_HOST"] = host_port
-        try:
-            sink.client()
-        finally:
-            if previous is None:
-                del os.environ["PUBSUB_EMULATOR_HOST"]
-            else:
-                os.environ["PUBSUB_EMULATOR_HOST"] = previous
-    return sink
-
-
-@pytest.fixture
-def dead_letters(pubsub: PubSub) -> Iterator[tuple[PubSubDeadLetters, str]]:
-    """A fresh topic with a pull subscription, and a real sink publishing to it."""
-    name = f"dead-letters-{uuid.uuid4().hex[:8]}"
-    topic = pubsub.create_topic(name)
-    subscription = pubsub.subscription(name)
-    pubsub.subscriber.create_subscription(request={"name": subscription, "topic": topic})
-    sink = bind_to_emulator(PubSubDeadLetters(topic, timeout=30), pubsub.host_port)
-    try:
-        yield sink, subscription
-    finally:
-        sink.close()
-        pubsub.delete_subscription(name)
-        pubsub.publisher.delete_topic(topic=topic)
 
 
 def pull(pubsub: PubSub, subscription: str, count: int) -> list[Any]:

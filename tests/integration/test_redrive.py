@@ -5,18 +5,16 @@ replayed runs really execute) and a SQLite ledger file."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from tests.integration.conftest import _ENV_LOCK, PubSub, eventually
-from tests.integration.test_deadletter import bind_to_emulator
+from tests.conftest import emulator_env
+from tests.integration.conftest import PubSub, eventually
 from triggers.app import App
 from triggers.cli import main
-from triggers.deadletter import PubSubDeadLetters
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulator.testing import PROJECT, REGION, probe_records
 from triggers.ledger import Ledger, Status
@@ -56,22 +54,6 @@ def ledger(tmp_path) -> Iterator[Ledger]:
     backend.close()
 
 
-@pytest.fixture
-def dead_letter_topic(pubsub: PubSub) -> Iterator[tuple[str, str, PubSubDeadLetters]]:
-    """A dead-letter topic with one pull subscription, and the app's publisher bound to it."""
-    name = f"dl-{uuid.uuid4().hex[:8]}"
-    topic = pubsub.create_topic(name)
-    subscription = pubsub.subscription(name)
-    pubsub.subscriber.create_subscription(request={"name": subscription, "topic": topic})
-    sink = bind_to_emulator(PubSubDeadLetters(topic, timeout=30), pubsub.host_port)
-    try:
-        yield topic, subscription, sink
-    finally:
-        sink.close()
-        pubsub.delete_subscription(name)
-        pubsub.publisher.delete_topic(topic=topic)
-
-
 def execution_ran(probe_dir: Path, execution: str) -> dict[str, Any]:
     [record] = eventually(lambda: probe_records(probe_dir, execution), timeout=20,
                           what=f"{execution} to run")
@@ -93,9 +75,9 @@ def wait_for_letters(pubsub: PubSub, subscription: str, count: int) -> None:
 
 
 def test_dead_letters_are_redriven_after_a_fix_and_run_once(
-    pubsub, dead_letter_topic, ledger, emu, runner, probe_dir
+    pubsub, dead_letters, ledger, emu, runner, probe_dir
 ):
-    topic, subscription, sink = dead_letter_topic
+    sink, subscription = dead_letters
     # GIVEN a rule whose template fails: the event is rejected and dead-lettered by the app,
     # and so is a request that cannot be decoded
     app = App(Settings(ledger="memory", runner="dry-run"), rules=load_text(RULES_YAML, environ={}),
@@ -131,9 +113,10 @@ def test_dead_letters_are_redriven_after_a_fix_and_run_once(
 
 
 def test_the_cli_reads_a_topic_through_its_only_subscription(
-    pubsub, dead_letter_topic, ledger, emu, runner, tmp_path, capsys, monkeypatch
+    pubsub, dead_letters, ledger, emu, runner, tmp_path, capsys, monkeypatch
 ):
-    topic, subscription, sink = dead_letter_topic
+    sink, subscription = dead_letters
+    topic = sink.topic
     app = App(Settings(ledger="memory", runner="dry-run"), rules=load_text(RULES_YAML, environ={}),
               ledger=ledger, runner=runner, dead_letters=sink)
     app.handle(*storage_request())
@@ -146,20 +129,12 @@ def test_the_cli_reads_a_topic_through_its_only_subscription(
     monkeypatch.setenv("TRIGGERS_RUNNER", "cloudrun")
     monkeypatch.delenv("TRIGGERS_LEDGER", raising=False)
     sqlite_path = str(ledger.backend.path)
-    with _ENV_LOCK:
-        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.host_port
-        try:
-            dry = main(["replay", "--config", str(fixed), "--from-topic", topic, "--dry-run"])
-            dry_out = capsys.readouterr().out
-            real = main(["replay", "--config", str(fixed), "--from-topic", topic,
-                         "--sqlite-path", sqlite_path])
-            real_out = capsys.readouterr().out
-        finally:
-            if previous is None:
-                del os.environ["PUBSUB_EMULATOR_HOST"]
-            else:
-                os.environ["PUBSUB_EMULATOR_HOST"] = previous
+    with emulator_env("PUBSUB_EMULATOR_HOST", pubsub.host_port):
+        dry = main(["replay", "--config", str(fixed), "--from-topic", topic, "--dry-run"])
+        dry_out = capsys.readouterr().out
+        real = main(["replay", "--config", str(fixed), "--from-topic", topic,
+                     "--sqlite-path", sqlite_path])
+        real_out = capsys.readouterr().out
     assert dry == 0 and "load: would run probe" in dry_out, dry_out
     assert f"checking dead letters from {subscription}" in dry_out
     assert real == 0, real_out

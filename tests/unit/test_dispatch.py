@@ -6,48 +6,17 @@ tests/integration/test_dispatch_e2e.py.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pytest
-
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
-from triggers.events.model import STORAGE_FINALIZED, Event
+from triggers.events.model import Event
 from triggers.ledger import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
 
-from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
+from tests.fakes import STORAGE_RULES_YAML, storage_event
 
 RULES = load_text(STORAGE_RULES_YAML, environ={})
 
-
-def storage_event(name="incoming/a.csv", event_id="e-1") -> Event:
-    return Event(
-        id=event_id, source="//storage.googleapis.com/projects/_/buckets/raw",
-        type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
-        data={"bucket": "raw", "name": name, "generation": 1},
-    )
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def runner():
-    return ScriptedRunner()
-
-
-@pytest.fixture
-def ledger(clock):
-    return Ledger(MemoryBackend(), lease=timedelta(minutes=5), clock=clock)
-
-
-@pytest.fixture
-def dispatcher(ledger, runner):
-    return Dispatcher(RULES, ledger, runner)
 
 
 def outcomes(decision) -> dict[str, Outcome]:

@@ -81,6 +81,16 @@ def dead_letter_of(headers, body, *, reason: str, rule: str | None = None,
                             detail=reason)
 
 
+def letters_of_a_removed_rule(count: int) -> Subscription:
+    """`count` dead letters m0, m1, ... of a rule that no longer exists: they are always left."""
+    headers, body = sample("storage-finalized.cloudevent-binary.json")
+    subscription = Subscription()
+    for i in range(count):
+        data, attrs = dead_letter_of(headers, body, reason="r", rule="nope")
+        subscription.add(f"m{i}", data, attrs)
+    return subscription
+
+
 @pytest.fixture
 def runner():
     return ScriptedRunner()
@@ -210,22 +220,14 @@ def test_a_dry_run_plans_acknowledges_nothing_and_releases_everything(ledger, ru
 
 
 def test_max_messages_bounds_a_pass(ledger, runner):
-    headers, body = sample("storage-finalized.cloudevent-binary.json")
-    subscription = Subscription()
-    for i in range(5):
-        data, attrs = dead_letter_of(headers, body, reason="r", rule="nope")
-        subscription.add(f"m{i}", data, attrs)
+    subscription = letters_of_a_removed_rule(5)
     results = list(redrive(subscription, Dispatcher(RULES, ledger, runner), scope="s",
                            max_messages=3, batch=2))
     assert [r.message_id for r in results] == ["m0", "m1", "m2"]
 
 
 def test_stopping_early_still_releases_what_was_held(ledger, runner):
-    headers, body = sample("storage-finalized.cloudevent-binary.json")
-    subscription = Subscription()
-    for i in range(3):
-        data, attrs = dead_letter_of(headers, body, reason="r", rule="nope")
-        subscription.add(f"m{i}", data, attrs)
+    subscription = letters_of_a_removed_rule(3)
     results = redrive(subscription, Dispatcher(RULES, ledger, runner), scope="s")
     next(results)
     results.close()

@@ -14,7 +14,6 @@ import pytest
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import PermanentRunError
 from triggers.events import decode, parse_event_file
-from triggers.events.model import STORAGE_FINALIZED, Event
 from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE
 from triggers.ledger.memory import MemoryBackend
@@ -30,39 +29,12 @@ from triggers.replay import (
 )
 from triggers.rules import load_text
 
-from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
+from tests.fakes import STORAGE_RULES_YAML, storage_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
 SAMPLE_RULES = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
 RULES = load_text(STORAGE_RULES_YAML, environ={})
 
-
-def storage_event(name="incoming/a.csv", event_id="e-1") -> Event:
-    return Event(
-        id=event_id, source="//storage.googleapis.com/projects/_/buckets/raw",
-        type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
-        data={"bucket": "raw", "name": name, "generation": 1},
-    )
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def runner():
-    return ScriptedRunner()
-
-
-@pytest.fixture
-def ledger(clock):
-    return Ledger(MemoryBackend(), lease=timedelta(minutes=5), clock=clock)
-
-
-@pytest.fixture
-def dispatcher(ledger, runner):
-    return Dispatcher(RULES, ledger, runner)
 
 
 def mark(ledger: Ledger, key: str, status: Status) -> None:
