@@ -15,6 +15,12 @@ and decode it again. Then:
                                          identity: no rule has run for it, and one that ran
                                          through another delivery is then a duplicate
 
+A message that Pub/Sub forwarded from a push subscription (it failed too many deliveries) is
+rebuilt as the push request it was and handled like an undecodable request: every matching rule,
+under the event's own identity. Pub/Sub gives the forwarded copy a new message id, so a rule
+keyed on the message id (the default for Pub/Sub events) sees a new event; keys built from the
+content (`dedup.key`) still recognise runs that happened.
+
 A letter is acknowledged (removed from the subscription) only when every rule it went to
 launched or was a duplicate. Any other letter (still undecodable, matching nothing, rejected
 again, a retry) is left in the subscription, released at the end of the pass for the next one;
@@ -39,6 +45,8 @@ TOPIC = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 SUBSCRIPTION = re.compile(r"^projects/[^/]+/subscriptions/[^/]+$")
 # Header attributes a dead letter carries (see deadletter.attributes), and the headers they were.
 _HEADER_PREFIXES = (("ce_", "ce-"), ("x_cloudscheduler", "x-cloudscheduler"))
+# Set by Pub/Sub on a message it forwards to a dead-letter topic: the subscription it came from.
+FORWARDED_FROM = "CloudPubSubDeadLetterSourceSubscription"
 # How long a letter we are not done with stays invisible to other pulls during a pass.
 _HOLD_SECONDS = 600
 
@@ -66,8 +74,16 @@ class NotRedrivable(ValueError):
 
 
 def request_of(letter: Letter) -> tuple[dict[str, str], bytes]:
-    """The HTTP request a dead letter was made from: headers rebuilt from its attributes."""
+    """The HTTP request a dead letter was made from: headers rebuilt from its attributes.
+
+    Two kinds of letter share the topic: requests the function rejected (published by
+    triggers/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a push
+    subscription after too many failed deliveries (with `CloudPubSubDeadLetterSource*`
+    attributes); those become the push request they were meant to be.
+    """
     attributes = letter.attributes
+    if FORWARDED_FROM in attributes and "reason" not in attributes:
+        return _push_request(letter)
     if "data_omitted" in attributes:
         raise NotRedrivable(f"the original body was not kept: {attributes['data_omitted']}")
     headers: dict[str, str] = {}
@@ -78,6 +94,30 @@ def request_of(letter: Letter) -> tuple[dict[str, str], bytes]:
             if name.startswith(prefix):
                 headers[header + name[len(prefix):].replace("_", "-")] = value
     return headers, letter.data
+
+
+def _push_request(letter: Letter) -> tuple[dict[str, str], bytes]:
+    """The push request of a message Pub/Sub forwarded from a subscription. Its message id is
+    the dead-letter topic's, not the original one (which Pub/Sub does not keep)."""
+    import base64
+    import json
+
+    attributes = letter.attributes
+    project = attributes.get(FORWARDED_FROM + "Project", "")
+    subscription = attributes[FORWARDED_FROM]
+    if project and not subscription.startswith("projects/"):
+        subscription = f"projects/{project}/subscriptions/{subscription}"
+    message: dict[str, Any] = {
+        "data": base64.b64encode(letter.data).decode("ascii"),
+        "messageId": letter.message_id,
+        "attributes": {k: v for k, v in attributes.items()
+                       if not k.startswith("CloudPubSubDeadLetterSource")},
+    }
+    published = attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime")
+    if published:
+        message["publishTime"] = published
+    body = json.dumps({"message": message, "subscription": subscription}).encode()
+    return {"content-type": "application/json"}, body
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +192,11 @@ def redrive(
 
 def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bool) -> Redriven:
     attributes = letter.attributes
-    base = dict(message_id=letter.message_id, reason=attributes.get("reason"),
-                rule=attributes.get("rule"))
+    reason = attributes.get("reason")
+    if reason is None and FORWARDED_FROM in attributes:
+        attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
+        reason = f"not delivered from {attributes[FORWARDED_FROM]} in {attempts} attempts"
+    base = dict(message_id=letter.message_id, reason=reason, rule=attributes.get("rule"))
     try:
         headers, body = request_of(letter)
         event = decode(headers, body)

@@ -257,3 +257,47 @@ def test_a_subscription_is_used_as_given_and_a_topic_resolves_to_its_only_subscr
         resolve_subscription("projects/p/topics/dl", Publisher([sub, sub + "-2"]))
     with pytest.raises(ValueError, match="projects/P/topics/T"):
         resolve_subscription("dl", Publisher([]))
+
+
+# -- messages Pub/Sub forwarded from a push subscription -------------------------------------
+
+
+def forwarded_order() -> Letter:
+    """The sample order as Pub/Sub forwards it after too many failed push deliveries."""
+    return Letter("a", "dl-77", b'{"order_id": "A-1", "status": "paid"}', {
+        "kind": "order",
+        "CloudPubSubDeadLetterSourceSubscription": "orders-push",
+        "CloudPubSubDeadLetterSourceSubscriptionProject": "demo-project",
+        "CloudPubSubDeadLetterSourceDeliveryCount": "5",
+        "CloudPubSubDeadLetterSourceTopicPublishTime": "2026-11-21T10:00:00.123Z",
+    })
+
+
+def test_a_forwarded_message_becomes_the_push_request_it_was():
+    event = decode(*request_of(forwarded_order()))
+    assert (event.kind, event.form, event.id) == ("pubsub", "pubsub-push", "dl-77")
+    assert event.source == "//pubsub.googleapis.com/projects/demo-project/subscriptions/orders-push"
+    assert event.time == "2026-11-21T10:00:00.123Z"  # the original publish time
+    message = event.data["message"]
+    assert message["json"] == {"order_id": "A-1", "status": "paid"}
+    assert message["attributes"] == {"kind": "order"}  # Pub/Sub's own attributes left out
+
+
+def test_a_forwarded_message_runs_every_matching_rule_and_says_where_it_came_from(ledger, runner):
+    rules = load_text("""\
+project: demo-project
+region: europe-west1
+rules:
+  - name: paid
+    on: pubsub
+    subscription: orders-push
+    match: {data: {message: {json: {status: [paid]}}}}
+    job: orders
+""", environ={})
+    subscription = Subscription()
+    letter = forwarded_order()
+    subscription.add(letter.message_id, letter.data, dict(letter.attributes))
+    [result] = redrive(subscription, Dispatcher(rules, ledger, runner), scope="s")
+    assert result.reason == ("not delivered from orders-push in 5 attempts")
+    assert result.rule is None and result.resolved
+    assert [(o.rule, o.outcome) for o in result.outcomes] == [("paid", Outcome.LAUNCHED)]

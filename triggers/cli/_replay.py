@@ -248,7 +248,7 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
 
 
 def _print_redriven(result) -> None:
-    what = f"rule {result.rule}" if result.rule else "undecodable request"
+    what = f"rule {result.rule}" if result.rule else "request"
     print(f"  {result.message_id}  {what}  event {result.event_id or '-'}  (was: {result.reason})")
     for plan in result.plans:
         if plan["would"] == "run":
