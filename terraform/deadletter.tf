@@ -1,9 +1,14 @@
-# Dead-letter topic for the push subscriptions, and the Pub/Sub service agent's rights to
-# forward to it (publisher on the topic, subscriber on each source subscription).
+# The dead-letter topic and the subscription that keeps its messages. Two kinds of message go
+# there: requests the function rejects for good, whatever their source (the function publishes
+# them itself: TRIGGERS_DEAD_LETTER_TOPIC, docs/deadletters.md), and messages a push
+# subscription gave up on after max_delivery_attempts (Pub/Sub forwards them). So the topic
+# exists whenever dead letters are enabled, also for rules with only Cloud Storage, Eventarc or
+# Scheduler sources. Rights: the function's account publishes to this topic only; the Pub/Sub
+# service agent publishes to it and subscribes to each push subscription, when there are some.
 
 locals {
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  dead_letter  = var.dead_letter.enabled && length(local.push_topics) > 0
+  dead_letter  = var.dead_letter.enabled
 }
 
 resource "google_pubsub_topic" "dead_letter" {
@@ -35,8 +40,19 @@ resource "google_pubsub_subscription" "dead_letter" {
   }
 }
 
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+# The function publishes the requests it rejects (triggers/deadletter.py), to this topic only.
+resource "google_pubsub_topic_iam_member" "function_publisher" {
   count = local.dead_letter ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter[0].name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.function.member
+}
+
+# Pub/Sub forwards what a push subscription could not deliver.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  count = local.dead_letter && length(local.push_topics) > 0 ? 1 : 0
 
   project = var.project_id
   topic   = google_pubsub_topic.dead_letter[0].name

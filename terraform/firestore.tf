@@ -1,8 +1,17 @@
-# The Firestore ledger (docs/ledger.md): the database (optional), the TTL policy on expire_at
-# and single-field index exemptions for the monotonically increasing / large fields.
+# The Firestore ledger (docs/ledger.md): the database (optional), the TTL policy on expire_at,
+# single-field index exemptions for the monotonically increasing / large fields, and the
+# composite indexes `list` needs (the reconciler lists by status).
 
 locals {
   ledger_exempt_fields = toset(["updated_at", "lease_until", "token", "request", "event", "event_document"])
+
+  # Equality filters of Ledger.list before its order_by(created_at DESC) (docs/ledger.md,
+  # "Composite indexes for list"). "status" is the reconciler's query (status in [launched]).
+  ledger_composite_indexes = {
+    "status"      = ["status"]
+    "rule"        = ["rule"]
+    "rule-status" = ["rule", "status"]
+  }
 }
 
 resource "google_firestore_database" "ledger" {
@@ -49,4 +58,30 @@ resource "google_firestore_field" "exempt" {
 
   # Firestore applies one field configuration change at a time per database.
   depends_on = [google_firestore_field.expire_at]
+}
+
+resource "google_firestore_index" "ledger" {
+  # Without the "status" index the reconciler's query fails (FAILED_PRECONDITION) on every call.
+  for_each = var.firestore.composite_indexes ? local.ledger_composite_indexes : {}
+
+  project     = local.firestore_project
+  database    = var.firestore.create ? google_firestore_database.ledger[0].name : var.firestore.database
+  collection  = var.firestore.collection
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
+  }
+
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+
+  # One index or field configuration change at a time is the safe order for a database.
+  depends_on = [google_firestore_field.exempt]
 }

@@ -1,13 +1,16 @@
 # The function's source: the `triggers` package, the rules file (as rules.yaml), a root main.py
 # that re-exports the entry points, and a requirements.txt. One archive, so the rules the
-# function routes on are the very rules this module derived its resources from.
+# function routes on are the very rules this module derived its resources from. The reconciler
+# (reconcile.tf) is deployed from the same archive with entry point handle_reconcile.
 
 locals {
   package_files = fileset(var.source_dir, "triggers/**/*.py")
 
   function_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name}"
 
-  function_env = merge(
+  # Settings of every function of this module (the event function and the reconciler): the same
+  # rules, the same ledger. The module's own settings win over var.function.environment.
+  shared_env = merge(
     var.function.environment,
     {
       TRIGGERS_RULES                = "rules.yaml"
@@ -19,6 +22,15 @@ locals {
       TRIGGERS_REGION               = var.region
       TRIGGERS_LEASE_SECONDS        = tostring(var.function.timeout_seconds)
     },
+  )
+
+  # The event function also publishes what it rejects (docs/deadletters.md) and, with
+  # verify_oidc, checks its callers' tokens itself.
+  function_env = merge(
+    local.shared_env,
+    local.dead_letter ? {
+      TRIGGERS_DEAD_LETTER_TOPIC = one(google_pubsub_topic.dead_letter[*].id)
+    } : {},
     var.function.verify_oidc ? {
       TRIGGERS_OIDC_AUDIENCE       = local.function_url
       TRIGGERS_OIDC_ALLOWED_EMAILS = jsonencode([google_service_account.trigger.email, google_service_account.scheduler.email])
@@ -44,7 +56,7 @@ data "archive_file" "source" {
   }
 
   source {
-    content  = "from triggers.main import handle_cloudevent, handle_http  # noqa: F401\n"
+    content  = "from triggers.main import handle_cloudevent, handle_http, handle_reconcile  # noqa: F401\n"
     filename = "main.py"
   }
 
@@ -130,8 +142,18 @@ resource "google_cloudfunctions2_function" "this" {
     environment_variables            = local.function_env
   }
 
+  lifecycle {
+    precondition {
+      # triggers/deadletter.py imports google.cloud.pubsub_v1 when TRIGGERS_DEAD_LETTER_TOPIC is
+      # set: without it the function fails at start.
+      condition     = !local.dead_letter || anytrue([for r in var.requirements : can(regex("(?i)^\\s*google[-_.]cloud[-_.]pubsub([^a-z0-9_.-]|$)", r))])
+      error_message = "dead_letter.enabled sets TRIGGERS_DEAD_LETTER_TOPIC, which needs google-cloud-pubsub in var.requirements."
+    }
+  }
+
   depends_on = [
     google_project_service.apis,
     google_project_iam_member.firestore_user,
+    google_pubsub_topic_iam_member.function_publisher,
   ]
 }

@@ -45,6 +45,11 @@ resource "google_cloud_run_v2_job_iam_member" "viewer" {
   member   = google_service_account.function.member
 }
 
+locals {
+  # IAM condition of every datastore.user grant: the ledger's database, nothing else.
+  ledger_database_condition = "resource.name == \"projects/${local.firestore_project}/databases/${var.firestore.database}\""
+}
+
 # The function: read and write the ledger, in its database only.
 resource "google_project_iam_member" "firestore_user" {
   project = local.firestore_project
@@ -54,7 +59,7 @@ resource "google_project_iam_member" "firestore_user" {
   condition {
     title       = "${var.name}-ledger-database"
     description = "Only the triggers ledger database"
-    expression  = "resource.name == \"projects/${local.firestore_project}/databases/${var.firestore.database}\""
+    expression  = local.ledger_database_condition
   }
 }
 

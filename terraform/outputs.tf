@@ -14,11 +14,13 @@ output "function_service" {
 }
 
 output "service_accounts" {
-  description = "Emails of the function, event delivery and scheduler service accounts."
+  description = "Emails of the function, event delivery and scheduler service accounts, and of the reconciler's runtime and Scheduler accounts (null when reconcile.enabled is false)."
   value = {
-    function  = google_service_account.function.email
-    events    = google_service_account.trigger.email
-    scheduler = google_service_account.scheduler.email
+    function            = google_service_account.function.email
+    events              = google_service_account.trigger.email
+    scheduler           = google_service_account.scheduler.email
+    reconcile           = one(google_service_account.reconcile[*].email)
+    reconcile_scheduler = one(google_service_account.reconcile_scheduler[*].email)
   }
 }
 
@@ -56,8 +58,28 @@ output "scheduler_jobs" {
 }
 
 output "dead_letter_topic" {
-  description = "Dead-letter topic id (null when there is none)."
+  description = "Dead-letter topic, projects/P/topics/T (the function's TRIGGERS_DEAD_LETTER_TOPIC); null when dead letters are disabled."
   value       = one(google_pubsub_topic.dead_letter[*].id)
+}
+
+output "dead_letter_subscription" {
+  description = "Subscription that holds the dead letters, projects/P/subscriptions/S: re-drive with `triggers replay --from-topic <this>`; null when dead letters are disabled."
+  value       = one(google_pubsub_subscription.dead_letter[*].id)
+}
+
+output "reconcile_function_name" {
+  description = "Name of the reconciler function (entry point handle_reconcile); null when reconcile.enabled is false."
+  value       = one(google_cloudfunctions2_function.reconcile[*].name)
+}
+
+output "reconcile_function_uri" {
+  description = "HTTPS URL of the reconciler (handle_reconcile), the Scheduler job's target; null when reconcile.enabled is false."
+  value       = one(google_cloudfunctions2_function.reconcile[*].url)
+}
+
+output "reconcile_scheduler_job" {
+  description = "Full name (projects/P/locations/R/jobs/J) of the Cloud Scheduler job that calls the reconciler; null when reconcile.enabled is false."
+  value       = one(google_cloud_scheduler_job.reconcile[*].id)
 }
 
 output "firestore_database" {

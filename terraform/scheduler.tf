@@ -2,11 +2,15 @@
 # rule's `scheduler_job` (default: the rule name), which is what the rule matches ticks on. It
 # calls the function's HTTP entry point directly with an OIDC token of the scheduler account.
 
+locals {
+  scheduler_region = coalesce(var.scheduler.region, var.region)
+}
+
 resource "google_cloud_scheduler_job" "rule" {
   for_each = local.scheduled_rules
 
   project          = var.project_id
-  region           = coalesce(var.scheduler.region, var.region)
+  region           = local.scheduler_region
   name             = coalesce(each.value.scheduler_job, each.value.name)
   description      = "triggers rule ${each.key}"
   schedule         = each.value.schedule

@@ -119,7 +119,7 @@ resource "google_pubsub_subscription" "push" {
   }
 
   dynamic "dead_letter_policy" {
-    for_each = var.dead_letter.enabled ? [1] : []
+    for_each = local.dead_letter ? [1] : []
     content {
       dead_letter_topic     = google_pubsub_topic.dead_letter[0].id
       max_delivery_attempts = var.dead_letter.max_delivery_attempts

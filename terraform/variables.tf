@@ -110,6 +110,7 @@ variable "firestore" {
     collection             = optional(string, "triggers-runs")
     ttl                    = optional(bool, true)
     exempt_indexes         = optional(bool, true)
+    composite_indexes      = optional(bool, true)
     delete_protection      = optional(bool, true)
     point_in_time_recovery = optional(bool, true)
   })
@@ -137,7 +138,7 @@ variable "pubsub_delivery" {
 }
 
 variable "dead_letter" {
-  description = "Dead-letter topic for the push subscriptions: events that still fail after max_delivery_attempts go there."
+  description = "Dead-letter topic (and a subscription that holds its messages): the function publishes every request it rejects for good (TRIGGERS_DEAD_LETTER_TOPIC), and push subscriptions forward messages that still fail after max_delivery_attempts."
   type = object({
     enabled                    = optional(bool, true)
     max_delivery_attempts      = optional(number, 10)
@@ -182,6 +183,74 @@ variable "scheduler" {
   validation {
     condition     = var.scheduler.retry_count >= 0 && var.scheduler.retry_count <= 5
     error_message = "scheduler.retry_count must be 0-5."
+  }
+}
+
+variable "reconcile" {
+  description = "The reconciler: a second function (entry point handle_reconcile, same source and settings) that a Cloud Scheduler job calls on `schedule` to move `launched` ledger records to succeeded / failed / cancelled."
+  type = object({
+    enabled              = optional(bool, true)
+    schedule             = optional(string, "*/10 * * * *")
+    time_zone            = optional(string, "Etc/UTC")
+    paused               = optional(bool, false)
+    attempt_deadline     = optional(string, "330s")
+    retry_count          = optional(number, 1)
+    max_retry_duration   = optional(string, "0s")
+    min_backoff_duration = optional(string, "30s")
+    max_backoff_duration = optional(string, "300s")
+    max_doublings        = optional(number, 2)
+    timeout_seconds      = optional(number, 300)
+    available_memory     = optional(string, "512Mi")
+    available_cpu        = optional(string, "1")
+    max_instance_count   = optional(number, 1)
+    job_role             = optional(string, "roles/run.viewer")
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^\\S+(\\s+\\S+){4}$", trimspace(var.reconcile.schedule)))
+    error_message = "reconcile.schedule must be a unix-cron expression with five fields, e.g. \"*/10 * * * *\"."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_+/-]*$", var.reconcile.time_zone))
+    error_message = "reconcile.time_zone must be a tz database name such as Etc/UTC or Europe/Berlin."
+  }
+  validation {
+    condition     = var.reconcile.timeout_seconds >= 10 && var.reconcile.timeout_seconds <= 1800
+    error_message = "reconcile.timeout_seconds must be 10-1800 (Cloud Scheduler waits at most 30 minutes for an HTTP target)."
+  }
+  validation {
+    condition = (
+      can(regex("^[0-9]+s$", var.reconcile.attempt_deadline))
+      && try(tonumber(trimsuffix(var.reconcile.attempt_deadline, "s")) >= 15, false)
+      && try(tonumber(trimsuffix(var.reconcile.attempt_deadline, "s")) <= 1800, false)
+    )
+    error_message = "reconcile.attempt_deadline must be \"<seconds>s\" between 15s and 1800s (Cloud Scheduler's limits for HTTP targets)."
+  }
+  validation {
+    # A deadline shorter than the pass lets Scheduler give up (and retry) while a pass still runs.
+    condition     = try(tonumber(trimsuffix(var.reconcile.attempt_deadline, "s")) >= var.reconcile.timeout_seconds, false)
+    error_message = "reconcile.attempt_deadline must be at least reconcile.timeout_seconds."
+  }
+  validation {
+    condition     = var.reconcile.retry_count >= 0 && var.reconcile.retry_count <= 5
+    error_message = "reconcile.retry_count must be 0-5."
+  }
+  validation {
+    condition     = alltrue([for d in [var.reconcile.max_retry_duration, var.reconcile.min_backoff_duration, var.reconcile.max_backoff_duration] : can(regex("^[0-9]+s$", d))])
+    error_message = "reconcile.max_retry_duration, min_backoff_duration and max_backoff_duration are durations in seconds, e.g. \"30s\"."
+  }
+  validation {
+    condition     = var.reconcile.max_doublings >= 0 && var.reconcile.max_instance_count >= 1
+    error_message = "reconcile.max_doublings must be >= 0 and reconcile.max_instance_count >= 1."
+  }
+  validation {
+    # Granted on each target job: a predefined or custom role, never a basic (primitive) one.
+    condition = (
+      can(regex("^(roles/[a-zA-Z0-9_.]+|(projects|organizations)/[^/]+/roles/[a-zA-Z0-9_.]+)$", var.reconcile.job_role))
+      && !can(regex("^roles/(owner|editor|viewer)$", var.reconcile.job_role))
+    )
+    error_message = "reconcile.job_role must be a predefined (roles/...) or custom role with run.executions.get, not a basic role."
   }
 }
 

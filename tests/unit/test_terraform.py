@@ -32,6 +32,7 @@ CONCERN_FILES = [
     "firestore.tf",
     "iam.tf",
     "deadletter.tf",
+    "reconcile.tf",
 ]
 
 
@@ -124,6 +125,15 @@ EXPECTED = {
     ("google_cloud_run_v2_job_iam_member", "executor"),
     ("google_cloud_run_v2_service_iam_member", "invoker"),
     ("google_project_iam_member", "firestore_user"),
+    ("google_cloudfunctions2_function", "reconcile"),
+    ("google_cloud_scheduler_job", "reconcile"),
+    ("google_service_account", "reconcile"),
+    ("google_service_account", "reconcile_scheduler"),
+    ("google_cloud_run_v2_job_iam_member", "reconcile_viewer"),
+    ("google_cloud_run_v2_service_iam_member", "reconcile_invoker"),
+    ("google_project_iam_member", "reconcile_firestore_user"),
+    ("google_pubsub_topic_iam_member", "function_publisher"),
+    ("google_pubsub_subscription", "dead_letter"),
 }
 
 # Resources made per rule, per rules-derived source or per target job, and the map they iterate.
@@ -135,6 +145,7 @@ PER_RULE = {
     ("google_pubsub_subscription_iam_member", "dead_letter_subscriber"): "local.push_topics",
     ("google_cloud_run_v2_job_iam_member", "executor"): "local.target_jobs",
     ("google_cloud_run_v2_job_iam_member", "viewer"): "local.target_jobs",
+    ("google_cloud_run_v2_job_iam_member", "reconcile_viewer"): "local.target_jobs",
 }
 
 RULES_LOCALS = (
@@ -188,7 +199,10 @@ def test_rules_map_is_keyed_by_rule_name() -> None:
 def test_function_is_gen2_http_with_packaged_rules() -> None:
     fn = _resources()[("google_cloudfunctions2_function", "this")]
     assert _unquote(fn["build_config"][0]["entry_point"]) == "handle_http"
-    env = str(_locals()["function_env"])
+    assert fn["service_config"][0]["environment_variables"] == "${local.function_env}"
+    # The ledger and rules settings are shared with the reconciler (local.shared_env).
+    assert str(_locals()["function_env"]).startswith("${merge(local.shared_env,")
+    env = str(_locals()["shared_env"])
     for name, value in {"TRIGGERS_LEDGER": "firestore", "TRIGGERS_RULES": "rules.yaml"}.items():
         assert re.search(rf'\b{name}\s*=\s*"{re.escape(value)}"', env), name
     for name in ("TRIGGERS_FIRESTORE_DATABASE", "TRIGGERS_FIRESTORE_COLLECTION", "TRIGGERS_LEASE_SECONDS"):
@@ -238,18 +252,27 @@ def test_invokers_on_the_function_only() -> None:
     members = str(invoker["for_each"])
     assert "google_service_account.trigger.member" in members
     assert "google_service_account.scheduler.member" in members
+    assert "reconcile" not in members
+    invoker_grants = {
+        key for key, body in resources.items() if _unquote(body.get("role")) == "roles/run.invoker"
+    }
+    assert invoker_grants == {
+        ("google_cloud_run_v2_service_iam_member", "invoker"),
+        ("google_cloud_run_v2_service_iam_member", "reconcile_invoker"),
+    }
     for key, body in resources.items():
-        if _unquote(body.get("role")) == "roles/run.invoker":
-            assert key == ("google_cloud_run_v2_service_iam_member", "invoker"), key
         if key[0] in {"google_project_iam_member", "google_project_iam_binding"}:
             assert _unquote(body["role"]) != "roles/run.invoker", key
 
 
 def test_firestore_user_on_the_ledger_database() -> None:
-    binding = _resources()[("google_project_iam_member", "firestore_user")]
-    assert _unquote(binding["role"]) == "roles/datastore.user"
-    assert "google_service_account.function" in binding["member"]
-    assert "databases/" in str(binding["condition"])
+    condition = str(_locals()["ledger_database_condition"])
+    assert "databases/${var.firestore.database}" in condition and condition.startswith('"resource.name ==')
+    for name, account in {"firestore_user": "function", "reconcile_firestore_user": "reconcile"}.items():
+        binding = _resources()[("google_project_iam_member", name)]
+        assert _unquote(binding["role"]) == "roles/datastore.user"
+        assert re.search(rf"google_service_account\.{account}(\[0\])?\.member", binding["member"]), name
+        assert binding["condition"][0]["expression"] == "${local.ledger_database_condition}", name
 
 
 def test_project_level_roles_are_the_expected_few() -> None:
@@ -260,6 +283,7 @@ def test_project_level_roles_are_the_expected_few() -> None:
     }
     assert project_roles == {
         "firestore_user": "roles/datastore.user",
+        "reconcile_firestore_user": "roles/datastore.user",
         "trigger_event_receiver": "roles/eventarc.eventReceiver",
         "gcs_pubsub_publisher": "roles/pubsub.publisher",
     }
@@ -350,6 +374,204 @@ def test_push_subscriptions_dead_letter_and_oidc() -> None:
     target = scheduler["http_target"][0]
     assert "google_service_account.scheduler.email" in target["oidc_token"][0]["service_account_email"]
     assert "retry_config" in scheduler and "time_zone" in scheduler
+
+
+# --- outcomes: the reconciler and dead letters ------------------------------------------------
+
+
+def _variable(name: str) -> dict[str, Any]:
+    for block in _load(MODULE / "variables.tf")["variable"]:
+        for key, body in block.items():
+            if _unquote(key) == name:
+                return body
+    raise KeyError(name)
+
+
+def _optional_defaults(type_expr: str) -> dict[str, str]:
+    """`attr = optional(type, default)` of an object type expression -> {attr: default source}."""
+    return {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"(\w+)\s*=\s*optional\(\w+(?:\([^)]*\))?,\s*(\"[^\"]*\"|[^,)]+)\)", type_expr)
+    }
+
+
+def _members_of(account: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every IAM grant whose member is google_service_account.<account> (count-indexed or not)."""
+    pattern = re.compile(rf"google_service_account\.{account}(\[0\])?\.(member|email)\b")
+    return {
+        key: body
+        for key, body in _resources().items()
+        if "member" in body and pattern.search(str(body["member"]))
+    }
+
+
+def test_reconciler_is_a_second_function_from_the_same_source() -> None:
+    resources = _resources()
+    main, rec = resources[("google_cloudfunctions2_function", "this")], resources[
+        ("google_cloudfunctions2_function", "reconcile")
+    ]
+    assert _unquote(rec["build_config"][0]["entry_point"]) == "handle_reconcile"
+    assert rec["build_config"][0]["source"] == main["build_config"][0]["source"]
+    assert rec["build_config"][0]["runtime"] == main["build_config"][0]["runtime"]
+    service = rec["service_config"][0]
+    # Same rules and ledger settings as the event function, by reference, not by copy.
+    assert service["environment_variables"] == "${local.shared_env}"
+    assert service["service_account_email"] == "${google_service_account.reconcile[0].email}"
+    assert "local.reconcile_enabled" in rec["count"]
+    assert _unquote(_locals()["reconcile_enabled"]) == "${var.reconcile.enabled}"
+    # functions-framework looks the target up in the packaged main.py shim.
+    shim = re.search(r"from triggers\.main import ([\w, ]+)", (MODULE / "function.tf").read_text())
+    assert shim is not None
+    exported = {name.strip() for name in shim.group(1).split(",")}
+    assert "handle_reconcile" in exported
+    import triggers.main
+
+    for name in exported:
+        assert callable(getattr(triggers.main, name)), name
+
+
+def test_reconcile_scheduler_job_calls_the_reconciler_with_oidc() -> None:
+    resources = _resources()
+    job = resources[("google_cloud_scheduler_job", "reconcile")]
+    target = job["http_target"][0]
+    assert target["uri"] == "${google_cloudfunctions2_function.reconcile[0].url}"
+    token = target["oidc_token"][0]
+    assert token["service_account_email"] == "${google_service_account.reconcile_scheduler[0].email}"
+    assert token["audience"] == "${google_cloudfunctions2_function.reconcile[0].url}"
+    for field in ("schedule", "time_zone", "attempt_deadline", "paused"):
+        assert job[field] == f"${{var.reconcile.{field}}}", field
+    assert set(job["retry_config"][0]) >= {"retry_count", "min_backoff_duration", "max_backoff_duration"}
+    assert "${google_cloud_run_v2_service_iam_member.reconcile_invoker}" in job["depends_on"]
+    # Its account may invoke the reconciler and nothing else.
+    grants = _members_of("reconcile_scheduler")
+    assert set(grants) == {("google_cloud_run_v2_service_iam_member", "reconcile_invoker")}
+    invoker = grants[("google_cloud_run_v2_service_iam_member", "reconcile_invoker")]
+    assert _unquote(invoker["role"]) == "roles/run.invoker"
+    assert invoker["name"] == "${google_cloudfunctions2_function.reconcile[0].service_config[0].service}"
+
+
+def test_reconciler_account_reads_target_jobs_and_the_ledger_only() -> None:
+    grants = _members_of("reconcile")
+    assert set(grants) == {
+        ("google_cloud_run_v2_job_iam_member", "reconcile_viewer"),
+        ("google_project_iam_member", "reconcile_firestore_user"),
+    }
+    viewer = grants[("google_cloud_run_v2_job_iam_member", "reconcile_viewer")]
+    assert viewer["for_each"] == "${local.reconcile_enabled ? local.target_jobs : toset([])}"
+    for i, attr in enumerate(("project", "location", "name")):
+        assert viewer[attr] == f"${{regex(local.full_job_re, each.key)[{i}]}}", attr
+    assert viewer["role"] == "${var.reconcile.job_role}"
+    defaults = _optional_defaults(_variable("reconcile")["type"])
+    # roles/run.viewer holds run.executions.get and run.executions.list, grantable on a job.
+    assert defaults["job_role"] == '"roles/run.viewer"'
+    # The event function's rights are not the reconciler's: it runs nothing, publishes nothing.
+    function_roles = {_unquote(b["role"]) for b in _members_of("function").values()}
+    assert "roles/run.jobsExecutorWithOverrides" in function_roles
+    assert not {_unquote(b["role"]) for b in grants.values()} & {
+        "roles/run.jobsExecutorWithOverrides",
+        "roles/pubsub.publisher",
+    }
+
+
+def test_reconcile_variable_defaults_and_validations() -> None:
+    variable = _variable("reconcile")
+    defaults = _optional_defaults(variable["type"])
+    assert defaults["enabled"] == "true"
+    assert defaults["schedule"] == '"*/10 * * * *"'
+    assert defaults["time_zone"] == '"Etc/UTC"'
+    for attr in ("paused", "attempt_deadline", "retry_count", "timeout_seconds", "max_instance_count"):
+        assert attr in defaults, attr
+    # attempt_deadline (Scheduler) at least the function's timeout, both by default.
+    assert int(defaults["attempt_deadline"].strip('"s')) >= int(defaults["timeout_seconds"])
+    conditions = [str(v["condition"]) for v in variable["validation"]]
+    schedule_check = next(c for c in conditions if "var.reconcile.schedule" in c)
+    regex = re.search(r'regex\("((?:[^"\\]|\\.)*)"', schedule_check).group(1).replace("\\\\", "\\")
+    assert re.search(regex, "*/10 * * * *") and re.search(regex, "0 2 * * 1-5")
+    assert not re.search(regex, "every 10 minutes") and not re.search(regex, "*/10 * * *")
+    assert any("var.reconcile.time_zone" in c for c in conditions)
+    assert any("var.reconcile.attempt_deadline" in c and ">= var.reconcile.timeout_seconds" in c for c in conditions)
+    assert any("var.reconcile.retry_count" in c for c in conditions)
+    assert any("var.reconcile.job_role" in c for c in conditions)
+
+
+def test_ledger_has_the_composite_index_the_reconciler_queries() -> None:
+    """reconcile() lists `status in [launched]` ordered by created_at DESC: real Firestore
+    refuses that query without a (status ASC, created_at DESC) composite index."""
+    indexes = {
+        _unquote(k): [_unquote(f) for f in v] for k, v in _locals()["ledger_composite_indexes"].items()
+    }
+    assert indexes == {"status": ["status"], "rule": ["rule"], "rule-status": ["rule", "status"]}
+    index = _resources()[("google_firestore_index", "ledger")]
+    assert "local.ledger_composite_indexes" in index["for_each"]
+    assert "var.firestore.collection" in index["collection"]
+    (dynamic,) = index["dynamic"]
+    (equality,) = [body for name, body in dynamic.items() if _unquote(name) == "fields"]
+    assert equality["for_each"] == "${each.value}"
+    assert _unquote(equality["content"][0]["order"]) == "ASCENDING"
+    last = index["fields"][-1]
+    assert (_unquote(last["field_path"]), _unquote(last["order"])) == ("created_at", "DESCENDING")
+    job = _resources()[("google_cloud_scheduler_job", "reconcile")]
+    assert "${google_firestore_index.ledger}" in job["depends_on"]
+
+
+def test_function_publishes_dead_letters_to_the_topic_only() -> None:
+    publisher = _resources()[("google_pubsub_topic_iam_member", "function_publisher")]
+    assert _unquote(publisher["role"]) == "roles/pubsub.publisher"
+    assert publisher["member"] == "${google_service_account.function.member}"
+    assert publisher["topic"] == "${google_pubsub_topic.dead_letter[0].name}"
+    assert publisher["count"] == "${local.dead_letter ? 1 : 0}"
+    publishers = {
+        key for key, body in _members_of("function").items() if "pubsub" in _unquote(body["role"])
+    }
+    assert publishers == {("google_pubsub_topic_iam_member", "function_publisher")}
+
+
+def test_function_env_names_the_dead_letter_topic() -> None:
+    env = str(_locals()["function_env"])
+    assert re.search(
+        r"local\.dead_letter \? \{TRIGGERS_DEAD_LETTER_TOPIC = one\(google_pubsub_topic\.dead_letter\[\*\]\.id\)\}",
+        env,
+    )
+    assert "TRIGGERS_DEAD_LETTER_TOPIC" not in str(_locals()["shared_env"])  # not the reconciler's
+    assert "dead_letter_topic" in Settings.model_fields
+
+
+def test_dead_letter_topic_exists_whenever_enabled() -> None:
+    """The function dead-letters rejections of every source: the topic must not depend on there
+    being push subscriptions (storage- or Eventarc-only rule sets have none)."""
+    assert _locals()["dead_letter"] == "${var.dead_letter.enabled}"
+    resources = _resources()
+    for key in [("google_pubsub_topic", "dead_letter"), ("google_pubsub_subscription", "dead_letter")]:
+        assert resources[key]["count"] == "${local.dead_letter ? 1 : 0}", key
+    # Pub/Sub's own forwarding is only needed (and granted) when there are push subscriptions.
+    agent = resources[("google_pubsub_topic_iam_member", "dead_letter_publisher")]
+    assert "length(local.push_topics) > 0" in agent["count"]
+    # The subscription keeps what is published (a topic without one drops messages).
+    assert resources[("google_pubsub_subscription", "dead_letter")]["topic"] == "${google_pubsub_topic.dead_letter[0].id}"
+
+
+def test_dead_letters_need_pubsub_in_the_requirements() -> None:
+    fn = _resources()[("google_cloudfunctions2_function", "this")]
+    precondition = fn["lifecycle"][0]["precondition"][0]
+    condition = str(precondition["condition"])
+    assert condition.startswith("${!local.dead_letter ||") and "var.requirements" in condition
+    regex = re.search(r'regex\("((?:[^"\\]|\\.)*)"', condition).group(1).replace("\\\\", "\\")
+    default = [_unquote(x) for x in _variable("requirements")["default"]]
+    assert [r for r in default if re.search(regex, r)] == ["google-cloud-pubsub>=2.44,<3"]
+    assert not re.search(regex, "google-cloud-pubsublite>=1")
+    assert re.search(regex, "google_cloud_pubsub")
+
+
+def test_outcome_outputs() -> None:
+    outputs = {
+        _unquote(name): str(body["value"])
+        for block in _load(MODULE / "outputs.tf")["output"]
+        for name, body in block.items()
+    }
+    assert outputs["reconcile_function_uri"] == "${one(google_cloudfunctions2_function.reconcile[*].url)}"
+    assert outputs["reconcile_scheduler_job"] == "${one(google_cloud_scheduler_job.reconcile[*].id)}"
+    assert outputs["dead_letter_subscription"] == "${one(google_pubsub_subscription.dead_letter[*].id)}"
+    assert "google_service_account.reconcile[*].email" in outputs["service_accounts"]
 
 
 # -- checkov ---------------------------------------------------------------------------------

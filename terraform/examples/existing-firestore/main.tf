@@ -22,8 +22,15 @@ module "triggers" {
     collection = "triggers-runs"
   }
 
-  # Pub/Sub through Eventarc triggers instead of push subscriptions (no dead-letter topic).
+  # Pub/Sub through Eventarc triggers instead of push subscriptions: no dead-letter policy on
+  # deliveries, but the function still publishes what it rejects to the dead-letter topic.
   pubsub_delivery = "eventarc"
+
+  # The reconciler records the outcome of launched runs every 15 minutes, office hours only.
+  reconcile = {
+    schedule  = "*/15 7-19 * * 1-5"
+    time_zone = "Europe/Berlin"
+  }
 
   # The function's source archive goes to an existing bucket.
   source_bucket = var.source_bucket
