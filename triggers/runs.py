@@ -2,20 +2,26 @@
 
     records = ledger.list(rule="csv-ingest", since=parse_since("1h", now), limit=50)
     print("\n".join(table(records, width=100)))
+    print("\n".join(detail(ledger.find("3f2a9c1e"))))          # `triggers show`
 
 One line per (rule, event): when it was decided, the rule, the ledger status, the execution it
 started (its short name), how many claims it took and how many duplicates it absorbed, and the
 event's id; a record with a reason (a rejection, a retry) gets it on a second, indented line.
+With `keys=True` each line begins with the start of its ledger key (what `triggers show`
+takes). `detail` is one record in full.
 Times are UTC, like everything the ledger, Scheduler and Cloud Logging write.
+
+Pure functions: no I/O, no clock (callers pass `now`).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+import json
 from typing import Any, Iterable, Sequence
 
-from .ledger.base import Record, Status
+from .ledger.base import INPUT_RULE, Record, Status
 
 DEFAULT_WIDTH = 100
 _AGO = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
@@ -36,12 +42,17 @@ _COLUMNS = (
 # When the table is too wide, these give: the rule, the execution and the event id.
 _SQUEEZABLE = (1, 3, 7)
 _EVENT = 7
+# With keys=True: how much of the key each line begins with (`triggers show` takes any prefix
+# of 8 or more characters).
+KEY_CHARS = 8
 _EVENT_SOFT_FLOOR = 13  # "…21T01:00:00Z"
 _GAP = "  "
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """`90s`, `15m`, `1h`, `2d`, `1w` before `now`, or an ISO time (UTC when it has no offset)."""
+def parse_since(text: str, now: datetime, *, option: str = "--since") -> datetime:
+    """`90s`, `15m`, `1h`, `2d`, `1w` before `now`, or an ISO time (UTC when it has no offset).
+
+    What `--since` and `--until` take; `option` names the option in the error message."""
     ago = _AGO.match(text)
     if ago:
         return now - timedelta(**{_UNITS[ago.group(2).lower()]: int(ago.group(1))})
@@ -49,10 +60,23 @@ def parse_since(text: str, now: datetime) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
-            f"--since {text!r}: use a duration before now (30m, 1h, 2d, 1w) or an ISO time"
+            f"{option} {text!r}: use a duration before now (30m, 1h, 2d, 1w) or an ISO time"
             " (2026-11-21T10:00:00Z)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_window(
+    since: str | None, until: str | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` together: each optional, and `since` must come before `until`."""
+    start = parse_since(since, now) if since else None
+    end = parse_since(until, now, option="--until") if until else None
+    if start is not None and end is not None and start >= end:
+        raise ValueError(
+            f"--since {since!r} ({_stamp(start)}) is not before --until {until!r} ({_stamp(end)})"
+        )
+    return start, end
 
 
 def parse_statuses(values: Iterable[str]) -> list[Status]:
@@ -70,19 +94,31 @@ def parse_statuses(values: Iterable[str]) -> list[Status]:
 
 def as_json(record: Record) -> dict[str, Any]:
     """A record for `--json`: times in ISO 8601, without the claim token and the event copy."""
-    out = record.as_dict()
-    for name in ("token", "event_document", "lease_until"):
+    out = record_json(record)
+    for name in ("event_document", "lease_until"):
         out.pop(name, None)
+    return out
+
+
+def record_json(record: Record) -> dict[str, Any]:
+    """A whole record for `show --json`: every field but the claim token, times in ISO 8601."""
+    out = record.as_dict()
+    out.pop("token", None)
     for name, value in out.items():
         if isinstance(value, datetime):
             out[name] = value.isoformat()
     return out
 
 
-def table(records: Sequence[Record], *, width: int = DEFAULT_WIDTH) -> list[str]:
-    """The records as aligned lines that fit in `width` columns (header first)."""
+def table(
+    records: Sequence[Record], *, width: int = DEFAULT_WIDTH, keys: bool = False
+) -> list[str]:
+    """The records as aligned lines that fit in `width` columns (header first); with `keys`,
+    each line begins with the first `KEY_CHARS` characters of the record's ledger key."""
     if not records:
         return ["no runs recorded"]
+    prefix = KEY_CHARS + len(_GAP) if keys else 0
+    width -= prefix
     rows = [_cells(record) for record in records]
     widths = [
         max(len(column[0]), *(len(row[i]) for row in rows)) for i, column in enumerate(_COLUMNS)
@@ -94,6 +130,13 @@ def table(records: Sequence[Record], *, width: int = DEFAULT_WIDTH) -> list[str]
         if record.reason:
             indent = " " * (widths[0] + len(_GAP))
             lines.append(indent + _fit(record.reason, width - len(indent), "head"))
+    if keys:
+        starts = ["KEY"] + [
+            record.key[:KEY_CHARS] if i == 0 else ""
+            for record in records
+            for i in range(2 if record.reason else 1)
+        ]
+        lines = [(start.ljust(prefix) + line).rstrip() for start, line in zip(starts, lines)]
     return lines
 
 
@@ -111,15 +154,150 @@ def _cells(record: Record) -> list[str]:
     ]
 
 
-def _after(created: datetime, updated: datetime) -> str:
-    """How long after its creation a record last changed: `+0.3s`, `+42s`, `+5m`, `+2h`, `+3d`."""
-    seconds = max((_utc(updated) - _utc(created)).total_seconds(), 0.0)
+_LABEL = 13  # the width of `detail`'s labels
+_NO_DOCUMENT = (
+    "(not recorded: larger than the ledger keeps, or the claim that wrote the record had none)"
+)
+_NO_INPUT_DOCUMENT = "(not recorded: the request was not an event; `event` above sums it up)"
+
+
+def detail(record: Record) -> list[str]:
+    """One record in full, for `triggers show`: what was decided and when, the execution and
+    how it ended, the event it came from (reference and recorded document) and the exact
+    `jobs.run` body. Times are UTC, in ISO 8601 (what `--since` takes); the token is left out."""
+    status = record.status.value if isinstance(record.status, Status) else str(record.status)
+    lines = [
+        _field("key", record.key),
+        _field("rule", record.rule),
+        _field("status", status),
+        _field("job", record.job or "-"),
+        _field("dedup key", record.dedup_key),
+        _field("created", _stamp(record.created_at)),
+        _field("updated", f"{_stamp(record.updated_at)}"
+                          f" ({_after(record.created_at, record.updated_at)})"),
+    ]
+    if record.status is Status.CLAIMED:
+        lines.append(_field("lease until", _stamp(record.lease_until)))
+    lines += [
+        _field("expires", f"{_stamp(record.expire_at)} (end of the dedup window)"),
+        _field("attempts", _attempts(record)),
+        _field("duplicates", str(record.duplicates)),
+        _field("execution", record.execution or "-"),
+        _field("operation", record.operation or "-"),
+        _field("reason", record.reason or "-"),
+        *_outcome(record),
+        "",
+        "event",
+        *_event(record.event),
+        "",
+        "event document",
+        *_document(record.event_document, _NO_INPUT_DOCUMENT if record.rule == INPUT_RULE
+                   else _NO_DOCUMENT),
+        "",
+        f"jobs.run request (POST /v2/{record.job}:run)" if record.job else "jobs.run request",
+        *_document(record.request, "(none: no job was planned)"),
+    ]
+    return "\n".join(lines).split("\n")  # a value with line breaks: one line each
+
+
+def _field(label: str, value: str, indent: int = 0) -> str:
+    """`label` then `value` in a column of its own; a longer label pushes the value right."""
+    text = str(value).replace("\n", "\n" + " " * _LABEL)
+    return f"{' ' * indent}{label.ljust(_LABEL - indent - 1)} {text}".rstrip()
+
+
+def _attempts(record: Record) -> str:
+    text = str(record.attempts)
+    if record.attempts > 1:
+        text += f" (taken over {record.attempts - 1} time{'s' if record.attempts > 2 else ''})"
+    if record.ambiguous:
+        text += "; ambiguous: the last attempt may have started an execution nobody recorded"
+    return text
+
+
+def _outcome(record: Record) -> list[str]:
+    outcome = record.outcome
+    if not outcome:
+        hint = " (not known yet: `triggers reconcile` records it)" if (
+            record.status is Status.LAUNCHED
+        ) else ""
+        return [_field("outcome", "-" + hint)]
+    rest = dict(outcome)
+    lines = [_field("outcome", str(rest.pop("outcome", "-")))]
+    counts = {name: rest.pop(f"{name}_count", None) for name in
+              ("task", "succeeded", "failed", "cancelled", "retried")}
+    if any(value is not None for value in counts.values()):
+        tasks = ", ".join(
+            f"{counts[name] if counts[name] is not None else '?'} {name}"
+            for name in ("succeeded", "failed", "cancelled")
+        )
+        total = counts["task"] if counts["task"] is not None else "?"
+        retried = counts["retried"] if counts["retried"] is not None else "?"
+        lines.append(_field("tasks", f"{total}: {tasks}; {retried} retried", indent=2))
+    started, completed = rest.pop("started_at", None), rest.pop("completed_at", None)
+    if started:
+        lines.append(_field("started", str(started), indent=2))
+    if completed:
+        took = _took(str(started or ""), str(completed))
+        lines.append(
+            _field("completed", f"{completed}" + (f" (after {took})" if took else ""), indent=2)
+        )
+    for label, name in (("logs", "log_uri"), ("message", "message")):
+        value = rest.pop(name, None)
+        if value:
+            lines.append(_field(label, value, indent=2))
+    for name, value in rest.items():  # anything a later reconciler adds
+        lines.append(_field(name, json.dumps(value, default=str), indent=2))
+    return lines
+
+
+def _event(event: Any) -> list[str]:
+    if not isinstance(event, dict) or not event:
+        return [_field("-", "", indent=2)]
+    return [
+        _field(str(name), value if isinstance(value, str) else json.dumps(value, default=str),
+               indent=2)
+        for name, value in event.items()
+    ]
+
+
+def _document(value: Any, missing: str) -> list[str]:
+    if value is None or value == {}:
+        return ["  " + missing]
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return ["  " + line for line in text.splitlines()]
+
+
+def _took(started: str, completed: str) -> str | None:
+    try:
+        seconds = (_parse_iso(completed) - _parse_iso(started)).total_seconds()
+    except ValueError:
+        return None
+    return _duration(seconds) if seconds >= 0 else None
+
+
+def _parse_iso(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return _utc(moment)
+
+
+def _stamp(moment: datetime) -> str:
+    """UTC, ISO 8601 with a `Z`, microseconds only when there are any."""
+    return _utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def _duration(seconds: float) -> str:
     if seconds < 10:
-        return f"+{seconds:.1f}s"
+        return f"{seconds:.1f}s"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"+{int(seconds // size)}{unit}"
-    return f"+{int(seconds)}s"
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _after(created: datetime, updated: datetime) -> str:
+    """How long after its creation a record last changed: `+0.3s`, `+42s`, `+5m`, `+2h`, `+3d`."""
+    return "+" + _duration(max((_utc(updated) - _utc(created)).total_seconds(), 0.0))
 
 
 def _squeeze(widths: list[int], width: int) -> None:

@@ -343,7 +343,8 @@ def test_a_published_message_is_pushed_and_runs_one_task_with_the_rendered_overr
     assert e2e.executions("orders", MESSAGE_ID=message_id) == [record.execution]
     assert e2e.runs_of("orders", record) == [record.execution]
     assert (record.attempts, record.duplicates) == (1, 0)
-    assert record.event == {"id": message_id, "source": dedup_key.split("#")[0], "type": PUBSUB_TYPE}
+    assert record.event == {"id": message_id, "source": dedup_key.split("#")[0], "type": PUBSUB_TYPE,
+                            "kind": "pubsub", "form": "pubsub-push"}
     assert record.job == f"projects/{PROJECT}/locations/{REGION}/jobs/orders"
     # the task process really ran, with the args and env rendered from the message
     seen = e2e.task_saw(record.execution)

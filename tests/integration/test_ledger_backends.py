@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from triggers.events.model import EventRef
-from triggers.ledger.base import Claim, ClaimKind, Ledger, Record, RecordExists, Status
+from triggers.ledger.base import (
+    AmbiguousKey,
+    Claim,
+    ClaimKind,
+    Ledger,
+    Record,
+    RecordExists,
+    Status,
+)
 from triggers.ledger.firestore import FirestoreBackend, LedgerContention
 from triggers.ledger.memory import MemoryBackend
 from triggers.ledger.sqlite import SQLiteBackend
@@ -310,6 +318,155 @@ def test_listed_records_are_whole(listed):
     )
 
 
+# --- list by event id and by execution ----------------------------------------------------------
+
+EXEC = "projects/p/locations/europe-west1/jobs/{job}/executions/{name}"
+
+
+@pytest.fixture
+def looked_up(backend):
+    """Records of three events over two rules and two jobs; two executions share a short name
+    (under different jobs), one record has no event id (undecodable input), one no execution."""
+    specs = [
+        # key, rule, status, minute, event id, execution
+        ("e1", "rule-a", Status.SUCCEEDED, 0, "ev-1", EXEC.format(job="j", name="j-aaaaa")),
+        ("e2", "rule-b", Status.LAUNCHED, 1, "ev-1", EXEC.format(job="k", name="k-bbbbb")),
+        ("e3", "rule-a", Status.REJECTED, 2, "ev-2", None),
+        ("e4", "rule-b", Status.LAUNCHED, 3, "ev-1", EXEC.format(job="other", name="j-aaaaa")),
+        ("e5", "rule-a", Status.LAUNCHED, 4, "12345", EXEC.format(job="j", name="j-ccccc")),
+        ("e6", "(input)", Status.REJECTED, 5, None, None),
+    ]
+    for name, rule, status, minute, event_id, execution in specs:
+        event = {"content_type": "text/plain", "bytes": 3} if event_id is None else {
+            "id": event_id, "source": "//pubsub.googleapis.com/projects/p/topics/t", "type": "t"
+        }
+        backend.create(
+            make_record(
+                key=name * 32, rule=rule, status=status, created_at=T0 + timedelta(minutes=minute),
+                event=event, execution=execution,
+            )
+        )
+    return backend
+
+
+def test_list_by_event_id_is_newest_first_and_exact(looked_up):
+    assert keys(looked_up.list(event_id="ev-1")) == ["e4", "e2", "e1"]
+    assert keys(looked_up.list(event_id="ev-2")) == ["e3"]
+    assert keys(looked_up.list(event_id="12345")) == ["e5"]
+    # Exact, not a prefix or a substring; a record without an event id never matches.
+    assert looked_up.list(event_id="ev-") == [] and looked_up.list(event_id="1234") == []
+    assert looked_up.list(event_id="") == [] and looked_up.list(event_id="nope") == []
+
+
+def test_list_by_event_id_with_every_other_filter(looked_up):
+    assert keys(looked_up.list(event_id="ev-1", rule="rule-b")) == ["e4", "e2"]
+    assert keys(looked_up.list(event_id="ev-1", status=[Status.SUCCEEDED])) == ["e1"]
+    assert keys(looked_up.list(event_id="ev-1", status=[Status.LAUNCHED], rule="rule-a")) == []
+    minute = timedelta(minutes=1)
+    assert keys(looked_up.list(event_id="ev-1", since=T0 + minute)) == ["e4", "e2"]
+    assert keys(looked_up.list(event_id="ev-1", until=T0 + minute)) == ["e1"]
+    assert keys(looked_up.list(event_id="ev-1", since=T0 + minute, until=T0 + 3 * minute)) == ["e2"]
+    assert keys(looked_up.list(event_id="ev-1", limit=2)) == ["e4", "e2"]
+    assert looked_up.list(event_id="ev-1", limit=0) == []
+    assert looked_up.list(event_id="ev-1", status=[]) == []
+
+
+def test_list_by_execution_full_name_or_short_name(looked_up):
+    # The full name is one execution of one job ...
+    assert keys(looked_up.list(execution=EXEC.format(job="j", name="j-aaaaa"))) == ["e1"]
+    assert keys(looked_up.list(execution=EXEC.format(job="other", name="j-aaaaa"))) == ["e4"]
+    # ... the short name (its last segment) matches it under any job, newest first.
+    assert keys(looked_up.list(execution="j-aaaaa")) == ["e4", "e1"]
+    assert keys(looked_up.list(execution="k-bbbbb")) == ["e2"]
+    # Neither a partial path nor a part of a short name matches.
+    assert looked_up.list(execution="executions/j-aaaaa") == []
+    assert looked_up.list(execution="j-aaa") == [] and looked_up.list(execution="aaaaa") == []
+    assert looked_up.list(execution=EXEC.format(job="k", name="j-aaaaa")) == []
+
+
+def test_list_by_execution_with_every_other_filter(looked_up):
+    assert keys(looked_up.list(execution="j-aaaaa", rule="rule-a")) == ["e1"]
+    assert keys(looked_up.list(execution="j-aaaaa", status=[Status.LAUNCHED])) == ["e4"]
+    assert keys(looked_up.list(execution="j-aaaaa", since=T0 + timedelta(minutes=1))) == ["e4"]
+    assert keys(looked_up.list(execution="j-aaaaa", until=T0 + timedelta(minutes=1))) == ["e1"]
+    assert keys(looked_up.list(execution="j-aaaaa", limit=1)) == ["e4"]
+    assert keys(looked_up.list(execution="j-aaaaa", event_id="ev-1")) == ["e4", "e1"]
+    assert looked_up.list(execution="j-aaaaa", event_id="ev-2") == []
+    full = EXEC.format(job="k", name="k-bbbbb")
+    assert keys(looked_up.list(execution=full, event_id="ev-1")) == ["e2"]
+
+
+def test_lookups_follow_the_execution_and_event_a_record_gains(store):
+    # GIVEN a claimed record, with no execution yet, as `Ledger.claim` creates it
+    ours, theirs = store(), store()
+    record = make_record(event={"id": "ev-9", "source": "s", "type": "t"})
+    ours.create(record)
+    assert ours.list(event_id="ev-9") != [] and ours.list(execution="j-zzzzz") == []
+    # WHEN `launched` records its execution (the update path, the fast one on Firestore) ...
+    first = EXEC.format(job="j", name="j-zzzzz")
+    assert ours.update(record.key, record.token, {"status": Status.LAUNCHED, "execution": first})
+    # THEN every instance finds it by either name
+    assert keys(theirs.list(execution="j-zzzzz")) == [record.key[:2]]
+    assert keys(theirs.list(execution=first)) == [record.key[:2]]
+    # WHEN another instance replaces it with another execution and event (a takeover) ...
+    second = EXEC.format(job="j", name="j-yyyyy")
+    taken = replace(record, token="t2", execution=second, event={"id": "ev-10"})
+    assert theirs.replace(taken, record.token)
+    # THEN the old names and id find nothing, the new ones find it
+    assert ours.list(execution="j-zzzzz") == [] and ours.list(execution=first) == []
+    assert ours.list(event_id="ev-9") == []
+    assert keys(ours.list(execution="j-yyyyy", event_id="ev-10")) == [record.key[:2]]
+    # WHEN an update clears the execution and changes the event (by transaction on Firestore)
+    assert ours.update(record.key, "t2", {"execution": None, "event": {"id": "ev-11"}})
+    assert ours.list(execution="j-yyyyy") == [] and ours.list(event_id="ev-10") == []
+    assert keys(ours.list(event_id="ev-11")) == [record.key[:2]]
+
+
+# --- with_prefix and Ledger.find --------------------------------------------------------------
+
+
+@pytest.fixture
+def prefixed(backend):
+    for key in ("0123456789" + "a" * 54, "0123456789" + "b" * 54, "01234567ff" + "c" * 54,
+                "fedcba98" + "0" * 56):
+        backend.create(make_record(key=key))
+    return backend
+
+
+def test_with_prefix_finds_the_keys_that_start_so_in_key_order(prefixed):
+    assert [r.key[:11] for r in prefixed.with_prefix("01234567", limit=5)] == [
+        "0123456789a", "0123456789b", "01234567ffc",
+    ]
+    assert [r.key[:11] for r in prefixed.with_prefix("01234567", limit=2)] == [
+        "0123456789a", "0123456789b",
+    ]
+    (only,) = prefixed.with_prefix("0123456789b")
+    assert only == make_record(key="0123456789" + "b" * 54, token=only.token)
+    assert [r.key[:8] for r in prefixed.with_prefix("fedcba98" + "0" * 56)] == ["fedcba98"]
+    assert prefixed.with_prefix("01234568") == [] and prefixed.with_prefix("ff") == []
+    assert prefixed.with_prefix("01234567", limit=0) == []
+
+
+def test_ledger_find_by_key_or_unambiguous_prefix(prefixed):
+    ledger = Ledger(prefixed)
+    full = "0123456789" + "b" * 54
+    assert ledger.find(full).key == full
+    assert ledger.find(full.upper()).key == full  # hex is case-insensitive
+    assert ledger.find(" fedcba98 ").key == "fedcba98" + "0" * 56
+    assert ledger.find("01234567f").key == "01234567ff" + "c" * 54
+    assert ledger.find("0123456789b").key == full
+    assert ledger.find("99999999") is None and ledger.find("9" * 64) is None
+    with pytest.raises(AmbiguousKey) as ambiguous:
+        ledger.find("01234567")
+    assert ambiguous.value.keys == [
+        "0123456789" + "a" * 54, "0123456789" + "b" * 54, "01234567ff" + "c" * 54,
+    ]
+    with pytest.raises(ValueError, match="at least its first 8"):
+        ledger.find("0123456")
+    with pytest.raises(ValueError, match="needed"):
+        ledger.find("  ")
+
+
 # --- the ledger over each backend -------------------------------------------------------------
 
 
@@ -494,6 +651,100 @@ def test_sqlite_rejects_naive_times(tmp_path):
         assert backend.get(make_record().key) is None
 
 
+# What the `runs` table looked like before `outcome` (the first version), and before the lookup
+# columns `event_id` and `execution_id` (the previous one).
+_OLD_COLUMNS = (
+    "key TEXT PRIMARY KEY, rule TEXT NOT NULL, dedup_key TEXT NOT NULL, job TEXT NOT NULL,"
+    " status TEXT NOT NULL, token TEXT NOT NULL, event TEXT NOT NULL, request TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, lease_until TEXT NOT NULL,"
+    " expire_at TEXT NOT NULL, attempts INTEGER NOT NULL, duplicates INTEGER NOT NULL,"
+    " execution TEXT, operation TEXT, reason TEXT, ambiguous INTEGER NOT NULL,"
+    " event_document TEXT"
+)
+
+
+def _old_ledger_file(path: Path, records: list[Record], *, with_outcome: bool) -> None:
+    import json
+    import sqlite3
+
+    def text(moment: datetime) -> str:
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    columns = _OLD_COLUMNS + (", outcome TEXT" if with_outcome else "")
+    with sqlite3.connect(path) as old:
+        old.execute(f"CREATE TABLE runs ({columns})")
+        old.execute("CREATE INDEX runs_created ON runs (created_at)")
+        for r in records:
+            values = [
+                r.key, r.rule, r.dedup_key, r.job, r.status.value, r.token, json.dumps(r.event),
+                json.dumps(r.request), text(r.created_at), text(r.updated_at),
+                text(r.lease_until), text(r.expire_at), r.attempts, r.duplicates, r.execution,
+                r.operation, r.reason, int(r.ambiguous),
+                None if r.event_document is None else json.dumps(r.event_document),
+            ]
+            if with_outcome:
+                values.append(None if r.outcome is None else json.dumps(r.outcome))
+            old.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(values))})", values)
+    old.close()
+
+
+@pytest.mark.parametrize("with_outcome", [False, True], ids=["first-version", "with-outcome"])
+def test_sqlite_an_older_ledger_file_gains_the_lookup_columns(tmp_path, with_outcome):
+    # GIVEN a ledger file of an older version, with records in it
+    path = tmp_path / "old.sqlite3"
+    launched = make_record(
+        key="1" * 64, status=Status.LAUNCHED, event={"id": "ev-old", "source": "s", "type": "t"},
+        execution=EXEC.format(job="j", name="j-olddd"),
+    )
+    rejected = make_record(key="2" * 64, status=Status.REJECTED, reason="bad",
+                           created_at=T0 + timedelta(minutes=1), event={"bytes": 3})
+    _old_ledger_file(path, [launched, rejected], with_outcome=with_outcome)
+    # WHEN this version opens it
+    with SQLiteBackend(path) as backend:
+        # THEN its records are intact, and found by event id and by execution name
+        assert backend.get(launched.key) == launched and backend.get(rejected.key) == rejected
+        assert keys(backend.list(event_id="ev-old")) == ["11"]
+        assert keys(backend.list(execution="j-olddd")) == ["11"]
+        assert keys(backend.list(execution=launched.execution)) == ["11"]
+        assert keys(backend.list()) == ["22", "11"]
+        # and what is written from now on is found the same way
+        backend.create(make_record(key="3" * 64, event={"id": "ev-new"}))
+        assert backend.update("3" * 64, backend.get("3" * 64).token,
+                              {"execution": EXEC.format(job="j", name="j-newww"),
+                               "outcome": {"outcome": "succeeded"}})
+        assert keys(backend.list(event_id="ev-new", execution="j-newww")) == ["33"]
+        db = backend._db()
+        columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(runs)")}
+    assert columns[-3:] == ["outcome", "event_id", "execution_id"]
+    assert {"runs_event_created", "runs_execution_created", "runs_execution_id_created"} <= indexes
+    # AND opening it again migrates nothing twice
+    with SQLiteBackend(path) as again:
+        assert keys(again.list(execution="j-olddd")) == ["11"]
+
+
+def test_sqlite_processes_opening_one_old_file_at_once_migrate_it_once(tmp_path):
+    # GIVEN an old file that eight backends (as many threads) open at the same moment
+    path = tmp_path / "old.sqlite3"
+    record = make_record(key="1" * 64, execution=EXEC.format(job="j", name="j-olddd"))
+    _old_ledger_file(path, [record], with_outcome=False)
+    backends = [SQLiteBackend(path) for _ in range(8)]
+    barrier = threading.Barrier(len(backends))
+
+    def open_and_look(backend: SQLiteBackend) -> list[str]:
+        barrier.wait()
+        return keys(backend.list(execution="j-olddd"))
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(backends)) as pool:
+            found = list(pool.map(open_and_look, backends))
+    finally:
+        for backend in backends:
+            backend.close()
+    # THEN every one of them works (none trips over another's ALTER TABLE)
+    assert found == [["11"]] * len(backends)
+
+
 # --- Firestore specifics ----------------------------------------------------------------------
 
 
@@ -528,3 +779,48 @@ def test_firestore_module_is_not_imported_by_the_backend_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_firestore_documents_carry_top_level_lookup_fields(firestore_client):
+    # `event` is exempt from indexing (terraform/firestore.tf), so `event.id` cannot be queried
+    # in production: the backend writes `event_id` (and `execution_id`) beside it.
+    collection = f"runs-{uuid.uuid4().hex[:12]}"
+    backend = FirestoreBackend(firestore_client, collection=collection)
+    record = make_record(event={"id": "ev-1", "source": "s", "type": "t"})
+    backend.create(record)
+    raw = firestore_client.collection(collection).document(record.key).get().to_dict()
+    assert raw["event_id"] == "ev-1" and raw["execution_id"] is None
+    execution = EXEC.format(job="j", name="j-aaaaa")
+    assert backend.update(record.key, record.token, {"execution": execution})
+    raw = firestore_client.collection(collection).document(record.key).get().to_dict()
+    assert raw["execution_id"] == "j-aaaaa" and raw["execution"] == execution
+    assert backend.get(record.key) == replace(record, execution=execution)  # not Record fields
+    # One query per lookup, as for any list.
+    backend.rpcs.clear()
+    assert keys(backend.list(event_id="ev-1", rule="csv-ingest", since=T0)) == [record.key[:2]]
+    assert keys(backend.list(execution="j-aaaaa")) == [record.key[:2]]
+    assert backend.rpcs == {"query": 2}
+
+
+def test_firestore_documents_written_before_the_lookup_fields(firestore_client):
+    from google.cloud import firestore
+
+    # GIVEN a document as the previous version wrote it: no `event_id`, no `execution_id`
+    collection = f"runs-{uuid.uuid4().hex[:12]}"
+    backend = FirestoreBackend(firestore_client, collection=collection)
+    execution = EXEC.format(job="j", name="j-olddd")
+    record = make_record(event={"id": "ev-old"}, execution=execution, status=Status.LAUNCHED)
+    backend.create(record)
+    firestore_client.collection(collection).document(record.key).update(
+        {"event_id": firestore.DELETE_FIELD, "execution_id": firestore.DELETE_FIELD}
+    )
+    # THEN it is still read whole, listed, and found by its full execution name (a field of its
+    # own) and by key; the event id and the short name find it only once it is written again
+    assert backend.get(record.key) == record
+    assert keys(backend.list(rule="csv-ingest")) == [record.key[:2]]
+    assert keys(backend.list(execution=execution)) == [record.key[:2]]
+    assert backend.list(event_id="ev-old") == [] and backend.list(execution="j-olddd") == []
+    assert backend.update(record.key, record.token, {"status": Status.SUCCEEDED})
+    assert backend.list(execution="j-olddd") == []
+    assert backend.update(record.key, record.token, {"execution": execution})
+    assert keys(backend.list(execution="j-olddd")) == [record.key[:2]]

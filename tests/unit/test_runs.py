@@ -11,7 +11,15 @@ import pytest
 from triggers.cli import main
 from triggers.ledger.base import Record, Status
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.runs import as_json, parse_since, parse_statuses, table
+from triggers.runs import (
+    as_json,
+    detail,
+    parse_since,
+    parse_statuses,
+    parse_window,
+    record_json,
+    table,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 EXECUTIONS = "projects/demo-project/locations/europe-west1/jobs/{job}/executions/{job}-{suffix}"
@@ -253,3 +261,262 @@ def test_runs_refuses_a_memory_ledger_and_bad_filters(ledger_file, capsys, monke
     assert code == 2 and "--since 'soon'" in err
     code, _, err = run(capsys, "runs", "--sqlite-path", str(ledger_file), "--status", "nope")
     assert code == 2 and "--status 'nope'" in err
+
+
+# -- --until, --event, --execution, --keys ------------------------------------------------------
+
+
+def test_until_takes_the_forms_of_since_and_must_come_after_it():
+    assert parse_window(None, None, NOW) == (None, None)
+    assert parse_window("2h", "1h", NOW) == (NOW - timedelta(hours=2), NOW - timedelta(hours=1))
+    assert parse_window(None, "2026-11-21T10:00:00", NOW) == (
+        None, datetime(2026, 11, 21, 10, tzinfo=timezone.utc),
+    )
+    with pytest.raises(ValueError, match="--until 'later': use a duration before now"):
+        parse_window("1h", "later", NOW)
+    with pytest.raises(ValueError, match=r"--since '1h' \(2026-11-21T11:00:00Z\) is not before"
+                                         r" --until '2h' \(2026-11-21T10:00:00Z\)"):
+        parse_window("1h", "2h", NOW)
+    with pytest.raises(ValueError, match="is not before"):
+        parse_window("1h", "1h", NOW)
+
+
+def test_table_with_keys_begins_each_record_with_its_key():
+    records = [
+        record(key="0123456789abcdef" * 4, reason="quota exceeded"),
+        record(key="fedcba9876543210" * 4, created=NOW - timedelta(minutes=1)),
+    ]
+    # The key and its gap take 10 of the 100 columns.
+    plain, keyed = table(records, width=90), table(records, width=100, keys=True)
+    assert keyed[0].split()[:3] == ["KEY", "CREATED", "(UTC)"]
+    assert keyed[1].startswith("01234567  11-21 12:00:00  csv-ingest")
+    assert keyed[2] == " " * 10 + plain[2]  # the reason stays under the rule
+    assert keyed[3].startswith("fedcba98  11-21 11:59:00")
+    assert [line[10:] for line in keyed] == plain
+    assert all(len(line) <= 100 for line in table(records * 3, width=100, keys=True))
+
+
+@pytest.fixture
+def lookup_file(tmp_path, monkeypatch):
+    """Records of one event over two rules, another event, and two keys sharing 8 characters."""
+    for name in ("TRIGGERS_LEDGER", "TRIGGERS_SQLITE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "ledger.sqlite3"
+    now = datetime.now(timezone.utc)
+    with SQLiteBackend(path) as backend:
+        backend.create(record("csv-ingest", key="aaaaaaaa11" + "0" * 54, event_id="ev-1",
+                              created=now - timedelta(hours=3), execution="aaaaa"))
+        backend.create(record("csv-audit", key="aaaaaaaa22" + "0" * 54, event_id="ev-1",
+                              job="auditor", created=now - timedelta(hours=2), execution="bbbbb"))
+        backend.create(record("csv-ingest", key="bbbbbbbb33" + "0" * 54, event_id="ev-2",
+                              status=Status.SUCCEEDED, created=now - timedelta(minutes=30),
+                              execution="ccccc"))
+    return path
+
+
+def keys_of(capsys, path, *argv: str) -> list[str]:
+    code, out, err = run(capsys, "runs", "--sqlite-path", str(path), "--json", *argv)
+    assert code == 0, err
+    return [r["key"][:10] for r in json.loads(out)]
+
+
+def test_runs_by_event_execution_and_until(lookup_file, capsys):
+    assert keys_of(capsys, lookup_file) == ["bbbbbbbb33", "aaaaaaaa22", "aaaaaaaa11"]
+    assert keys_of(capsys, lookup_file, "--event", "ev-1") == ["aaaaaaaa22", "aaaaaaaa11"]
+    assert keys_of(capsys, lookup_file, "--event", "ev-2") == ["bbbbbbbb33"]
+    assert keys_of(capsys, lookup_file, "--event", "ev-") == []
+    assert keys_of(capsys, lookup_file, "--event", "ev-1", "--rule", "csv-audit") == ["aaaaaaaa22"]
+    assert keys_of(capsys, lookup_file, "--event", "ev-1", "--limit", "1") == ["aaaaaaaa22"]
+    # An execution by its short name (what the table shows) or its full name.
+    assert keys_of(capsys, lookup_file, "--execution", "csv-loader-aaaaa") == ["aaaaaaaa11"]
+    full = EXECUTIONS.format(job="auditor", suffix="bbbbb")
+    assert keys_of(capsys, lookup_file, "--execution", full) == ["aaaaaaaa22"]
+    assert keys_of(capsys, lookup_file, "--execution", "csv-loader-bbbbb") == []
+    assert keys_of(capsys, lookup_file, "--execution", "csv-loader-ccccc",
+                   "--status", "launched") == []
+    # --until is exclusive, and takes durations before now like --since.
+    assert keys_of(capsys, lookup_file, "--until", "1h") == ["aaaaaaaa22", "aaaaaaaa11"]
+    assert keys_of(capsys, lookup_file, "--since", "150m", "--until", "1h") == ["aaaaaaaa22"]
+    assert keys_of(capsys, lookup_file, "--event", "ev-1", "--until", "150m") == ["aaaaaaaa11"]
+
+
+def test_runs_refuses_empty_lookups_and_a_window_that_ends_before_it_starts(lookup_file, capsys):
+    for argv, message in [
+        (("--event", " "), "--event needs a value"),
+        (("--execution", ""), "--execution needs a value"),
+        (("--since", "1h", "--until", "2h"), "is not before --until"),
+        (("--until", "soon"), "--until 'soon'"),
+    ]:
+        code, out, err = run(capsys, "runs", "--sqlite-path", str(lookup_file), *argv)
+        assert code == 2 and message in err and out == "", argv
+
+
+def test_runs_keys_prints_what_show_takes(lookup_file, capsys):
+    code, out, _ = run(capsys, "runs", "--sqlite-path", str(lookup_file), "--keys")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("KEY       CREATED (UTC)")
+    assert [line.split()[0] for line in lines[1:]] == ["bbbbbbbb", "aaaaaaaa", "aaaaaaaa"]
+
+
+# -- `detail` (triggers show) -------------------------------------------------------------------
+
+KEY = "3f2a9c1e" + "0" * 56
+
+
+def full_record(**changes) -> Record:
+    record_ = record(
+        key=KEY,
+        status=Status.FAILED,
+        updated=NOW + timedelta(seconds=42),
+        attempts=2,
+        duplicates=3,
+        reason="Task csv-loader-ab1cd-task0 failed with exit code 1",
+        created=NOW + timedelta(microseconds=123456),
+    )
+    values = dict(
+        dedup_key="raw-data/incoming/a.csv#1795274264336753",
+        operation="projects/demo-project/locations/europe-west1/operations/op-1",
+        event={"id": "9876543210123456", "source": "//storage.googleapis.com/buckets/raw-data",
+               "type": "google.cloud.storage.object.v1.finalized", "kind": "storage"},
+        event_document={"bucket": "raw-data", "name": "incoming/a.csv", "size": "1024"},
+        request={"overrides": {"containerOverrides": [{"args": ["--in=a.csv"], "env": [
+            {"name": "TRIGGERS_RUN_KEY", "value": KEY}]}]}},
+        outcome={
+            "outcome": "failed", "succeeded_count": 0, "failed_count": 1, "cancelled_count": 0,
+            "task_count": 1, "retried_count": 2, "started_at": "2026-11-21T12:00:01.5Z",
+            "completed_at": "2026-11-21T12:00:09.25Z", "log_uri": "https://logs.example/x",
+            "message": "Task csv-loader-ab1cd-task0 failed with exit code 1",
+        },
+    )
+    return replace(record_, **{**values, **changes})
+
+
+def test_detail_shows_every_part_of_a_record():
+    lines = detail(full_record())
+    text = "\n".join(lines)
+    head = lines[: lines.index("")]
+    assert head == [
+        f"key          {KEY}",
+        "rule         csv-ingest",
+        "status       failed",
+        "job          projects/demo-project/locations/europe-west1/jobs/csv-loader",
+        "dedup key    raw-data/incoming/a.csv#1795274264336753",
+        "created      2026-11-21T12:00:00.123456Z",
+        "updated      2026-11-21T12:00:42Z (+41s)",
+        "expires      2026-11-28T12:00:00.123456Z (end of the dedup window)",
+        "attempts     2 (taken over 1 time)",
+        "duplicates   3",
+        "execution    projects/demo-project/locations/europe-west1/jobs/csv-loader/executions/"
+        "csv-loader-ab1cd",
+        "operation    projects/demo-project/locations/europe-west1/operations/op-1",
+        "reason       Task csv-loader-ab1cd-task0 failed with exit code 1",
+        "outcome      failed",
+        "  tasks      1: 0 succeeded, 1 failed, 0 cancelled; 2 retried",
+        "  started    2026-11-21T12:00:01.5Z",
+        "  completed  2026-11-21T12:00:09.25Z (after 7.8s)",
+        "  logs       https://logs.example/x",
+        "  message    Task csv-loader-ab1cd-task0 failed with exit code 1",
+    ]
+    assert "token" not in text and "secret-token" not in text
+    # The event reference, then the recorded document and the request body as pretty JSON.
+    event = lines.index("event")
+    assert lines[event + 1: event + 5] == [
+        "  id         9876543210123456",
+        "  source     //storage.googleapis.com/buckets/raw-data",
+        "  type       google.cloud.storage.object.v1.finalized",
+        "  kind       storage",
+    ]
+    document = lines.index("event document") + 1
+    pretty = json.dumps(full_record().event_document, indent=2).splitlines()
+    assert lines[document: document + len(pretty)] == ["  " + line for line in pretty]
+    job = "projects/demo-project/locations/europe-west1/jobs/csv-loader"
+    request = lines.index(f"jobs.run request (POST /v2/{job}:run)") + 1
+    assert json.loads("\n".join(lines[request:])) == full_record().request
+    assert lines[-1] == "  }"
+
+
+def test_detail_of_records_that_lack_parts():
+    claimed = detail(full_record(status=Status.CLAIMED, outcome=None, execution=None,
+                                 operation=None, reason=None, attempts=1, ambiguous=True,
+                                 event_document=None))
+    assert "lease until  2026-11-21T12:00:00.123456Z" in claimed
+    for label in ("execution", "operation", "reason"):
+        assert f"{label.ljust(12)} -" in claimed
+    assert "outcome      -" in claimed
+    assert any(line.startswith("attempts     1; ambiguous: the last attempt may have started")
+               for line in claimed)
+    assert claimed[claimed.index("event document") + 1].startswith("  (not recorded")
+    launched = detail(full_record(status=Status.LAUNCHED, outcome=None))
+    assert "outcome      - (not known yet: `triggers reconcile` records it)" in launched
+    assert not any(line.startswith("lease until") for line in launched)
+    bad_input = detail(full_record(rule="(input)", job="", request={}, status=Status.REJECTED,
+                                   event={"content_type": "text/plain", "bytes": 3},
+                                   execution=None, outcome=None, event_document=None))
+    assert "job          -" in bad_input
+    assert bad_input[bad_input.index("event document") + 1] == (
+        "  (not recorded: the request was not an event; `event` above sums it up)"
+    )
+    assert bad_input[-2:] == ["jobs.run request", "  (none: no job was planned)"]
+    assert "  content_type text/plain" in bad_input and "  bytes      3" in bad_input
+
+
+def test_detail_keeps_a_multi_line_reason_aligned():
+    lines = detail(full_record(reason="first line\nsecond line"))
+    at = lines.index("reason       first line")
+    assert lines[at + 1] == " " * 13 + "second line"
+
+
+def test_record_json_is_the_whole_record_but_the_token():
+    out = record_json(full_record())
+    assert set(out) == set(Record.__dataclass_fields__) - {"token"}
+    assert out["created_at"] == "2026-11-21T12:00:00.123456+00:00"
+    assert out["lease_until"] == "2026-11-21T12:00:00.123456+00:00"
+    assert out["event_document"] == full_record().event_document
+    assert out["request"] == full_record().request and out["outcome"]["retried_count"] == 2
+    assert json.loads(json.dumps(out)) == out
+
+
+# -- `triggers show` ----------------------------------------------------------------------------
+
+
+def test_show_prints_one_record_by_key_or_prefix(lookup_file, capsys):
+    key = "bbbbbbbb33" + "0" * 54
+    code, out, _ = run(capsys, "show", "--sqlite-path", str(lookup_file), key)
+    assert code == 0
+    assert out.splitlines()[0] == f"key          {key}"
+    assert "status       succeeded" in out and '"big": "xxxx' in out
+    assert out.rstrip().endswith("}") and '"overrides": {}' in out
+    for prefix in ("bbbbbbbb", "BBBBBBBB3", key.upper()):
+        assert run(capsys, "show", "--sqlite-path", str(lookup_file), prefix) == (0, out, "")
+
+
+def test_show_json_is_the_whole_record(lookup_file, capsys):
+    code, out, _ = run(capsys, "show", "--sqlite-path", str(lookup_file), "aaaaaaaa22", "--json")
+    shown = json.loads(out)
+    assert code == 0
+    with SQLiteBackend(lookup_file) as backend:
+        assert shown == record_json(backend.get("aaaaaaaa22" + "0" * 54))
+    assert shown["event"]["id"] == "ev-1" and shown["event_document"] == {"big": "x" * 100}
+    assert "token" not in shown
+
+
+def test_show_says_what_is_wrong_with_a_key(lookup_file, capsys):
+    path = str(lookup_file)
+    code, out, err = run(capsys, "show", "--sqlite-path", path, "cccccccc")
+    assert (code, out) == (1, "")
+    assert f"no record with key cccccccc in the ledger (sqlite {path})" in err
+    code, _, err = run(capsys, "show", "--sqlite-path", path, "c" * 64)
+    assert code == 1 and "no record with key" in err
+    code, _, err = run(capsys, "show", "--sqlite-path", path, "aaaaaaaa")
+    assert code == 2 and "aaaaaaaa is the start of more than one ledger key" in err
+    assert "aaaaaaaa11" + "0" * 54 in err and "aaaaaaaa22" + "0" * 54 in err
+    code, _, err = run(capsys, "show", "--sqlite-path", path, "aaaa")
+    assert code == 2 and "at least its first 8" in err
+    code, _, err = run(capsys, "show", "--sqlite-path", path + ".missing", "aaaaaaaa11")
+    assert code == 2 and "no ledger at" in err
+
+
+def test_show_refuses_a_memory_ledger(monkeypatch, capsys):
+    monkeypatch.setenv("TRIGGERS_LEDGER", "memory")
+    code, _, err = run(capsys, "show", "aaaaaaaa11")
+    assert code == 2 and "memory ledger" in err

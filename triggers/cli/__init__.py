@@ -10,6 +10,9 @@
     triggers send pubsub|storage|scheduler ...   post an event of that kind to a running server
     triggers send --file EVENT_FILE              post a request file (config/events)
     triggers runs [--rule R] [--since 1h]        the ledger's recorded outcomes, newest first
+                  [--event ID] [--execution E]   (also --status, --until, --limit, --keys)
+    triggers show KEY [--json]                   one ledger record in full: its event and the
+                                                 exact jobs.run request (KEY: 8+ characters)
     triggers reconcile [--since 1d] [--json]     record the outcome of finished executions
     triggers replay [--status failed] [--since 1d] [--dry-run]
                                                  recorded events through the current rules again
@@ -65,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     _local.add_serve(sub, rules_default)
     _local.add_send(sub)
     _history.add_runs(sub)
+    _history.add_show(sub)
     _history.add_reconcile(sub)
     _replay.add_replay(sub, rules_default)
     _local.add_demo(sub, rules_default)

@@ -1,4 +1,4 @@
-"""runs, reconcile: what the ledger recorded, and how the executions ended."""
+"""runs, show, reconcile: what the ledger recorded, and how the executions ended."""
 
 from __future__ import annotations
 
@@ -40,9 +40,39 @@ def add_runs(sub) -> None:
         help="only these (launched,rejected,...; repeatable)",
     )
     p.add_argument("--since", help="only newer ones: 30m, 1h, 2d, 1w or an ISO time")
+    p.add_argument("--until", help="only older ones (same forms as --since)")
+    p.add_argument("--event", metavar="ID", help="only the records of the event with this id")
+    p.add_argument(
+        "--execution",
+        metavar="NAME",
+        help="only the record of this execution: its full name or its last segment"
+        " (csv-loader-ab1cd)",
+    )
     p.add_argument("--limit", type=int, default=50, help="at most this many (%(default)s)")
+    p.add_argument(
+        "--keys", action="store_true", help="begin each line with its key (for `triggers show`)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON array")
     p.set_defaults(run=_runs)
+
+
+def add_show(sub) -> None:
+    p = sub.add_parser(
+        "show",
+        help="one ledger record in full: its event and its jobs.run request",
+        description="One record of the ledger the function uses (as for `triggers runs`), in"
+        " full: status, times, execution and outcome, the event it came from and the exact"
+        " jobs.run request. Exit 1 if no record has that key.",
+    )
+    add_ledger_options(p)
+    p.add_argument(
+        "key",
+        metavar="KEY",
+        help="the ledger key (`key` in `runs --json`, `ledger_key` in the function's answers),"
+        " or its first 8 or more characters",
+    )
+    p.add_argument("--json", action="store_true", help="the whole record as JSON")
+    p.set_defaults(run=_show)
 
 
 def add_reconcile(sub) -> None:
@@ -64,11 +94,13 @@ def add_reconcile(sub) -> None:
 def _runs(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from ..runs import as_json, parse_since, parse_statuses, table
+    from ..runs import as_json, parse_statuses, parse_window, table
 
     try:
         statuses = parse_statuses(args.status) or None
-        since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
+        since, until = parse_window(args.since, args.until, datetime.now(timezone.utc))
+        event_id = _nonempty("--event", args.event)
+        execution = _nonempty("--execution", args.execution)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -76,35 +108,93 @@ def _runs(args: argparse.Namespace) -> int:
     if ledger is None:
         return 2
     try:
-        records = ledger.list(rule=args.rule, status=statuses, since=since, limit=args.limit)
+        records = ledger.list(rule=args.rule, status=statuses, since=since, until=until,
+                              event_id=event_id, execution=execution, limit=args.limit)
     except Exception as exc:  # Firestore unreachable, a locked or corrupt SQLite file
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2
     finally:
-        close = getattr(ledger.backend, "close", None)
-        if close is not None:
-            close()
+        _close(ledger)
     if args.json:
         print(json.dumps([as_json(r) for r in records], indent=2, default=str))
     else:
         import shutil
 
         width = shutil.get_terminal_size((100, 24)).columns
-        print("\n".join(table(records, width=width)))
+        print("\n".join(table(records, width=width, keys=args.keys)))
     return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ..ledger.base import AmbiguousKey
+    from ..runs import detail, record_json
+
+    ledger = _open_ledger(args)
+    if ledger is None:
+        return 2
+    try:
+        record = ledger.find(args.key)
+    except ValueError as exc:  # not a key, or a prefix too short
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AmbiguousKey as exc:
+        print(f"error: {exc.prefix} is the start of more than one ledger key; give more of it:",
+              file=sys.stderr)
+        for key in exc.keys:
+            print(f"  {key}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Firestore unreachable, a locked or corrupt SQLite file
+        print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        _close(ledger)
+    if record is None:
+        print(f"error: no record with key {args.key.strip()} in the ledger ({_where(ledger)})",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(record_json(record), indent=2, ensure_ascii=False, default=str))
+    else:
+        print("\n".join(detail(record)))
+    return 0
+
+
+def _nonempty(option: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError(f"{option} needs a value")
+    return value.strip()
+
+
+def _where(ledger) -> str:
+    backend = ledger.backend
+    path = getattr(backend, "path", None)
+    if path is not None:
+        return f"sqlite {path}"
+    collection = getattr(backend, "collection", None)
+    return f"firestore collection {collection}" if collection else repr(backend)
+
+
+def _close(ledger) -> None:
+    close = getattr(ledger.backend, "close", None)
+    if close is not None:
+        close()
 
 
 def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
+    from ..app import build_runner
     from ..reconcile import reconcile
-    from ..runners.cloudrun import CloudRunRunner
     from ..runs import parse_since
     from ..settings import Settings
 
     try:
         since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
-        endpoint = Settings().cloud_run_endpoint
+        # The function's runner: Cloud Run (TRIGGERS_CLOUD_RUN_ENDPOINT for the emulator), or
+        # the dry-run one under TRIGGERS_RUNNER=dry-run, which knows its own fake executions.
+        runner = build_runner(Settings())
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -112,15 +202,12 @@ def _reconcile(args: argparse.Namespace) -> int:
     if ledger is None:
         return 2
     try:
-        report = reconcile(ledger, CloudRunRunner(endpoint=endpoint), since=since,
-                           limit=args.limit)
+        report = reconcile(ledger, runner, since=since, limit=args.limit)
     except Exception as exc:  # the ledger could not be listed
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2
     finally:
-        close = getattr(ledger.backend, "close", None)
-        if close is not None:
-            close()
+        _close(ledger)
     result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))

@@ -4,9 +4,20 @@ The backends are imported from their modules (`triggers.ledger.sqlite.SQLiteBack
 that using one never imports another's client library.
 """
 
-from .base import Backend, Claim, ClaimKind, Ledger, LedgerContention, Record, RecordExists, Status
+from .base import (
+    AmbiguousKey,
+    Backend,
+    Claim,
+    ClaimKind,
+    Ledger,
+    LedgerContention,
+    Record,
+    RecordExists,
+    Status,
+)
 
 __all__ = [
+    "AmbiguousKey",
     "Backend",
     "Claim",
     "ClaimKind",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -78,11 +79,73 @@ class Record:
     def lease_live(self, now: datetime) -> bool:
         return self.status is Status.CLAIMED and self.lease_until > now
 
+    @property
+    def event_id(self) -> str | None:
+        """The event's id (`event["id"]`) as text; None for records without one (bad input)."""
+        return event_id_of(self.event)
+
+    @property
+    def execution_id(self) -> str | None:
+        """The last segment of the execution name (`csv-loader-ab1cd`), or None."""
+        return short_execution(self.execution)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             name: (value.value if isinstance(value, Status) else value)
             for name, value in ((f, getattr(self, f)) for f in self.__dataclass_fields__)
         }
+
+
+def event_id_of(event: Any) -> str | None:
+    """`event["id"]` as text, what `list(event_id=...)` compares with; None when absent or empty."""
+    value = event.get("id") if isinstance(event, dict) else None
+    return None if value is None or value == "" else str(value)
+
+
+def short_execution(execution: str | None) -> str | None:
+    """`projects/P/locations/R/jobs/J/executions/E` -> `E`; None for no (or an empty) name."""
+    if not execution:
+        return None
+    return execution.rstrip("/").rsplit("/", 1)[-1] or None
+
+
+def execution_lookup(execution: str) -> tuple[str, str]:
+    """How `list(execution=...)` matches: a name with a `/` is a full execution name and must
+    equal the record's `execution`; a name without one is compared with its last segment
+    (`execution_id`). Returns (which of the two, the value to compare with)."""
+    if "/" in execution:
+        return "execution", execution
+    return "execution_id", execution
+
+
+def matches(
+    record: Record,
+    *,
+    rule: str | None = None,
+    status: frozenset[Status] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_id: str | None = None,
+    execution: str | None = None,
+) -> bool:
+    """Whether `record` passes `list`'s filters (what the memory backend, and the Firestore
+    backend for what it filters on the client, apply)."""
+    if execution is not None:
+        name, value = execution_lookup(execution)
+        if getattr(record, name) != value:
+            return False
+    return (
+        (rule is None or record.rule == rule)
+        and (status is None or record.status in status)
+        and (since is None or record.created_at >= since)
+        and (until is None or record.created_at < until)
+        and (event_id is None or record.event_id == str(event_id))
+    )
+
+
+def newest_first(records: Iterable[Record]) -> list[Record]:
+    """`list`'s order on every backend: created_at descending, ties broken by key descending."""
+    return sorted(records, key=lambda r: (r.created_at, r.key), reverse=True)
 
 
 class ClaimKind(str, enum.Enum):
@@ -104,6 +167,10 @@ class Claim:
 
 
 _CLAIM_PASSES = 3
+# Ledger keys are sha256 hex digests (`RunRequest.ledger_key`, `reject_input`).
+KEY_LENGTH = 64
+MIN_KEY_PREFIX = 8
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 class LedgerContention(RuntimeError):
@@ -111,6 +178,15 @@ class LedgerContention(RuntimeError):
 
     Nothing was decided (or written): the caller must treat it as a failed call and retry later.
     """
+
+
+class AmbiguousKey(LookupError):
+    """`Ledger.find` was given a key prefix that more than one record's key starts with."""
+
+    def __init__(self, prefix: str, keys: list[str]) -> None:
+        super().__init__(f"{prefix!r} is the start of {len(keys)} or more ledger keys")
+        self.prefix = prefix
+        self.keys = keys
 
 
 class RecordExists(Exception):
@@ -145,8 +221,16 @@ class Backend(Protocol):
         status: Iterable[Status] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        event_id: str | None = None,
+        execution: str | None = None,
         limit: int = 100,
-    ) -> list[Record]: ...
+    ) -> list[Record]:
+        """Newest first (ties: key descending), at most `limit`. `since` is inclusive, `until`
+        exclusive (on `created_at`); `event_id` is `event["id"]`; `execution` is a full
+        execution name or its last segment (see `execution_lookup`)."""
+
+    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+        """The records whose key starts with `prefix`, in key order, at most `limit`."""
 
 
 def utcnow() -> datetime:
@@ -254,6 +338,31 @@ class Ledger:
 
     def get(self, key: str) -> Record | None:
         return self.backend.get(key)
+
+    def find(self, key: str) -> Record | None:
+        """The record with this ledger key, or the one whose key starts with this prefix.
+
+        A hex string shorter than a key (64 characters) is a prefix: it must have at least
+        `MIN_KEY_PREFIX` characters (else ValueError) and start exactly one key (else
+        AmbiguousKey, with up to five of them); it costs one indexed range read on every
+        backend. Anything else is looked up as a whole key with one `get`. Hex is
+        case-insensitive (keys are lowercase).
+        """
+        text = key.strip()
+        if not text:
+            raise ValueError("a ledger key is needed")
+        lowered = text.lower()
+        if not _HEX.fullmatch(lowered) or len(lowered) >= KEY_LENGTH:
+            return self.backend.get(lowered if _HEX.fullmatch(lowered) else text)
+        if len(lowered) < MIN_KEY_PREFIX:
+            raise ValueError(
+                f"{text!r} is too short: give the whole ledger key ({KEY_LENGTH} hex characters)"
+                f" or at least its first {MIN_KEY_PREFIX}"
+            )
+        found = self.backend.with_prefix(lowered, limit=5)
+        if len(found) > 1:
+            raise AmbiguousKey(lowered, [r.key for r in found])
+        return found[0] if found else None
 
     def list(self, **filters: Any) -> list[Record]:
         return self.backend.list(**filters)

@@ -11,6 +11,10 @@ How the primitives map (docs/ledger.md has the round-trip counts and index advic
             still ours) without reading it. That is the common path, claim then `launched` in
             one function instance, and it makes a new event cost two round trips, not four.
 * count_duplicate — `update()` with a server-side `Increment`: no read, no transaction.
+* list    — one query: equality filters and a `created_at` range, ordered by `created_at`; by
+            event id or execution, one equality query and the rest done here (no composite
+            index needed).
+* with_prefix — one query: a range on the document id.
 
 `google.cloud.firestore` is imported on first use, never at import: the import alone costs
 ~0.5 s, which a cold start should pay only if this backend is actually used.
@@ -25,7 +29,17 @@ from dataclasses import fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .base import LedgerContention, Record, RecordExists, Status
+from .base import (
+    LedgerContention,
+    Record,
+    RecordExists,
+    Status,
+    event_id_of,
+    execution_lookup,
+    matches,
+    newest_first,
+    short_execution,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps the import lazy at runtime
     from google.cloud.firestore import Client
@@ -102,6 +116,7 @@ class FirestoreBackend:
         if not changes:
             raise ValueError("update needs at least one field to change")
         data = {name: _encode(name, value) for name, value in changes.items()}
+        data.update(_derived(changes))
         new_token = data.get("token", token)
         _, exceptions = self._firestore()
 
@@ -142,32 +157,68 @@ class FirestoreBackend:
         status: Iterable[Status] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        event_id: str | None = None,
+        execution: str | None = None,
         limit: int = 100,
     ) -> list[Record]:
         fs, _ = self._firestore()
         FieldFilter = fs.FieldFilter
 
+        wanted = None if status is None else sorted({Status(s).value for s in status})
+        if wanted == [] or limit <= 0:
+            return []
+        collection = self.client.collection(self.collection)
+        if execution is not None or event_id is not None:
+            # One event or one execution has a handful of records: one equality query on a
+            # top-level field (its single-field index, no composite index, no order_by), the
+            # other filters and the order on this side. `event` is exempt from indexing, so
+            # its id is queried as the `event_id` field written beside it.
+            field, value = (
+                execution_lookup(execution) if execution is not None
+                else ("event_id", str(event_id))
+            )
+            self._count("list", query=1)
+            query = collection.where(filter=FieldFilter(field, "==", value))
+            statuses = None if wanted is None else frozenset(Status(s) for s in wanted)
+            found = (_decode_record(doc.id, doc.to_dict()) for doc in query.stream())
+            return newest_first(
+                r for r in found
+                if matches(r, rule=rule, status=statuses, since=since, until=until,
+                           event_id=event_id, execution=execution)
+            )[:limit]
+
         # Equality filters on rule and/or status with `order_by(created_at)` need composite
         # indexes in real Firestore (the emulator does not check): (rule, created_at DESC),
         # (status, created_at DESC), (rule, status, created_at DESC); see docs/ledger.md.
-        query: Any = self.client.collection(self.collection)
+        query: Any = collection
         if rule is not None:
             query = query.where(filter=FieldFilter("rule", "==", rule))
-        if status is not None:
-            wanted = sorted({Status(s).value for s in status})
-            if not wanted:
-                return []
+        if wanted is not None:
             query = query.where(filter=FieldFilter("status", "in", wanted))
         if since is not None:
             query = query.where(filter=FieldFilter("created_at", ">=", _time(since)))
         if until is not None:
             query = query.where(filter=FieldFilter("created_at", "<", _time(until)))
-        if limit <= 0:
-            return []
         self._count("list", query=1)
         # Ties on created_at fall back to the document id, descending too (Firestore's implicit
         # last ordering): the same order as the other backends.
         query = query.order_by("created_at", direction=fs.Query.DESCENDING).limit(limit)
+        return [_decode_record(doc.id, doc.to_dict()) for doc in query.stream()]
+
+    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+        fs, _ = self._firestore()
+        if limit <= 0:
+            return []
+        # A range on the document id: Firestore's built-in index, no composite index needed.
+        collection = self.client.collection(self.collection)
+        name = "__name__"  # FieldPath.document_id()
+        query = (
+            collection.where(filter=fs.FieldFilter(name, ">=", collection.document(prefix)))
+            .where(filter=fs.FieldFilter(name, "<", collection.document(prefix + "\uffff")))
+            .order_by(name)
+            .limit(limit)
+        )
+        self._count("with_prefix", query=1)
         return [_decode_record(doc.id, doc.to_dict()) for doc in query.stream()]
 
     # -- the client ---------------------------------------------------------------------------
@@ -294,7 +345,8 @@ def _gave_up(exc: ValueError, exceptions: Any) -> bool:
 # Times are Firestore timestamps (so `expire_at` can drive a TTL policy and `created_at` sorts),
 # `status` is its string value, and the event document is JSON text: arbitrary event JSON can
 # hold what a Firestore map cannot (arrays of arrays, `__x__` keys, empty keys), and one string
-# costs one index entry where a map costs one per nested field.
+# costs one index entry where a map costs one per nested field. Beside the record's fields each
+# document has `event_id` and `execution_id` (see `_derived`), which `list` queries.
 
 
 def _time(value: datetime) -> datetime:
@@ -316,7 +368,21 @@ def _encode(name: str, value: Any) -> Any:
 
 
 def _encode_record(record: Record) -> dict[str, Any]:
-    return {name: _encode(name, getattr(record, name)) for name in _FIELDS}
+    data = {name: _encode(name, getattr(record, name)) for name in _FIELDS}
+    data.update(_derived({"event": record.event, "execution": record.execution}))
+    return data
+
+
+def _derived(changes: dict[str, Any]) -> dict[str, Any]:
+    """The lookup fields that go with `event` and `execution` when they are written: top-level
+    `event_id` (the `event` map is exempt from indexing, so `event.id` cannot be queried) and
+    `execution_id` (the execution's last segment, for short names). Not Record fields."""
+    derived: dict[str, Any] = {}
+    if "event" in changes:
+        derived["event_id"] = event_id_of(changes["event"])
+    if "execution" in changes:
+        derived["execution_id"] = short_execution(changes["execution"])
+    return derived
 
 
 def _decode_record(key: str, data: dict[str, Any]) -> Record:

@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from .base import Record, RecordExists, Status
+from .base import Record, RecordExists, Status, matches, newest_first
 
 # Fields `update` may change. The key is the record's identity; everything else is data.
 _UPDATABLE = frozenset(f.name for f in fields(Record)) - {"key"}
@@ -81,22 +81,27 @@ class MemoryBackend:
         status: Iterable[Status] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        event_id: str | None = None,
+        execution: str | None = None,
         limit: int = 100,
     ) -> list[Record]:
-        wanted = None if status is None else {Status(s) for s in status}
+        wanted = None if status is None else frozenset(Status(s) for s in status)
         with self._lock:
             self.calls["list"] += 1
-            matches = [
+            found = [
                 r
                 for r in self._records.values()
-                if (rule is None or r.rule == rule)
-                and (wanted is None or r.status in wanted)
-                and (since is None or r.created_at >= since)
-                and (until is None or r.created_at < until)
+                if matches(r, rule=rule, status=wanted, since=since, until=until,
+                           event_id=event_id, execution=execution)
             ]
             # Newest first; the key breaks ties so the order is the same on every backend.
-            matches.sort(key=lambda r: (r.created_at, r.key), reverse=True)
-            return [_copy(r) for r in matches[: max(limit, 0)]]
+            return [_copy(r) for r in newest_first(found)[: max(limit, 0)]]
+
+    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+        with self._lock:
+            self.calls["with_prefix"] += 1
+            keys = sorted(k for k in self._records if k.startswith(prefix))[: max(limit, 0)]
+            return [_copy(self._records[k]) for k in keys]
 
     def clear(self) -> None:
         with self._lock:

@@ -25,11 +25,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from .base import Record, RecordExists, Status
+from .base import Record, RecordExists, Status, event_id_of, execution_lookup, short_execution
 
 DEFAULT_PATH = Path(".triggers") / "ledger.sqlite3"
 
 _COLUMNS = tuple(f.name for f in fields(Record))
+# Not Record fields: derived from `event` and `execution` on every write, for `list` to look up.
+_DERIVED = ("event_id", "execution_id")
+_ROW_COLUMNS = _COLUMNS + _DERIVED
+# Columns added since the first version, with their type: `_migrate` adds them to older files.
+_ADDED = (("outcome", "TEXT"), ("event_id", "TEXT"), ("execution_id", "TEXT"))
 _JSON = frozenset({"event", "request", "event_document", "outcome"})
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 _UPDATABLE = frozenset(_COLUMNS) - {"key"}
@@ -55,7 +60,9 @@ CREATE TABLE IF NOT EXISTS runs (
     reason         TEXT,
     ambiguous      INTEGER NOT NULL,
     event_document TEXT,
-    outcome        TEXT
+    outcome        TEXT,
+    event_id       TEXT,
+    execution_id   TEXT
 );
 -- What `list` filters and sorts on: newest first, optionally per rule or per status.
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
@@ -64,10 +71,18 @@ CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at);
 -- For a periodic purge of expired records (SQLite has no TTL).
 CREATE INDEX IF NOT EXISTS runs_expire ON runs (expire_at);
 """
+# On columns an older file gains in `_migrate`: created after it.
+_LOOKUP_INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_event_created ON runs (event_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_execution_created ON runs (execution, created_at);
+CREATE INDEX IF NOT EXISTS runs_execution_id_created ON runs (execution_id, created_at);
+"""
 
-_INSERT = f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = (
+    f"INSERT INTO runs ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join('?' * len(_ROW_COLUMNS))})"
+)
 _REPLACE = (
-    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _COLUMNS if c != 'key')}"
+    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _ROW_COLUMNS if c != 'key')}"
     " WHERE key = ? AND token = ?"
 )
 
@@ -120,7 +135,7 @@ class SQLiteBackend:
 
     def replace(self, record: Record, expected_token: str) -> bool:
         self._count("replace")
-        values = [v for c, v in zip(_COLUMNS, _to_row(record)) if c != "key"]
+        values = [v for c, v in zip(_ROW_COLUMNS, _to_row(record)) if c != "key"]
         cursor = self._db().execute(_REPLACE, (*values, record.key, expected_token))
         return cursor.rowcount == 1
 
@@ -131,11 +146,16 @@ class SQLiteBackend:
         if not changes:
             raise ValueError("update needs at least one field to change")
         self._count("update")
+        values = {name: _encode(name, value) for name, value in changes.items()}
+        if "event" in changes:
+            values["event_id"] = event_id_of(changes["event"])
+        if "execution" in changes:
+            values["execution_id"] = short_execution(changes["execution"])
         # Column names come from the whitelist above, never from the caller's strings.
-        names = sorted(changes)
+        names = sorted(values)
         sql = f"UPDATE runs SET {', '.join(f'{n} = ?' for n in names)} WHERE key = ? AND token = ?"
-        values = [_encode(n, changes[n]) for n in names]
-        return self._db().execute(sql, (*values, key, token)).rowcount == 1
+        params = [values[n] for n in names]
+        return self._db().execute(sql, (*params, key, token)).rowcount == 1
 
     def count_duplicate(self, key: str, now: datetime) -> None:
         self._count("count_duplicate")
@@ -151,6 +171,8 @@ class SQLiteBackend:
         status: Iterable[Status] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        event_id: str | None = None,
+        execution: str | None = None,
         limit: int = 100,
     ) -> list[Record]:
         where: list[str] = []
@@ -170,6 +192,13 @@ class SQLiteBackend:
         if until is not None:
             where.append("created_at < ?")
             params.append(_time(until))
+        if event_id is not None:
+            where.append("event_id = ?")
+            params.append(str(event_id))
+        if execution is not None:
+            column, value = execution_lookup(execution)  # "execution" or "execution_id"
+            where.append(f"{column} = ?")
+            params.append(value)
         sql = "SELECT * FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -179,6 +208,15 @@ class SQLiteBackend:
         params.append(max(limit, 0))
         self._count("list")
         return [_from_row(row) for row in self._db().execute(sql, params)]
+
+    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+        self._count("with_prefix")
+        # A range on the primary key, not LIKE (case-insensitive, and it would scan the table).
+        rows = self._db().execute(
+            "SELECT * FROM runs WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+            (prefix, prefix + "\uffff", max(limit, 0)),
+        )
+        return [_from_row(row) for row in rows]
 
     # -- housekeeping -----------------------------------------------------------------------
 
@@ -243,7 +281,8 @@ class SQLiteBackend:
                     connection.execute("PRAGMA journal_mode = WAL")
                 if not self._schema_ready:
                     connection.executescript(_SCHEMA)
-                    _add_missing_columns(connection)
+                    _migrate(connection)
+                    connection.executescript(_LOOKUP_INDEXES)
                     self._schema_ready = True
                 break
             except sqlite3.OperationalError as exc:
@@ -271,12 +310,39 @@ def _time(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    """Ledger files made by an older version lack columns that Record has gained since."""
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a ledger file made by an older version up to date: add the columns Record (and
+    `list`) gained since, and fill the derived lookup columns of the rows it already holds.
+
+    Additive only, so an older version can still read the file. Under the write lock, and
+    checked again once holding it: several processes may open one old file at the same time.
+    """
+    if not _missing_columns(connection):
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        missing = _missing_columns(connection)
+        for column, kind in _ADDED:
+            if column in missing:
+                connection.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        if missing & set(_DERIVED):
+            rows = connection.execute("SELECT key, event, execution FROM runs").fetchall()
+            connection.executemany(
+                "UPDATE runs SET event_id = ?, execution_id = ? WHERE key = ?",
+                [
+                    (event_id_of(json.loads(event)), short_execution(execution), key)
+                    for key, event, execution in rows
+                ],
+            )
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _missing_columns(connection: sqlite3.Connection) -> set[str]:
     present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-    for column in ("outcome",):
-        if column not in present:
-            connection.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+    return {column for column, _ in _ADDED} - present
 
 
 def _encode(name: str, value: Any) -> Any:
@@ -294,7 +360,12 @@ def _encode(name: str, value: Any) -> Any:
 
 
 def _to_row(record: Record) -> tuple[Any, ...]:
-    return tuple(_encode(name, getattr(record, name)) for name in _COLUMNS)
+    """The values of `_ROW_COLUMNS`: the record's fields, then the derived lookup columns."""
+    return (
+        *(_encode(name, getattr(record, name)) for name in _COLUMNS),
+        record.event_id,
+        record.execution_id,
+    )
 
 
 def _from_row(row: sqlite3.Row) -> Record:
