@@ -119,3 +119,13 @@ def test_a_broken_rules_file_exits_1_with_its_problems(ledger_path, tmp_path, ca
                  "--dry-run"])
     assert code == 1
     assert f"{broken}:" in capsys.readouterr().err
+
+
+def test_one_event_can_be_replayed_by_its_id(ledger_path, capsys):
+    event_id = json.loads(EVENT.read_text())["headers"]["ce-id"]
+    code, out, _ = run(capsys, "--sqlite-path", str(ledger_path), "--event", "no-such-id",
+                       "--dry-run")
+    assert (code, out.strip()) == (0, "no recorded events to replay")
+    code, out, _ = run(capsys, "--sqlite-path", str(ledger_path), "--event", event_id)
+    assert code == 0
+    assert f"csv-ingest  {event_id}  launched" in out

@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     rules_default = os.environ.get("TRIGGERS_RULES", DEFAULT_RULES)
 
     _rules.add_commands(sub, rules_default)
+    __import__(f"{__name__}._compile", fromlist=["_"]).add_compile(sub, rules_default)
     # Listed for `triggers --help`; main() hands `triggers emulator ...` to the emulator itself.
     sub.add_parser("emulator", help="run the local Cloud Run Jobs emulator (--help for options)")
 

@@ -32,13 +32,18 @@ def add_runs(sub) -> None:
         " TRIGGERS_SQLITE_PATH, TRIGGERS_FIRESTORE_*), newest first. Times are UTC.",
     )
     add_ledger_options(p)
-    p.add_argument("--rule", help="only this rule's records")
+    add_record_filters(p, status_help="launched,rejected,...; repeatable", limit=50)
     p.add_argument(
-        "--status",
-        action="append",
-        default=[],
-        help="only these (launched,rejected,...; repeatable)",
+        "--keys", action="store_true", help="begin each line with its key (for `triggers show`)"
     )
+    p.add_argument("--json", action="store_true", help="one JSON array")
+    p.set_defaults(run=_runs)
+
+
+def add_record_filters(p, *, status_help: str, limit: int) -> None:
+    """Which records: --rule, --status, --since, --until, --event, --execution, --limit."""
+    p.add_argument("--rule", help="only this rule's records")
+    p.add_argument("--status", action="append", default=[], help=f"only these ({status_help})")
     p.add_argument("--since", help="only newer ones: 30m, 1h, 2d, 1w or an ISO time")
     p.add_argument("--until", help="only older ones (same forms as --since)")
     p.add_argument("--event", metavar="ID", help="only the records of the event with this id")
@@ -48,12 +53,26 @@ def add_runs(sub) -> None:
         help="only the record of this execution: its full name or its last segment"
         " (csv-loader-ab1cd)",
     )
-    p.add_argument("--limit", type=int, default=50, help="at most this many (%(default)s)")
-    p.add_argument(
-        "--keys", action="store_true", help="begin each line with its key (for `triggers show`)"
-    )
-    p.add_argument("--json", action="store_true", help="one JSON array")
-    p.set_defaults(run=_runs)
+    p.add_argument("--limit", type=int, default=limit, help="at most this many (%(default)s)")
+
+
+def record_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The `Ledger.list` filters of `add_record_filters`' options; ValueError names the option
+    that is wrong."""
+    from datetime import datetime, timezone
+
+    from ..runs import parse_statuses, parse_window
+
+    since, until = parse_window(args.since, args.until, datetime.now(timezone.utc))
+    return {
+        "rule": args.rule,
+        "status": parse_statuses(args.status) or None,
+        "since": since,
+        "until": until,
+        "event_id": _nonempty("--event", args.event),
+        "execution": _nonempty("--execution", args.execution),
+        "limit": args.limit,
+    }
 
 
 def add_show(sub) -> None:
@@ -92,15 +111,10 @@ def add_reconcile(sub) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
-
-    from ..runs import as_json, parse_statuses, parse_window, table
+    from ..runs import as_json, table
 
     try:
-        statuses = parse_statuses(args.status) or None
-        since, until = parse_window(args.since, args.until, datetime.now(timezone.utc))
-        event_id = _nonempty("--event", args.event)
-        execution = _nonempty("--execution", args.execution)
+        filters = record_filters(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -108,8 +122,7 @@ def _runs(args: argparse.Namespace) -> int:
     if ledger is None:
         return 2
     try:
-        records = ledger.list(rule=args.rule, status=statuses, since=since, until=until,
-                              event_id=event_id, execution=execution, limit=args.limit)
+        records = ledger.list(**filters)
     except Exception as exc:  # Firestore unreachable, a locked or corrupt SQLite file
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from ._history import _open_ledger, add_ledger_options
+from ._history import _open_ledger, add_ledger_options, add_record_filters, record_filters
 from ._rules import _load
 
 
@@ -26,16 +26,9 @@ def add_replay(sub, rules_default: str) -> None:
     )
     p.add_argument("--config", default=rules_default, help=f"rules file or dir ({rules_default})")
     add_ledger_options(p)
-    p.add_argument("--rule", help="only this rule's records")
-    p.add_argument(
-        "--status",
-        action="append",
-        default=[],
-        help="only these (failed,rejected,...; repeatable; default: every finished status)",
+    add_record_filters(
+        p, status_help="failed,rejected,...; repeatable; default: every finished status", limit=100
     )
-    p.add_argument("--since", help="records created since: 30m, 1h, 2d, 1w or an ISO time")
-    p.add_argument("--until", help="records created before: 30m, 1h, 2d or an ISO time")
-    p.add_argument("--limit", type=int, default=100, help="at most this many records (%(default)s)")
     p.add_argument(
         "--all-rules",
         action="store_true",
@@ -65,48 +58,47 @@ def _replay(args: argparse.Namespace) -> int:
 
     from ..replay import new_scope
 
-    now = datetime.now(timezone.utc)
-    scope = args.scope or new_scope(now)
+    scope = args.scope or new_scope(datetime.now(timezone.utc))
     if args.scope is not None and (not args.scope.strip() or "/" in args.scope):
         return _usage("--scope: a non-empty name without '/'")
     rules = _load(args.config)
     if rules is None:
         return 1
     if args.from_topic:
-        if args.rule or args.status or args.since or args.until or args.all_rules:
+        if _selects_records(args) or args.all_rules:
             return _usage("--from-topic re-drives dead letters: --rule, --status, --since,"
-                          " --until and --all-rules select ledger records and do not apply")
+                          " --until, --event, --execution and --all-rules select ledger records"
+                          " and do not apply")
         return _from_topic(args, rules, scope)
-    return _from_ledger(args, rules, scope, now)
+    return _from_ledger(args, rules, scope)
+
+
+def _selects_records(args: argparse.Namespace) -> bool:
+    return any((args.rule, args.status, args.since, args.until, args.event, args.execution))
 
 
 # -- ledger records ---------------------------------------------------------------------------
 
 
-def _from_ledger(args: argparse.Namespace, rules, scope: str, now) -> int:
+def _from_ledger(args: argparse.Namespace, rules, scope: str) -> int:
     from ..ledger.base import FINISHED, Status
     from ..replay import compare, select
-    from ..runs import parse_since, parse_statuses
 
     try:
-        statuses = parse_statuses(args.status) or [s for s in Status if s in FINISHED]
-        since = parse_since(args.since, now) if args.since else None
+        filters = record_filters(args)
     except ValueError as exc:
         return _usage(str(exc))
-    try:
-        until = parse_since(args.until, now) if args.until else None
-    except ValueError as exc:
-        return _usage(str(exc).replace("--since", "--until", 1))
-    if not args.dry_run and not (args.rule or args.status or args.since or args.until):
-        return _usage("say what to replay: --rule, --status, --since or --until (try --dry-run"
-                      " first)")
+    # Claimed and released records are still being retried by their sender: only when named.
+    filters["status"] = filters["status"] or [s for s in Status if s in FINISHED]
+    if not args.dry_run and not _selects_records(args):
+        return _usage("say what to replay: --rule, --status, --since, --until, --event or"
+                      " --execution (try --dry-run first)")
     ledger = _open_ledger(args)
     if ledger is None:
         return 2
     try:
         try:
-            records = select(ledger.list(rule=args.rule, status=statuses, since=since,
-                                         until=until, limit=args.limit))
+            records = select(ledger.list(**filters))
         except Exception as exc:  # Firestore unreachable, a locked SQLite file
             print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
             return 2
