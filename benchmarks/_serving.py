@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 TRIGGERS_SOURCE = ROOT / "triggers" / "main.py"
 MINIMAL_SOURCE = BENCH_DIR / "_minimal_function.py"
+FLOOR_SOURCE = BENCH_DIR / "_floor_function.py"  # the minimal function + triggers' settings
 SAMPLE_RULES = ROOT / "config" / "rules.yaml"
 SAMPLE_EVENT = ROOT / "config" / "events" / "storage-finalized.cloudevent-binary.json"
 
@@ -247,7 +248,7 @@ def outcome_of(variant: str, status: int, data: bytes) -> str:
         answer = json.loads(data)
     except ValueError:
         return "not json"
-    if variant == "minimal":
+    if variant in ("minimal", "floor"):
         outcome = answer.get("outcome", "?")
         return "nomatch" if outcome == "ignored" else outcome
     rules = answer.get("rules")
@@ -313,7 +314,7 @@ def bytecode_note(mode: str) -> str:
 
 
 def server_command(variant: str, server: str, port: int) -> list[str]:
-    source = TRIGGERS_SOURCE if variant == "triggers" else MINIMAL_SOURCE
+    source = {"triggers": TRIGGERS_SOURCE, "floor": FLOOR_SOURCE}.get(variant, MINIMAL_SOURCE)
     args = ["--target", "handle_http", "--source", str(source), "--host", "127.0.0.1",
             "--port", str(port)]
     if server == "gunicorn":

@@ -64,7 +64,8 @@ class App:
         dead_letters: DeadLetters | None = _FROM_SETTINGS,
     ) -> None:
         self.settings = settings
-        self.rules = rules if rules is not None else load(settings.rules)
+        # A fresh pre-validated artifact (`triggers compile`) spares the start validation.
+        self.rules = rules if rules is not None else load(settings.rules, compiled=True)
         self.ledger = ledger if ledger is not None else build_ledger(settings)
         self.runner = runner if runner is not None else build_runner(settings)
         self.authenticator = authenticator if authenticator is not None else build_authenticator(settings)

@@ -12,13 +12,28 @@ reused by every request on this instance. Google clients are still created on fi
 
 from __future__ import annotations
 
+import functools
+import gc
 import threading
 
-import functions_framework
+# Loaded by path (functions-framework starting an instance), the cyclic garbage collector is
+# paused while the instance starts: while the app is built, and again while it answers its first
+# event (which imports the Google clients). Both allocate tens of thousands of objects that live
+# as long as the process and leave next to no garbage (a few hundred objects); collecting while
+# they pile up cost each phase ~40 million instructions, 20-50 ms (a full collection at start,
+# a hundred young ones in the first event; docs/performance.md). After each phase everything
+# allocated so far is frozen out of later collections (gc.freeze: never scanned again, which
+# also spares a forked gunicorn worker from touching, and so copying, the arbiter's pages) and
+# collection resumes.
+_STARTING = __name__ != "triggers.main" and gc.isenabled()
+if _STARTING:
+    gc.disable()
 
-from triggers.app import App
-from triggers.logs import configure
-from triggers.settings import Settings, log_project
+import functions_framework  # noqa: E402
+
+from triggers.app import App  # noqa: E402
+from triggers.logs import configure  # noqa: E402
+from triggers.settings import Settings, log_project  # noqa: E402
 
 _app: App | None = None
 _lock = threading.Lock()
@@ -46,15 +61,56 @@ def set_app(app: App | None) -> None:
         _app = app
 
 
+_first_answered = False
+
+
+def first_event_without_gc(answer):
+    """Call `answer()` with the cyclic GC paused if this is the instance's first event (see the
+    top of this file); later calls just answer."""
+    global _first_answered
+    if _first_answered:
+        return answer()
+    with _lock:
+        first, _first_answered = not _first_answered, True
+    if not first or not gc.isenabled():
+        return answer()
+    gc.disable()
+    try:
+        return answer()
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 if __name__ != "triggers.main":
     # functions-framework executes this file by path as a second module (`main`): share the
     # one app of `triggers.main`, where set_app installs it, instead of building another.
-    from triggers.main import get_app, set_app  # noqa: F811
+    from triggers.main import first_event_without_gc, get_app, set_app  # noqa: F811
 
-    get_app()  # fail at start, with every rules problem listed, rather than at the first event
+    try:
+        get_app()  # fail at start, with every rules problem listed, rather than at the first event
+        if _STARTING:
+            gc.freeze()
+    finally:
+        if _STARTING:
+            gc.enable()
+
+
+def _first_event_paused(target):
+    """The function-framework target `target`, with the instance's first event answered with
+    the garbage collector paused (only when this file was loaded by path, as a start)."""
+    if not _STARTING:
+        return target
+
+    @functools.wraps(target)
+    def paused(*args, **kwargs):
+        return first_event_without_gc(lambda: target(*args, **kwargs))
+
+    return paused
 
 
 @functions_framework.http
+@_first_event_paused
 def handle_http(request):
     response = get_app().handle(request.headers, request.get_data(cache=False))
     return response.body, response.status, response.headers
@@ -65,6 +121,7 @@ _TRANSPORT_HEADERS = ("authorization", "x-cloud-trace-context", "user-agent")
 
 
 @functions_framework.cloud_event
+@_first_event_paused
 def handle_cloudevent(cloud_event):
     from cloudevents.conversion import to_binary
     from flask import request
@@ -81,6 +138,7 @@ def handle_cloudevent(cloud_event):
 
 
 @functions_framework.http
+@_first_event_paused
 def handle_reconcile(request):
     """Scheduled (Cloud Scheduler, HTTP): move finished `launched` records to their outcome.
 

@@ -52,5 +52,6 @@ def _compile(args: argparse.Namespace) -> int:
     except (CompileError, OSError) as exc:
         print(f"{args.path}: cannot compile: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.path}: {len(rules)} rule{'s' if len(rules) != 1 else ''} OK, compiled to {written}")
+    count = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+    print(f"{args.path}: {count} OK, compiled to {written}")
     return 0

@@ -2,16 +2,23 @@
 
 The order matters and is part of the contract (docs/events.md): the cheap, unambiguous signals
 (headers) are checked before the body is parsed, and the body is parsed at most once here.
+
+The decoders of the Pub/Sub, Scheduler and generic forms are imported when a request of their
+form arrives: a cold start whose first event is a Storage or other CloudEvent loads only what
+that event needs.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from triggers.errors import DecodeError
-from triggers.events import _wire, cloudevent, generic, pubsub, scheduler, storage
+from triggers.events import _wire, cloudevent, storage
 from triggers.events.model import PUBSUB_PUBLISHED, Event
+
+if TYPE_CHECKING:
+    from triggers.events import pubsub
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -62,11 +69,15 @@ def decode(
             f"Content-Type {mtype}: {problem}; send one event per request in binary mode"
             f" or as {cloudevent.STRUCTURED_CONTENT_TYPE}",
         )
+    from triggers.events import scheduler
+
     if scheduler.is_http_target(lowered):
         return scheduler.from_http(lowered, body, now or _utc_now)
     parsed = _sniff_json(body, mtype)
     if isinstance(parsed, dict):
         if "message" in parsed:
+            from triggers.events import pubsub
+
             return _from_delivery(pubsub.from_push(parsed))
         if "specversion" in parsed:
             return _from_cloudevent(cloudevent.parse_structured(lowered, body, parsed))
@@ -109,14 +120,20 @@ def _describe(parsed: Any, mtype: str) -> str:
 
 def _from_cloudevent(event: cloudevent.CloudEventIn) -> Event:
     if event.type == PUBSUB_PUBLISHED:
+        from triggers.events import pubsub
+
         return _from_delivery(pubsub.from_cloudevent(event))
     if event.type in storage.TYPES:
         return storage.from_cloudevent(event)
+    from triggers.events import generic
+
     return generic.from_cloudevent(event)
 
 
 def _from_delivery(delivery: pubsub.Delivery) -> Event:
     """What a Pub/Sub message is, is told by its attributes (whichever transport brought it)."""
+    from triggers.events import pubsub, scheduler
+
     attributes = delivery.message.attributes
     if scheduler.is_pubsub_target(attributes):
         return scheduler.from_delivery(delivery)

@@ -10,7 +10,7 @@ rule written against one path matches the other.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from triggers.errors import DecodeError
 from triggers.events import _wire
@@ -22,7 +22,8 @@ from triggers.events.model import (
     STORAGE_METADATA_UPDATED,
     Event,
 )
-from triggers.events.pubsub import Delivery
+if TYPE_CHECKING:  # a Storage CloudEvent needs no Pub/Sub decoding: import it only if used
+    from triggers.events.pubsub import Delivery
 
 TYPES = frozenset({STORAGE_FINALIZED, STORAGE_DELETED, STORAGE_ARCHIVED, STORAGE_METADATA_UPDATED})
 

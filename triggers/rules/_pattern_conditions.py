@@ -15,8 +15,9 @@ import ipaddress
 import json
 import math
 import socket
-from dataclasses import dataclass
 from typing import Any, Callable
+
+from ._frozen import Frozen, init
 
 Predicate = Callable[[Any], bool]
 
@@ -134,20 +135,27 @@ def wildcard_predicate(segments: tuple[str, ...]) -> Predicate:
 # -- the conditions ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Literal:
+class Literal(Frozen):
     """An exact value: a string, a number (compared numerically), true, false or null."""
 
+    __slots__ = ("value",)
     value: str | int | float | bool | None
+
+    def __init__(self, value: str | int | float | bool | None) -> None:
+        init(self, "value", value)
 
     def describe(self) -> str:
         return render(self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Prefix:
+class Prefix(Frozen):
+    __slots__ = ("text", "ignore_case")
     text: str
-    ignore_case: bool = False
+    ignore_case: bool
+
+    def __init__(self, text: str, ignore_case: bool = False) -> None:
+        init(self, "text", text)
+        init(self, "ignore_case", ignore_case)
 
     def predicate(self) -> Predicate:
         if self.ignore_case:
@@ -160,10 +168,14 @@ class Prefix:
         return f"prefix{' (ignoring case)' if self.ignore_case else ''} {render(self.text)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Suffix:
+class Suffix(Frozen):
+    __slots__ = ("text", "ignore_case")
     text: str
-    ignore_case: bool = False
+    ignore_case: bool
+
+    def __init__(self, text: str, ignore_case: bool = False) -> None:
+        init(self, "text", text)
+        init(self, "ignore_case", ignore_case)
 
     def predicate(self) -> Predicate:
         if self.ignore_case:
@@ -176,9 +188,12 @@ class Suffix:
         return f"suffix{' (ignoring case)' if self.ignore_case else ''} {render(self.text)}"
 
 
-@dataclass(frozen=True, slots=True)
-class EqualsIgnoreCase:
+class EqualsIgnoreCase(Frozen):
+    __slots__ = ("text",)
     text: str
+
+    def __init__(self, text: str) -> None:
+        init(self, "text", text)
 
     def predicate(self) -> Predicate:
         # lower() rather than casefold(): casefold equates "ß" with "ss", which a per-character
@@ -190,10 +205,14 @@ class EqualsIgnoreCase:
         return f"equals-ignore-case {render(self.text)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Wildcard:
+class Wildcard(Frozen):
+    __slots__ = ("text", "segments")
     text: str
     segments: tuple[str, ...]
+
+    def __init__(self, text: str, segments: tuple[str, ...]) -> None:
+        init(self, "text", text)
+        init(self, "segments", segments)
 
     def predicate(self) -> Predicate:
         return wildcard_predicate(self.segments)
@@ -202,8 +221,7 @@ class Wildcard:
         return f"wildcard {render(self.text)}"
 
 
-@dataclass(frozen=True, slots=True)
-class AnythingBut:
+class AnythingBut(Frozen):
     """Matches every present leaf value except the excluded ones.
 
     Exclusions only ever apply to values of their own type: a string variant lets every number,
@@ -211,10 +229,15 @@ class AnythingBut:
     event-ruler behaves, and AWS documents that null matches every anything-but).
     """
 
+    __slots__ = ("variant", "values")
     # "strings" or "numbers" (exact exclusions), or "prefix", "suffix", "equals-ignore-case",
     # "wildcard" (the operator whose matches are excluded).
     variant: str
     values: tuple  # the strings, or doubles for "numbers"
+
+    def __init__(self, variant: str, values: tuple) -> None:
+        init(self, "variant", variant)
+        init(self, "values", values)
 
     def predicate(self) -> Predicate:
         variant = self.variant
@@ -264,15 +287,29 @@ class AnythingBut:
         return f"anything-but {self.variant} {shown}"
 
 
-@dataclass(frozen=True, slots=True)
-class Numeric:
+class Numeric(Frozen):
     """A numeric range; either bound may be missing. ``=`` is a closed range of one point."""
 
-    lower: float | None = None
-    lower_inclusive: bool = False
-    upper: float | None = None
-    upper_inclusive: bool = False
-    terms: tuple = ()  # the array as written, for messages
+    __slots__ = ("lower", "lower_inclusive", "upper", "upper_inclusive", "terms")
+    lower: float | None
+    lower_inclusive: bool
+    upper: float | None
+    upper_inclusive: bool
+    terms: tuple  # the array as written, for messages
+
+    def __init__(
+        self,
+        lower: float | None = None,
+        lower_inclusive: bool = False,
+        upper: float | None = None,
+        upper_inclusive: bool = False,
+        terms: tuple = (),
+    ) -> None:
+        init(self, "lower", lower)
+        init(self, "lower_inclusive", lower_inclusive)
+        init(self, "upper", upper)
+        init(self, "upper_inclusive", upper_inclusive)
+        init(self, "terms", terms)
 
     def predicate(self) -> Predicate:
         # Strict bounds become inclusive ones on the neighbouring double (x > lo is exactly
@@ -309,11 +346,14 @@ class Numeric:
         return f"numeric {render(terms)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Exists:
+class Exists(Frozen):
     """``exists: true`` asks for any leaf value (null included); ``false`` for none at all."""
 
+    __slots__ = ("present",)
     present: bool
+
+    def __init__(self, present: bool) -> None:
+        init(self, "present", present)
 
     def describe(self) -> str:
         return f"exists {'true' if self.present else 'false'}"
@@ -342,12 +382,16 @@ def ip_to_int(text: str, version: int) -> int | None:
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
-class Cidr:
+class Cidr(Frozen):
     """An IPv4 or IPv6 block; event values are address strings of the same version."""
 
+    __slots__ = ("text", "network")
     text: str
     network: IPNetwork
+
+    def __init__(self, text: str, network: IPNetwork) -> None:
+        init(self, "text", text)
+        init(self, "network", network)
 
     def predicate(self) -> Predicate:
         version = self.network.version

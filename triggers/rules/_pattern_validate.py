@@ -11,8 +11,9 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Callable
+
+from ._frozen import Frozen, init
 
 from ._pattern_conditions import (
     AnythingBut,
@@ -40,40 +41,59 @@ OR_KEY = "$or"
 MAX_OR_COMBINATIONS = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class LeafField:
+class LeafField(Frozen):
     """A field whose pattern is an array of conditions, ORed together."""
 
+    __slots__ = ("key", "field_path", "conditions")
     key: str
     field_path: tuple[str, ...]  # where it is in the event (no $or, no indexes)
     conditions: tuple[Condition, ...]
 
+    def __init__(
+        self, key: str, field_path: tuple[str, ...], conditions: tuple[Condition, ...]
+    ) -> None:
+        init(self, "key", key)
+        init(self, "field_path", field_path)
+        init(self, "conditions", conditions)
 
-@dataclass(frozen=True, slots=True)
-class NestedField:
+
+class NestedField(Frozen):
     """A field whose pattern is an object: the event value must be an object that matches it."""
 
+    __slots__ = ("key", "field_path", "spec")
     key: str
     field_path: tuple[str, ...]
     spec: ObjectSpec
 
+    def __init__(self, key: str, field_path: tuple[str, ...], spec: ObjectSpec) -> None:
+        init(self, "key", key)
+        init(self, "field_path", field_path)
+        init(self, "spec", spec)
 
-@dataclass(frozen=True, slots=True)
-class OrGroup:
+
+class OrGroup(Frozen):
     """A ``$or``: the enclosing object matches if any one of the alternatives does."""
 
+    __slots__ = ("alternatives",)
     alternatives: tuple[ObjectSpec, ...]
+
+    def __init__(self, alternatives: tuple[ObjectSpec, ...]) -> None:
+        init(self, "alternatives", alternatives)
 
 
 Member = LeafField | NestedField | OrGroup
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectSpec:
+class ObjectSpec(Frozen):
     """An object of the pattern: every member must match (in the same event object)."""
 
+    __slots__ = ("field_path", "members")
     field_path: tuple[str, ...]
     members: tuple[Member, ...]
+
+    def __init__(self, field_path: tuple[str, ...], members: tuple[Member, ...]) -> None:
+        init(self, "field_path", field_path)
+        init(self, "members", members)
 
     def combinations(self) -> int:
         """How many $or-free patterns this one stands for (the product of its $or widths)."""

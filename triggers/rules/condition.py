@@ -7,11 +7,14 @@ error (`data.size > "x"`) fails the rules file, not an event.
 
 At event time an evaluation error (a missing key, a type mismatch on dynamic data) means "does
 not match", with the error kept as the reason: the event did not satisfy the condition.
+
+Rules loaded from a pre-validated artifact (`triggers compile`) compile their conditions on first
+use instead (`deferred_condition`): the CEL runtime is then loaded only by an instance whose
+events reach a rule with `when:`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 _environment = None
@@ -36,15 +39,25 @@ class ConditionProblem(ValueError):
     """A CEL expression that does not parse, does not type-check, or is not a bool."""
 
 
-@dataclass(frozen=True, slots=True)
 class Condition:
-    source: str
-    _program: Any
+    """A compiled `when:` expression (or, deferred, one compiled on its first evaluation)."""
+
+    __slots__ = ("source", "_program")
+
+    def __init__(self, source: str, _program: Any = None) -> None:
+        self.source = source
+        self._program = _program
+
+    def __repr__(self) -> str:
+        return f"Condition({self.source!r})"
 
     def evaluate(self, document: Mapping[str, Any]) -> tuple[bool, str | None]:
         """(matched, reason-if-not)."""
         try:
-            result = self._program.eval(data={"event": document, "data": document.get("data")})
+            program = self._program
+            if program is None:  # deferred: validated when the artifact was compiled
+                program = self._program = _env().compile(self.source)
+            result = program.eval(data={"event": document, "data": document.get("data")})
             value = result.value()
         except Exception as exc:  # the native runtime raises plain RuntimeError/TypeError
             return False, f"when: cannot evaluate ({exc})"
@@ -74,3 +87,9 @@ def _clean(message: str) -> str:
     # The runtime adds the expression and a caret on further lines; the column says as much.
     first = message.splitlines()[0] if message else message
     return "when: " + first.replace("ERROR: <input>:", "CEL error at ")
+
+
+def deferred_condition(source: str) -> Condition:
+    """A condition that `compile_condition` accepted before (a pre-validated artifact): compiled
+    on its first evaluation instead of now."""
+    return Condition(source)

@@ -3,12 +3,15 @@
 Loading is where all checking happens: schema and Cloud Run limits (pydantic), patterns, CEL
 conditions, templates, job names, duplicates. A rules file that loads cannot fail at event time
 for a reason that was knowable before.
+
+The function itself can skip all of that: `load(..., compiled=True)` builds the rules from a
+fresh pre-validated artifact (`triggers compile`, see compiled.py) when there is one.
 """
 
 from __future__ import annotations
 
-import difflib
 import gc
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,8 @@ from .ruleset import RuleSet
 from .schema import FULL_JOB, JOB_ID, ON_SHORTHANDS, PROJECT_ID, REGION, RuleSpec
 from .templates import Template, TemplateProblem, compile_template
 from .yamlsource import YAMLProblem, line_of, parse, plain, substitute_env
+
+log = logging.getLogger("triggers.rules")
 
 _TOP_LEVEL = ("project", "region", "rules")
 _RULE_FIELDS = tuple(RuleSpec.model_fields)
@@ -42,31 +47,55 @@ def _no_cyclic_gc():
             gc.enable()
 
 
-def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> RuleSet:
-    """Load one rules file, or every `*.yaml`/`*.yml` below a directory (sorted by path)."""
-    with _no_cyclic_gc():
-        return _load(Path(path), environ)
+def load(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    compiled: bool = False,
+) -> RuleSet:
+    """Load one rules file, or every `*.yaml`/`*.yml` below a directory (sorted by path).
 
-
-def _load(root: Path, environ: Mapping[str, str] | None) -> RuleSet:
+    compiled: first try the pre-validated artifact next to the rules (`triggers compile`); it
+    is used only if it is up to date with the sources, the environment and this version of
+    triggers, and otherwise the rules are validated as usual (a warning says why).
+    """
+    root = Path(path)
     environ = os.environ if environ is None else environ
+    with _no_cyclic_gc():
+        if compiled:
+            from .compiled import read
+
+            rules, stale = read(root, environ)
+            if rules is not None:
+                return rules
+            if stale is not None:
+                log.warning("%s; validating the rules instead", stale)
+        return _load(root, environ)
+
+
+def _load(
+    root: Path, environ: Mapping[str, str], sources: dict[Path, bytes] | None = None
+) -> RuleSet:
+    """Validate and build the rules below `root`; `sources` (if given) receives each file's
+    bytes as read."""
     problems: list[Problem] = []
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-        if not files:
-            raise RulesError([Problem(str(root), None, None, "no *.yaml or *.yml rules files")])
-    elif root.exists():
-        files = [root]
-    else:
+    files = _rules_files(root)
+    if files is None:
         raise RulesError([Problem(str(root), None, None, "no such file or directory")])
+    if not files:
+        raise RulesError([Problem(str(root), None, None, "no *.yaml or *.yml rules files")])
 
     rules: list[Rule] = []
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
+            data = file.read_bytes()
+            # What read_text(encoding="utf-8") gives, from the bytes an artifact is checked by.
+            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(str(file), None, None, f"cannot read: {exc}"))
             continue
+        if sources is not None:
+            sources[file] = data
         rules.extend(_FileLoader(str(file), environ, problems).load(text))
 
     _check_duplicates(rules, problems)
@@ -86,6 +115,13 @@ def load_text(text: str, *, name: str = "<rules>", environ: Mapping[str, str] | 
         problems.sort(key=lambda p: p.line or 0)
         raise RulesError(problems)
     return RuleSet(rules, files=(name,))
+
+
+def _rules_files(root: Path) -> list[Path] | None:
+    """The rules files below `root`, sorted by path (None: `root` does not exist)."""
+    if root.is_dir():
+        return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [root] if root.exists() else None
 
 
 def _check_duplicates(rules: list[Rule], problems: list[Problem]) -> None:
@@ -321,6 +357,8 @@ def _schedule(spec: RuleSpec):
 
 
 def _unknown_field(name: str, known: tuple[str, ...]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
     return f"unknown field '{name}'{hint}"

@@ -13,7 +13,6 @@ declaration order (a property test holds it to that).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..events.model import Event
@@ -23,10 +22,12 @@ from .rule import Rule
 _SCALARS = (str, int, float, bool, type(None))
 
 
-@dataclass(slots=True)
 class _TypeIndex:
-    by_field: dict[tuple[str, ...], dict[object, list[int]]] = field(default_factory=dict)
-    unanchored: list[int] = field(default_factory=list)
+    __slots__ = ("by_field", "unanchored")
+
+    def __init__(self) -> None:
+        self.by_field: dict[tuple[str, ...], dict[object, list[int]]] = {}
+        self.unanchored: list[int] = []
 
 
 def _anchors(rule: Rule) -> list[tuple[tuple[str, ...], frozenset]]:

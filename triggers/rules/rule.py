@@ -5,13 +5,13 @@ Everything here is pure and was compiled at load time; per event we only evaluat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
 from ..errors import RenderError
 from ..events.model import Event
 from ..plan import Overrides, RunRequest
+from ._frozen import Frozen, init
 from .condition import Condition
 from .patterns import Pattern
 from .schema import MAX_ENV_VALUE_BYTES, RuleSpec
@@ -23,28 +23,51 @@ _RAW_PUSH_HINT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(Frozen):
+    __slots__ = ("file", "line")
     file: str
     line: int | None
+
+    def __init__(self, file: str, line: int | None) -> None:
+        init(self, "file", file)
+        init(self, "line", line)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Frozen):
     """One rule's answer for one event, as `triggers plan` shows it."""
 
+    __slots__ = ("rule", "matched", "reason", "request", "error")
     rule: "Rule"
     matched: bool
-    reason: str | None = None  # why it did not match
-    request: RunRequest | None = None
-    error: RenderError | None = None  # matched, but the run could not be planned
+    reason: str | None  # why it did not match
+    request: RunRequest | None
+    error: RenderError | None  # matched, but the run could not be planned
+
+    def __init__(
+        self,
+        rule: "Rule",
+        matched: bool,
+        reason: str | None = None,
+        request: RunRequest | None = None,
+        error: RenderError | None = None,
+    ) -> None:
+        init(self, "rule", rule)
+        init(self, "matched", matched)
+        init(self, "reason", reason)
+        init(self, "request", request)
+        init(self, "error", error)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Rule:
+class Rule(Frozen):
+    """A compiled rule. Immutable; two rules are equal only if they are the same object."""
+
+    __slots__ = (
+        "name", "spec", "types", "job", "location", "scope", "pattern", "condition", "args",
+        "env", "dedup_key", "schedule", "template_lines",
+    )
     name: str
     spec: RuleSpec
     types: frozenset[str]
@@ -57,9 +80,42 @@ class Rule:
     env: tuple[tuple[str, Template], ...]
     dedup_key: Template | None
     # The cron schedule of the Scheduler job the rule owns (`schedule:`), to name ticks.
-    schedule: Any = None
+    schedule: Any
     # Where each template came from, e.g. {"args[0]": 12}, so render errors point at a line.
-    template_lines: Mapping[str, int] = field(default_factory=dict)
+    template_lines: Mapping[str, int]
+
+    def __init__(
+        self,
+        name: str,
+        spec: RuleSpec,
+        types: frozenset[str],
+        job: str,
+        location: Location,
+        scope: Pattern | None,
+        pattern: Pattern | None,
+        condition: Condition | None,
+        args: tuple[Template, ...] | None,
+        env: tuple[tuple[str, Template], ...],
+        dedup_key: Template | None,
+        schedule: Any = None,
+        template_lines: Mapping[str, int] | None = None,
+    ) -> None:
+        init(self, "name", name)
+        init(self, "spec", spec)
+        init(self, "types", types)
+        init(self, "job", job)
+        init(self, "location", location)
+        init(self, "scope", scope)
+        init(self, "pattern", pattern)
+        init(self, "condition", condition)
+        init(self, "args", args)
+        init(self, "env", env)
+        init(self, "dedup_key", dedup_key)
+        init(self, "schedule", schedule)
+        init(self, "template_lines", {} if template_lines is None else template_lines)
+
+    __eq__ = object.__eq__  # identity, as the dataclass with eq=False had
+    __hash__ = object.__hash__
 
     # -- matching ---------------------------------------------------------------------------
 

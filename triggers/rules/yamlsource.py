@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterator, Mapping
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+# ruamel.yaml is imported by `parse`, not here: rules loaded from a pre-validated artifact
+# (`triggers compile`) never parse YAML, and the import costs a cold start ~15 ms.
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
@@ -45,6 +44,9 @@ def parse(text: str) -> Any:
     parser, which matters for thousands of rules — and the tree is built here so every node keeps
     its line.
     """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
     yaml = YAML(typ="safe", pure=False)
     try:
         root = yaml.compose(text)
@@ -57,7 +59,20 @@ def parse(text: str) -> Any:
         raise YAMLProblem(mark.line + 1 if mark else None, f"YAML: {detail}") from None
 
 
+_NODES: tuple[type, type, type] | None = None
+
+
+def _node_classes() -> tuple[type, type, type]:
+    global _NODES
+    if _NODES is None:
+        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+        _NODES = (ScalarNode, SequenceNode, MappingNode)
+    return _NODES
+
+
 def _build(node: Any, constructor: Any) -> Any:
+    ScalarNode, SequenceNode, MappingNode = _NODES or _node_classes()
     if isinstance(node, ScalarNode):
         if node.tag == _TIMESTAMP:
             # A bare `2026-11-21` is a string to match or pass on, never a date object.

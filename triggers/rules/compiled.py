@@ -1,0 +1,274 @@
+"""Pre-validated rules: what `triggers compile` writes next to the rules, and a starting function
+instance loads instead of validating the rules again.
+
+    config/rules.yaml                  the rules (a file, or a directory of *.yaml / *.yml)
+    config/rules.yaml.compiled.json    `triggers compile config/rules.yaml` writes this
+
+Validating rules (ruamel.yaml, the pydantic schema, the pattern checker, CEL type-checking,
+Jinja parsing) is most of what a cold start of the function spends on its own, and the answer
+never changes for the same sources. The artifact holds the validated rules as JSON; loading it
+builds the same RuleSet with the standard library's json and pydantic's `model_construct`, and
+compiles each template and `when:` condition on its first use rather than all of them at start.
+
+The artifact is used only while it provably describes what validation saw; otherwise the rules
+are validated as if it did not exist (and the log says why):
+
+- the same format and the same *compiler*: a sha256 of the triggers modules that decide what
+  loading produces (triggers/rules/*.py, schedule.py, events/model.py) and of the pydantic and
+  Jinja versions, so upgrading triggers or editing the schema retires every artifact;
+- the same sources: the same rules files (paths below a directory) with the same sha256;
+- the same values of every environment variable the sources reference (`${NAME}`), since
+  they are substituted when loading: unset then means unset now.
+
+Only `App` (the function) reads the artifact; `triggers validate` and the other commands always
+validate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .condition import deferred_condition
+from .loader import _load, _no_cyclic_gc, _rules_files
+from .patterns import compile as compile_pattern
+from .rule import Location, Rule
+from .ruleset import RuleSet
+from .schema import ON_SHORTHANDS, DedupSpec, OverridesSpec, RuleSpec
+from .templates import deferred_template
+
+FORMAT = 1
+SUFFIX = ".compiled.json"
+
+
+class CompileError(ValueError):
+    """Valid rules that cannot be written as an artifact (a value JSON cannot carry)."""
+
+
+def artifact_path(rules: str | os.PathLike[str]) -> Path:
+    """Where the artifact of a rules file or directory lives: `<rules>.compiled.json`."""
+    return Path(f"{Path(rules)}{SUFFIX}")
+
+
+# -- what the artifact depends on -------------------------------------------------------------
+
+_compiler: str | None = None
+
+
+def compiler_fingerprint() -> str:
+    """sha256 of the sources of the modules whose code decides what loading rules produces, and
+    of the versions of the libraries that check and later compile them (pydantic and Jinja: both
+    are imported by then anyway; the CEL runtime is not, and is left out)."""
+    global _compiler
+    if _compiler is None:
+        import jinja2
+        import pydantic
+
+        rules_dir = Path(__file__).resolve().parent
+        package = rules_dir.parent
+        files = sorted(rules_dir.glob("*.py")) + [
+            package / "__init__.py",
+            package / "schedule.py",
+            package / "events" / "model.py",
+        ]
+        digest = hashlib.sha256(
+            f"triggers rules artifact {FORMAT}\0pydantic {pydantic.VERSION}\0"
+            f"jinja2 {jinja2.__version__}\0".encode()
+        )
+        for file in files:
+            digest.update(file.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(file.read_bytes() + b"\0")
+        _compiler = digest.hexdigest()
+    return _compiler
+
+
+def _source_name(root: Path, file: Path) -> str:
+    # A single file is known by the artifact's own name (so renaming both keeps them paired).
+    return "." if file == root else file.relative_to(root).as_posix()
+
+
+def env_references(text: str) -> set[str]:
+    """Every `${NAME}` / `${NAME:-default}` in the text (`$${` is a literal, not a reference)."""
+    from .yamlsource import _REFERENCE
+
+    return {m.group(1) for part in text.split("$${") for m in _REFERENCE.finditer(part)}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def compile_rules(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> tuple[Path, RuleSet]:
+    """Validate the rules (raising RulesError as `load` does) and write their artifact.
+
+    `environ` must be the environment the function will run with, for the `${NAME}`
+    references the rules make (the artifact is only used while their values are the same).
+    """
+    root = Path(path)
+    environ = os.environ if environ is None else environ
+    sources: dict[Path, bytes] = {}
+    with _no_cyclic_gc():
+        ruleset = _load(root, environ, sources)
+    return write(root, build(root, ruleset, sources, environ)), ruleset
+
+
+def build(
+    root: Path, ruleset: RuleSet, sources: Mapping[Path, bytes], environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The artifact document of `ruleset`, loaded from `root`, whose files held `sources`."""
+    files = [Path(f) for f in ruleset.files]
+    names: set[str] = set()
+    for file in files:
+        names |= env_references(sources[file].decode("utf-8"))
+    rules = []
+    for rule in ruleset.rules:
+        spec = rule.spec
+        rules.append(
+            {
+                "file": _source_name(root, Path(rule.location.file)),
+                "line": rule.location.line,
+                "job": rule.job,
+                "scope": None if rule.scope is None else rule.scope.source,
+                "spec": spec.model_dump(mode="python"),
+                "fields_set": {
+                    "rule": sorted(spec.model_fields_set),
+                    "overrides": sorted(spec.overrides.model_fields_set),
+                    "dedup": sorted(spec.dedup.model_fields_set),
+                },
+                "template_lines": dict(rule.template_lines),
+            }
+        )
+    document = {
+        "format": FORMAT,
+        "compiler": compiler_fingerprint(),
+        "kind": "directory" if root.is_dir() else "file",
+        "sources": [[_source_name(root, f), _sha256(sources[f])] for f in files],
+        "environ": {name: environ.get(name) for name in sorted(names)},
+        "rules": rules,
+    }
+    try:
+        text = json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CompileError(f"the rules hold a value JSON cannot represent: {exc}") from None
+    if json.loads(text) != document:
+        # e.g. a pattern with a non-string key somewhere JSON would turn into a string
+        raise CompileError("the rules hold values that JSON would change (non-string keys?)")
+    return document
+
+
+def write(root: Path, document: Mapping[str, Any]) -> Path:
+    """Write the artifact next to the rules (atomically: a reader sees the old or the new)."""
+    target = artifact_path(root)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(temporary, target)
+    return target
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read(
+    root: Path, environ: Mapping[str, str]
+) -> tuple[RuleSet | None, str | None]:
+    """(rules, None) from a fresh artifact; (None, why) when there is one but it cannot be used;
+    (None, None) when there is none."""
+    target = artifact_path(root)
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot read {target}: {exc}"
+    try:
+        document = json.loads(raw)
+        reason = _stale(root, document, environ)
+        if reason is not None:
+            return None, f"{target} is out of date: {reason}"
+        files = _rules_files(root) or []
+        by_name = {_source_name(root, f): str(f) for f in files}
+        rules = [_rule(entry, by_name) for entry in document["rules"]]
+    except Exception as exc:  # a damaged or hand-edited artifact: validate the sources instead
+        return None, f"{target} cannot be used: {type(exc).__name__}: {exc}"
+    return RuleSet(rules, files=tuple(str(f) for f in files)), None
+
+
+def _stale(root: Path, document: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    if document.get("format") != FORMAT or document.get("compiler") != compiler_fingerprint():
+        return "it was compiled by another version of triggers"
+    files = _rules_files(root)
+    if files is None:
+        return f"{root} does not exist"
+    if document.get("kind") != ("directory" if root.is_dir() else "file"):
+        return f"{root} is no longer a {document.get('kind')}"
+    recorded = {name: digest for name, digest in document["sources"]}
+    current = {_source_name(root, f): f for f in files}
+    if set(recorded) != set(current):
+        changed = sorted(set(recorded) ^ set(current))
+        return f"the rules files differ ({', '.join(changed)})"
+    for name, file in current.items():
+        if _sha256(file.read_bytes()) != recorded[name]:
+            return f"{file} changed"
+    for name, value in document["environ"].items():
+        if environ.get(name) != value:
+            return f"the environment variable {name} changed"
+    return None
+
+
+def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
+    data = dict(entry["spec"])
+    fields_set = entry["fields_set"]
+    data["overrides"] = OverridesSpec.model_construct(
+        set(fields_set["overrides"]), **data["overrides"]
+    )
+    data["dedup"] = DedupSpec.model_construct(set(fields_set["dedup"]), **data["dedup"])
+    spec = RuleSpec.model_construct(set(fields_set["rule"]), **data)
+    overrides, dedup = spec.overrides, spec.dedup
+    return Rule(
+        name=spec.name,
+        spec=spec,
+        types=frozenset(t for on in spec.on for t in ON_SHORTHANDS.get(on, (on,))),
+        job=entry["job"],
+        location=Location(files[entry["file"]], entry["line"]),
+        scope=None if entry["scope"] is None else compile_pattern(entry["scope"]),
+        pattern=None if spec.match is None else compile_pattern(spec.match),
+        condition=None if spec.when is None else deferred_condition(spec.when),
+        args=None if overrides.args is None else tuple(map(deferred_template, overrides.args)),
+        env=tuple((name, deferred_template(value)) for name, value in overrides.env.items()),
+        dedup_key=None if dedup.key is None else deferred_template(dedup.key),
+        schedule=(
+            None if spec.schedule is None else _DeferredSchedule(spec.schedule, spec.time_zone)
+        ),
+        template_lines=entry["template_lines"],
+    )
+
+
+class _DeferredSchedule:
+    """A rule's `Schedule` (validated when the artifact was compiled), built on first use:
+    triggers.schedule loads cronsim, which only rules owning a Scheduler job ever need."""
+
+    __slots__ = ("cron", "time_zone", "_schedule")
+
+    def __init__(self, cron: str, time_zone: str | None) -> None:
+        self.cron = cron
+        self.time_zone = time_zone
+        self._schedule: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # everything but cron and time_zone
+        schedule = self._schedule
+        if schedule is None:
+            from ..schedule import Schedule
+
+            schedule = self._schedule = Schedule(self.cron, self.time_zone)
+        return getattr(schedule, name)
+
+    def __repr__(self) -> str:
+        return f"Schedule(cron={self.cron!r}, time_zone={self.time_zone!r})"
