@@ -1,5 +1,6 @@
-# The function's source: the `triggers` package, the rules file (as rules.yaml), a root main.py
-# that re-exports the entry points, and a requirements.txt. One archive, so the rules the
+# The function's source: the `triggers` package, the rules file (as rules.yaml) and its
+# pre-validated artifact if there is one, triggers/main.py as the root main.py, and a
+# requirements.txt. One archive, so the rules the
 # function routes on are the very rules this module derived its resources from. The reconciler
 # (reconcile.tf) is deployed from the same archive with entry point handle_reconcile.
 
@@ -55,9 +56,22 @@ data "archive_file" "source" {
     filename = "rules.yaml"
   }
 
+  # The root main.py is triggers/main.py itself: functions-framework loads it by path, and then
+  # it builds the app while the instance starts (a broken rules file fails the deployment, not
+  # the first event) with the collector paused (docs/performance.md).
   source {
-    content  = "from triggers.main import handle_cloudevent, handle_http, handle_reconcile  # noqa: F401\n"
+    content  = file("${var.source_dir}/triggers/main.py")
     filename = "main.py"
+  }
+
+  # The pre-validated rules, when `triggers compile` wrote them next to the rules file: the
+  # instance then starts without validating (docs/deploy.md). A stale one is ignored at start.
+  dynamic "source" {
+    for_each = fileexists("${var.rules_file}.compiled.json") ? [1] : []
+    content {
+      content  = file("${var.rules_file}.compiled.json")
+      filename = "rules.yaml.compiled.json"
+    }
   }
 
   source {

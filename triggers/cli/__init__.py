@@ -4,6 +4,8 @@
     triggers plan [--config PATH] EVENT_FILE...  each rule's verdict and the exact jobs.run body
     triggers test-pattern PATTERN_FILE EVENT_FILE
     triggers schema                              JSON Schema of the rules file
+    triggers compile [PATH] [--check]            validate and write PATH.compiled.json, which
+                                                 the function loads without validating again
     triggers emulator --jobs FILE --port N       the local Cloud Run Jobs emulator
     triggers serve [--config PATH] [--port N]    the function, SQLite ledger, emulator and a
                                                  Scheduler clock, locally (docs/local.md)
@@ -32,7 +34,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import _history, _local, _replay, _rules
+from . import _compile, _history, _local, _replay, _rules
 from ._common import DEFAULT_RULES
 
 
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     rules_default = os.environ.get("TRIGGERS_RULES", DEFAULT_RULES)
 
     _rules.add_commands(sub, rules_default)
-    __import__(f"{__name__}._compile", fromlist=["_"]).add_compile(sub, rules_default)
+    _compile.add_compile(sub, rules_default)
     # Listed for `triggers --help`; main() hands `triggers emulator ...` to the emulator itself.
     sub.add_parser("emulator", help="run the local Cloud Run Jobs emulator (--help for options)")
 
