@@ -67,6 +67,26 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def quiet_cloud_run_emulator(directory: Path, jobs_yaml: str):
+    """A Cloud Run emulator (not started) for the jobs of `jobs_yaml`, written to `directory`,
+    on a free port, its task logs in `directory`/task-logs and not on stderr."""
+    from triggers.emulator.server import EmulatorServer
+
+    jobs_file = directory / "jobs.yaml"
+    jobs_file.write_text(jobs_yaml, encoding="utf-8")
+    return EmulatorServer(jobs_file, port=0, log_dir=directory / "task-logs", log_to_stderr=False)
+
+
+def run_main(main) -> None:
+    """`sys.exit(main())`; Ctrl-C exits 130 after saying that everything was stopped (the
+    benchmarks stop what they started in `finally` blocks)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("interrupted; everything started here was stopped")
+        sys.exit(130)
+
+
 def add_server_options(parser) -> None:
     """The options every benchmark that starts function servers takes."""
     parser.add_argument("--timeout", type=float, default=90.0,

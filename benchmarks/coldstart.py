@@ -72,6 +72,8 @@ from _serving import (  # noqa: E402
     machine_note,
     median,
     nearest_rank,
+    quiet_cloud_run_emulator,
+    run_main,
     say,
     server_env,
     server_threads,
@@ -191,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="triggers-bench-coldstart-") as tmp:
         tmp_path = Path(tmp)
-        jobs_file = tmp_path / "jobs.yaml"
-        jobs_file.write_text(TRIVIAL_JOBS_YAML, encoding="utf-8")
-        emu = EmulatorServer(jobs_file, port=0, log_dir=tmp_path / "task-logs",
-                             log_to_stderr=False)
+        emu = quiet_cloud_run_emulator(tmp_path, TRIVIAL_JOBS_YAML)
         firestore = FirestoreEmulator(tmp_path)
         pycache = tmp_path / "pycache" if args.bytecode == "cached" else None
         emu.start()
@@ -314,8 +313,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        say("interrupted; everything started here was stopped")
-        sys.exit(130)
+    run_main(main)

@@ -51,7 +51,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serving import FirestoreEmulator, nearest_rank, say  # noqa: E402
+from _serving import (  # noqa: E402
+    FirestoreEmulator,
+    nearest_rank,
+    quiet_cloud_run_emulator,
+    run_main,
+    say,
+)
 
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulator.server import EmulatorServer
@@ -317,10 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="triggers-bench-dispatch-") as tmp:
         tmp_path = Path(tmp)
-        jobs_file = tmp_path / "jobs.yaml"
-        jobs_file.write_text(JOBS_YAML, encoding="utf-8")
-        emu = EmulatorServer(jobs_file, port=0, log_dir=tmp_path / "task-logs",
-                             log_to_stderr=False)
+        emu = quiet_cloud_run_emulator(tmp_path, JOBS_YAML)
         emu.start()
         say(f"Cloud Run emulator on {emu.url}; job {JOB} runs `{sys.executable} -c pass`")
         runner = CloudRunRunner(endpoint=emu.url)
@@ -377,8 +380,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        say("interrupted; everything started here was stopped")
-        sys.exit(130)
+    run_main(main)

@@ -75,6 +75,8 @@ from _serving import (  # noqa: E402
     install_sigterm,
     machine_note,
     nearest_rank,
+    quiet_cloud_run_emulator,
+    run_main,
     outcome_of,
     say,
     server_env,
@@ -361,8 +363,6 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="triggers-bench-serve-") as tmp:
         tmp_path = Path(tmp)
-        jobs_file = tmp_path / "jobs.yaml"
-        jobs_file.write_text(TRIVIAL_JOBS_YAML, encoding="utf-8")
         many_rules = tmp_path / f"rules-{args.rules_count}"
         many_rules.mkdir()
         (many_rules / "generated.yaml").write_text(
@@ -370,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8")
         shutil.copy(SAMPLE_RULES, many_rules / "samples.yaml")
 
-        emu = EmulatorServer(jobs_file, port=0, log_dir=tmp_path / "task-logs",
-                             log_to_stderr=False)
+        emu = quiet_cloud_run_emulator(tmp_path, TRIVIAL_JOBS_YAML)
         firestore = FirestoreEmulator(tmp_path)
         pycache = tmp_path / "pycache" if args.bytecode == "cached" else None
         emu.start()
@@ -467,8 +466,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        say("interrupted; everything started here was stopped")
-        sys.exit(130)
+    run_main(main)

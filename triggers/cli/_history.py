@@ -118,7 +118,7 @@ def _runs(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ledger = _open_ledger(args)
+    ledger = open_ledger(args)
     if ledger is None:
         return 2
     try:
@@ -127,7 +127,7 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2
     finally:
-        _close(ledger)
+        close_ledger(ledger)
     if args.json:
         print(json.dumps([as_json(r) for r in records], indent=2, default=str))
     else:
@@ -142,7 +142,7 @@ def _show(args: argparse.Namespace) -> int:
     from ..ledger.base import AmbiguousKey
     from ..runs import detail, record_json
 
-    ledger = _open_ledger(args)
+    ledger = open_ledger(args)
     if ledger is None:
         return 2
     try:
@@ -160,7 +160,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2
     finally:
-        _close(ledger)
+        close_ledger(ledger)
     if record is None:
         print(f"error: no record with key {args.key.strip()} in the ledger ({_where(ledger)})",
               file=sys.stderr)
@@ -189,7 +189,7 @@ def _where(ledger) -> str:
     return f"firestore collection {collection}" if collection else repr(backend)
 
 
-def _close(ledger) -> None:
+def close_ledger(ledger) -> None:
     close = getattr(ledger.backend, "close", None)
     if close is not None:
         close()
@@ -198,20 +198,18 @@ def _close(ledger) -> None:
 def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from ..app import build_runner
     from ..reconcile import reconcile
     from ..runs import parse_since
-    from ..settings import Settings
 
     try:
         since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
-        # The function's runner: Cloud Run (TRIGGERS_CLOUD_RUN_ENDPOINT for the emulator), or
-        # the dry-run one under TRIGGERS_RUNNER=dry-run, which knows its own fake executions.
-        runner = build_runner(Settings())
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ledger = _open_ledger(args)
+    runner = function_runner()
+    if runner is None:
+        return 2
+    ledger = open_ledger(args)
     if ledger is None:
         return 2
     try:
@@ -220,7 +218,7 @@ def _reconcile(args: argparse.Namespace) -> int:
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2
     finally:
-        _close(ledger)
+        close_ledger(ledger)
     result = report.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -236,7 +234,20 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def _open_ledger(args: argparse.Namespace):
+def function_runner():
+    """The function's runner (TRIGGERS_RUNNER): Cloud Run, at TRIGGERS_CLOUD_RUN_ENDPOINT for the
+    emulator, or the dry-run one, which knows its own fake executions; None after saying why."""
+    from ..app import build_runner
+    from ..settings import Settings
+
+    try:
+        return build_runner(Settings())
+    except ValueError as exc:  # e.g. TRIGGERS_RUNNER=nonsense
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def open_ledger(args: argparse.Namespace):
     """The ledger the function would use, with --ledger/--sqlite-path over TRIGGERS_*."""
     from ..app import build_ledger
     from ..settings import Settings

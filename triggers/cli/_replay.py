@@ -8,7 +8,14 @@ import sys
 from collections import Counter
 from typing import Any
 
-from ._history import _open_ledger, add_ledger_options, add_record_filters, record_filters
+from ._history import (
+    add_ledger_options,
+    add_record_filters,
+    close_ledger,
+    function_runner,
+    open_ledger,
+    record_filters,
+)
 from ._rules import _load
 
 
@@ -93,7 +100,7 @@ def _from_ledger(args: argparse.Namespace, rules, scope: str) -> int:
     if not args.dry_run and not _selects_records(args):
         return _usage("say what to replay: --rule, --status, --since, --until, --event or"
                       " --execution (try --dry-run first)")
-    ledger = _open_ledger(args)
+    ledger = open_ledger(args)
     if ledger is None:
         return 2
     try:
@@ -106,9 +113,7 @@ def _from_ledger(args: argparse.Namespace, rules, scope: str) -> int:
             return _print_comparisons(compare(rules, records, all_rules=args.all_rules), args)
         return _run_replay(args, rules, ledger, records, scope)
     finally:
-        close = getattr(ledger.backend, "close", None)
-        if close is not None:
-            close()
+        close_ledger(ledger)
 
 
 def _print_comparisons(comparisons, args: argparse.Namespace) -> int:
@@ -152,7 +157,7 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
     from ..dispatch import Dispatcher
     from ..replay import replay
 
-    runner = _runner()
+    runner = function_runner()
     if runner is None:
         return 2
     dispatcher = Dispatcher(rules, ledger, runner)
@@ -204,8 +209,8 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
     except Exception as exc:  # Pub/Sub unreachable, permission denied, no credentials
         print(f"error: cannot read {args.from_topic}: {exc}", file=sys.stderr)
         return 2
-    runner = _DryRun() if args.dry_run else _runner()
-    ledger = None if args.dry_run else _open_ledger(args)
+    runner = _DryRun() if args.dry_run else function_runner()
+    ledger = None if args.dry_run else open_ledger(args)
     if runner is None or (ledger is None and not args.dry_run):
         return 2
     dispatcher = Dispatcher(rules, ledger, runner)
@@ -225,9 +230,7 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
     finally:
         letters.close()
         if ledger is not None:
-            close = getattr(ledger.backend, "close", None)
-            if close is not None:
-                close()
+            close_ledger(ledger)
     resolved = sum(r.resolved for r in results)
     if args.json:
         print(json.dumps({"subscription": subscription, "scope": scope, "dry_run": args.dry_run,
@@ -267,17 +270,6 @@ class _DryRun:
 
     def find(self, request, *, since) -> Any:  # pragma: no cover
         raise AssertionError("a dry run runs nothing")
-
-
-def _runner():
-    from ..app import build_runner
-    from ..settings import Settings
-
-    try:
-        return build_runner(Settings())
-    except ValueError as exc:  # e.g. TRIGGERS_RUNNER=nonsense
-        print(f"error: {exc}", file=sys.stderr)
-        return None
 
 
 def _usage(message: str) -> int:
