@@ -8,6 +8,6 @@ Environment: as the minimal function's, which answers every event.
 
 from _minimal_function import handle_http  # noqa: F401  (functions-framework adds this directory)
 
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 SETTINGS = Settings()

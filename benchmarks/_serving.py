@@ -70,7 +70,7 @@ def say(message: str) -> None:
 def quiet_cloud_run_emulator(directory: Path, jobs_yaml: str):
     """A Cloud Run emulator (not started) for the jobs of `jobs_yaml`, written to `directory`,
     on a free port, its task logs in `directory`/task-logs and not on stderr."""
-    from triggers.emulator.server import EmulatorServer
+    from triggers.emulators.server import EmulatorServer
 
     jobs_file = directory / "jobs.yaml"
     jobs_file.write_text(jobs_yaml, encoding="utf-8")

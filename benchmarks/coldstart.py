@@ -79,7 +79,7 @@ from _serving import (  # noqa: E402
     server_threads,
 )
 
-from triggers.emulator.server import EmulatorServer  # noqa: E402
+from triggers.emulators.server import EmulatorServer  # noqa: E402
 
 TARGET_RATIO = 1.2
 VARIANTS = ("triggers", "minimal")

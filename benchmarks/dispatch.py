@@ -60,7 +60,7 @@ from _serving import (  # noqa: E402
 )
 
 from triggers.dispatch import Dispatcher, Outcome
-from triggers.emulator.server import EmulatorServer
+from triggers.emulators.server import EmulatorServer
 from triggers.events.model import STORAGE_FINALIZED, Event
 from triggers.ledger import Ledger
 from triggers.ledger.memory import MemoryBackend

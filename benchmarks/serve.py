@@ -84,7 +84,7 @@ from _serving import (  # noqa: E402
 )
 from match import make_patterns, rules_yaml  # noqa: E402
 
-from triggers.emulator.server import EmulatorServer  # noqa: E402
+from triggers.emulators.server import EmulatorServer  # noqa: E402
 
 LEDGERS = ("firestore", "sqlite")
 VARIANTS = ("triggers", "minimal")

@@ -40,7 +40,7 @@ resource "google_pubsub_subscription" "dead_letter" {
   }
 }
 
-# The function publishes the requests it rejects (triggers/deadletter.py), to this topic only.
+# The function publishes the requests it rejects (triggers/function/deadletter.py), to this topic only.
 resource "google_pubsub_topic_iam_member" "function_publisher" {
   count = local.dead_letter ? 1 : 0
 

@@ -158,7 +158,7 @@ resource "google_cloudfunctions2_function" "this" {
 
   lifecycle {
     precondition {
-      # triggers/deadletter.py imports google.cloud.pubsub_v1 when TRIGGERS_DEAD_LETTER_TOPIC is
+      # triggers/function/deadletter.py imports google.cloud.pubsub_v1 when TRIGGERS_DEAD_LETTER_TOPIC is
       # set: without it the function fails at start.
       condition     = !local.dead_letter || anytrue([for r in var.requirements : can(regex("(?i)^\\s*google[-_.]cloud[-_.]pubsub([^a-z0-9_.-]|$)", r))])
       error_message = "dead_letter.enabled sets TRIGGERS_DEAD_LETTER_TOPIC, which needs google-cloud-pubsub in var.requirements."

@@ -1,4 +1,4 @@
-# The reconciler (triggers/reconcile.py): a second function, deployed from the same source
+# The reconciler (triggers/ops/reconcile.py): a second function, deployed from the same source
 # archive with entry point handle_reconcile and the same rules and ledger settings
 # (local.shared_env), that a Cloud Scheduler job calls every `var.reconcile.schedule`. Each call
 # asks Cloud Run (executions.get) what became of every `launched` ledger record and records

@@ -2,7 +2,7 @@
 
 The package is deliberately light to import (cold start is a feature): submodules load what they
 need when they are used. Start at `triggers.events.decode`, `triggers.rules.load` and
-`triggers.patterns.compile`.
+`triggers.rules.patterns.compile`.
 """
 
 __version__ = "0.1.0"

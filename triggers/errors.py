@@ -5,6 +5,7 @@
     ├── PatternError         an EventBridge pattern is invalid (also a ValueError)
     ├── RulesError           a rules file is invalid; carries every Problem at once
     ├── RenderError          a template failed for one event (permanent for that event)
+    ├── Unauthorized         a direct caller's OIDC token is missing or not allowed (401 / 403)
     └── RunError             jobs.run failed; `.retryable` says whether a redelivery may succeed
         ├── PermanentRunError    the API refused the request (400, 403, 404, 409 on the job)
         ├── RetryableRunError    it surely did not run (429, refused connection): retry later
@@ -129,3 +130,12 @@ class RetryableRunError(RunError):
 
 class AmbiguousRunError(RunError):
     """The request may have started an execution whose name we never learned."""
+
+
+class Unauthorized(TriggersError):
+    """A direct caller is not allowed: ``status`` is 401 (no or bad token) or 403 (not allowed)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -31,9 +31,9 @@ if _STARTING:
 
 import functions_framework  # noqa: E402
 
-from triggers.app import App  # noqa: E402
-from triggers.logs import configure  # noqa: E402
-from triggers.settings import Settings, log_project  # noqa: E402
+from triggers.function.app import App  # noqa: E402
+from triggers.function.logs import configure  # noqa: E402
+from triggers.function.settings import Settings, log_project  # noqa: E402
 
 _app: App | None = None
 _lock = threading.Lock()
@@ -147,13 +147,13 @@ def handle_reconcile(request):
     import json
     import logging
 
-    from triggers.reconcile import reconcile
+    from triggers.ops.reconcile import reconcile
 
     app = get_app()
     try:
         report = reconcile(app.ledger, app.runner)
     except Exception as exc:  # the ledger is down or locked: nothing was decided
-        logging.getLogger("triggers.reconcile").exception("reconcile failed")
+        logging.getLogger("triggers.ops.reconcile").exception("reconcile failed")
         body = json.dumps({"error": f"ledger unavailable: {type(exc).__name__}: {exc}"})
         return body, 503, {"Content-Type": "application/json"}
     return json.dumps(report.as_dict()), 200, {"Content-Type": "application/json"}

@@ -342,7 +342,7 @@ def bind_to_emulator(sink: Any, host_port: str) -> Any:
 def dead_letters(pubsub: PubSub) -> Iterator[tuple[Any, str]]:
     """A fresh topic with a pull subscription, and a real sink publishing to it (its topic:
     `sink.topic`)."""
-    from triggers.deadletter import PubSubDeadLetters
+    from triggers.function.deadletter import PubSubDeadLetters
 
     name = f"dead-letters-{uuid.uuid4().hex[:8]}"
     topic = pubsub.create_topic(name)
@@ -435,10 +435,10 @@ def storage_client(fake_gcs: FakeGCS) -> Iterator[Any]:
 
 
 def write_probe_jobs_file(directory: Path, names: list[str]) -> Path:
-    """A jobs file whose jobs all run the probe script of `triggers.emulator.testing`: each
+    """A jobs file whose jobs all run the probe script of `triggers.emulators.probe`: each
     task attempt records its argv and env as JSON in `<directory>/out/` (read them with
     `probe_records(directory, execution)`)."""
-    from triggers.emulator.testing import REGION, write_probe_jobs
+    from triggers.emulators.probe import REGION, write_probe_jobs
 
     write_probe_jobs(directory)  # probe.py, out/, work/ (and a jobs.yaml we do not use)
     out = (directory / "out").as_posix()
@@ -461,7 +461,7 @@ def write_probe_jobs_file(directory: Path, names: list[str]) -> Path:
 def start_cloud_run_emulator() -> Iterator[Callable[..., Any]]:
     """`start(jobs_file, log_dir)` -> a started `EmulatorServer`; all are stopped at the end
     (which kills their running tasks)."""
-    from triggers.emulator.server import EmulatorServer
+    from triggers.emulators.server import EmulatorServer
 
     servers: list[Any] = []
 
@@ -499,7 +499,7 @@ class FunctionServer:
         return self.process.describe()
 
     def log_entries(self, **labels: str) -> list[dict[str, Any]]:
-        """Its structured log lines (triggers.logs: one JSON object per line on stdout) whose
+        """Its structured log lines (triggers.function.logs: one JSON object per line on stdout) whose
         `logging.googleapis.com/labels` include all of `labels`."""
         entries = []
         for line in self.process.output(tail=10**7).splitlines():
@@ -569,7 +569,7 @@ def start_function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
 
 # ------------------------------------------------------------ the Cloud Run emulator, probe jobs
-# One emulator per test module running the probe jobs of triggers.emulator.testing; `emu` gives a
+# One emulator per test module running the probe jobs of triggers.emulators.probe; `emu` gives a
 # test a clean one (no executions, no faults). Modules that need another set-up define their own.
 
 
@@ -580,8 +580,8 @@ def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def emulator(probe_dir: Path) -> Iterator[Any]:
-    from triggers.emulator.server import EmulatorServer
-    from triggers.emulator.testing import write_probe_jobs
+    from triggers.emulators.server import EmulatorServer
+    from triggers.emulators.probe import write_probe_jobs
 
     with EmulatorServer(
         write_probe_jobs(probe_dir), log_dir=probe_dir / "logs", kill_grace=0.5
@@ -598,14 +598,14 @@ def emu(emulator: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def jobs(emulator: Any) -> Any:
-    from triggers.emulator.testing import jobs_client
+    from triggers.emulators.probe import jobs_client
 
     return jobs_client(emulator.url)
 
 
 @pytest.fixture(scope="module")
 def executions(emulator: Any) -> Any:
-    from triggers.emulator.testing import executions_client
+    from triggers.emulators.probe import executions_client
 
     return executions_client(emulator.url)
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from triggers.app import App
-from triggers.deadletter import PubSubDeadLetters
+from triggers.function.app import App
+from triggers.function.deadletter import PubSubDeadLetters
 from triggers.errors import PermanentRunError
 from triggers.ledger import Ledger
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
 from triggers.runners.base import Launch
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 from .conftest import PubSub, bind_to_emulator, eventually
 

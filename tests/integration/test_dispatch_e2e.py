@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from triggers.dispatch import Dispatcher, Outcome
-from triggers.emulator.server import EmulatorServer
-from triggers.emulator.testing import PROBE_JOB, executions_client, probe_records, write_probe_jobs
+from triggers.emulators.server import EmulatorServer
+from triggers.emulators.probe import PROBE_JOB, executions_client, probe_records, write_probe_jobs
 from triggers.events import decode
 from triggers.ledger import Ledger, Status
 from triggers.ledger.firestore import FirestoreBackend

@@ -13,8 +13,8 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from triggers.emulator.server import EmulatorServer
-from triggers.emulator.testing import (
+from triggers.emulators.server import EmulatorServer
+from triggers.emulators.probe import (
     PARENT,
     PROBE_JOB,
     executions_client,

@@ -12,7 +12,7 @@ import requests
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from triggers.emulator.testing import (
+from triggers.emulators.probe import (
     PROBE_JOB,
     wait,
 )

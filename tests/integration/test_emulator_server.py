@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from google.cloud import run_v2
 
-from triggers.emulator.server import EmulatorServer
-from triggers.emulator.testing import PROBE_JOB, jobs_client, probe_records, wait, write_probe_jobs
+from triggers.emulators.server import EmulatorServer
+from triggers.emulators.probe import PROBE_JOB, jobs_client, probe_records, wait, write_probe_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_cli_serves_until_sigterm(tmp_path):
         [
             sys.executable,
             "-m",
-            "triggers.emulator",
+            "triggers.emulators",
             "--jobs",
             str(jobs_file),
             "--port",
@@ -130,7 +130,7 @@ def test_cli_rejects_an_invalid_jobs_file(tmp_path):
         "project: demo-project\nregion: europe-west1\njobs:\n  - name: Bad_Name\n    command: [x]\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "triggers.emulator", "--jobs", str(bad), "--port", "0"],
+        [sys.executable, "-m", "triggers.emulators", "--jobs", str(bad), "--port", "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     eventually,
     write_probe_jobs_file,
 )
-from triggers.emulator.testing import REGION, executions_client, probe_records
+from triggers.emulators.probe import REGION, executions_client, probe_records
 from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE, Record
 from triggers.ledger.firestore import FirestoreBackend
@@ -136,7 +136,7 @@ SUBSCRIPTIONS = {
 @dataclass
 class E2E:
     function: FunctionServer
-    emulator: Any  # triggers.emulator.server.EmulatorServer
+    emulator: Any  # triggers.emulators.server.EmulatorServer
     jobs_dir: Path
     ledger: Ledger
     pubsub: PubSub

@@ -15,7 +15,7 @@ from triggers.cli import main
 from triggers.ledger.base import Record, Status
 from triggers.ledger.firestore import FirestoreBackend
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.runs import record_json
+from triggers.ops.history import record_json
 
 pytestmark = pytest.mark.integration
 

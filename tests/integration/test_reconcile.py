@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from tests.integration.conftest import eventually
-from triggers.emulator.testing import (
+from triggers.emulators.probe import (
     PROBE_JOB,
     probe_records,
     wait,
@@ -19,7 +19,7 @@ from triggers.events.model import EventRef
 from triggers.ledger.base import Ledger, Status
 from triggers.ledger.sqlite import SQLiteBackend
 from triggers.plan import Overrides, RunRequest
-from triggers.reconcile import NOT_FOUND, reconcile
+from triggers.ops.reconcile import NOT_FOUND, reconcile
 from triggers.runners.cloudrun import CloudRunRunner
 
 pytestmark = pytest.mark.integration

@@ -13,16 +13,16 @@ import pytest
 
 from tests.conftest import emulator_env
 from tests.integration.conftest import PubSub, eventually
-from triggers.app import App
+from triggers.function.app import App
 from triggers.cli import main
 from triggers.dispatch import Dispatcher, Outcome
-from triggers.emulator.testing import PROJECT, REGION, probe_records
+from triggers.emulators.probe import PROJECT, REGION, probe_records
 from triggers.ledger import Ledger, Status
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.redrive import PubSubLetters, redrive, resolve_subscription
-from triggers.replay import replay, select
+from triggers.ops.redrive import PubSubLetters, redrive, resolve_subscription
+from triggers.ops.replay import replay, select
 from triggers.rules import load_text
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triggers.emulator.testing import (
+from triggers.emulators.probe import (
     PARENT,
     PROBE_JOB,
     probe_records,

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from triggers.emulator.testing import write_probe_jobs
-from triggers.schedule import Schedule
-from triggers.clock import ScheduledJob, SchedulerClock, offset_clock
+from triggers.emulators.probe import write_probe_jobs
+from triggers.rules.schedule import Schedule
+from triggers.local.clock import ScheduledJob, SchedulerClock, offset_clock
 
 pytestmark = pytest.mark.integration
 

@@ -22,16 +22,16 @@ import functions_framework
 import pytest
 
 import triggers.main
-from triggers.app import App, Response, Unauthorized
+from triggers.function.app import App, Response, Unauthorized
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
 from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE
 from triggers.ledger.memory import MemoryBackend
-from triggers.logs import CloudLoggingFormatter, current_trace
+from triggers.function.logs import CloudLoggingFormatter, current_trace
 from triggers.rules import load_text
 
 from tests.fakes import ScriptedRunner
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 MAIN = str(Path(triggers.main.__file__).resolve())
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
@@ -259,7 +259,7 @@ def test_given_an_unexpected_exception_in_dispatch_then_503_and_a_stack_trace(ap
     assert len(errors) == 1
     assert errors[0]["message"] == "unexpected error while handling a request"
     assert "ZeroDivisionError: a bug in the runner" in errors[0]["stack_trace"]
-    assert errors[0]["logger"] == "triggers.app"
+    assert errors[0]["logger"] == "triggers.function.app"
 
 
 # -- requests that are not events --------------------------------------------------------------
@@ -340,7 +340,7 @@ def test_the_authorization_header_reaches_the_authenticator_whatever_its_case(ma
 
 
 def test_given_certificates_cannot_be_fetched_then_503(make_app, runner):
-    from triggers.auth import CertificatesUnavailable
+    from triggers.function.auth import CertificatesUnavailable
 
     app = make_app(authenticator=FakeAuthenticator(CertificatesUnavailable("certs down")))
     response = app.handle(*sample(SCHEDULER))

@@ -23,15 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from triggers.app import Unauthorized, build_authenticator
-from triggers.auth import (
+from triggers.errors import Unauthorized
+from triggers.function.app import build_authenticator
+from triggers.function.auth import (
     MAX_CERTS_TTL,
     MIN_CERTS_TTL,
     CertificatesUnavailable,
     OIDCAuthenticator,
     _lifetime,
 )
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 AUDIENCE = "https://europe-west1-demo.cloudfunctions.net/triggers"
 SCHEDULER_SA = "scheduler@demo-project.iam.gserviceaccount.com"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from triggers.app import App
-from triggers.deadletter import (
+from triggers.function.app import App
+from triggers.function.deadletter import (
     MAX_ATTRIBUTE_VALUE_BYTES,
     MAX_DATA_BYTES,
     PubSubDeadLetters,
@@ -31,7 +31,7 @@ from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
 
 from tests.fakes import STORAGE_RULES_YAML, ScriptedRunner
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
 STORAGE = "storage-finalized.cloudevent-binary.json"
@@ -290,7 +290,7 @@ def test_a_body_over_the_publish_limit_is_left_out_and_said_so():
 
 def test_a_failed_publish_is_logged_not_raised(caplog):
     sink = PubSubDeadLetters(TOPIC, client=FakePublisher(error=TimeoutError("deadline")))
-    with caplog.at_level(logging.ERROR, logger="triggers.deadletter"):
+    with caplog.at_level(logging.ERROR, logger="triggers.function.deadletter"):
         sink.publish(b"x", {}, reason="bad_json", rule=None, event_id=None, detail="")
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert TOPIC in record.getMessage() and "deadline" in record.getMessage()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.emulator.faults import Faults
-from triggers.emulator.rpc import ApiError
+from triggers.emulators.faults import Faults
+from triggers.emulators.rpc import ApiError
 
 
 def test_error_fault_is_consumed_after_times_calls():

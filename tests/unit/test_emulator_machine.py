@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.emulator.machine import AttemptResult, ExecutionMachine, Launch, Outcome, TaskStatus
+from triggers.emulators.machine import AttemptResult, ExecutionMachine, Launch, Outcome, TaskStatus
 
 OK, FAIL, TIMEOUT, KILLED = (
     AttemptResult.SUCCEEDED,

@@ -8,15 +8,15 @@ import pytest
 from google.cloud import run_v2
 from google.protobuf import json_format
 
-from triggers.emulator.jobs import JobSpec
-from triggers.emulator.overrides import (
+from triggers.emulators.cloudrun.jobs import JobSpec
+from triggers.emulators.cloudrun.overrides import (
     ContainerOverride,
     RunOverrides,
     apply_overrides,
     parse_proto_duration,
     parse_run_body,
 )
-from triggers.emulator.rpc import ApiError
+from triggers.emulators.rpc import ApiError
 
 JOB = JobSpec(
     project="demo-project",

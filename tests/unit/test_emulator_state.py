@@ -13,13 +13,13 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
-from triggers.emulator import resources
-from triggers.emulator.jobs import JobCatalog, JobSpec
-from triggers.emulator.machine import AttemptResult
-from triggers.emulator.overrides import ContainerOverride, RunOverrides, RunRequest
-from triggers.emulator.process import AttemptExit
-from triggers.emulator.rpc import ApiError
-from triggers.emulator.state import Store
+from triggers.emulators.cloudrun import resources
+from triggers.emulators.cloudrun.jobs import JobCatalog, JobSpec
+from triggers.emulators.machine import AttemptResult
+from triggers.emulators.cloudrun.overrides import ContainerOverride, RunOverrides, RunRequest
+from triggers.emulators.process import AttemptExit
+from triggers.emulators.rpc import ApiError
+from triggers.emulators.cloudrun.state import Store
 
 JOB = JobSpec(
     project="demo-project",

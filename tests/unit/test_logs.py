@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from triggers.logs import CloudLoggingFormatter, configure, current_trace, trace_id
+from triggers.function.logs import CloudLoggingFormatter, configure, current_trace, trace_id
 
 TRACE = "105445aa7843bc8bf206b12000100000"
 
@@ -157,8 +157,8 @@ def cloud_handlers(logger: logging.Logger) -> list[logging.Handler]:
 
 def test_configure_writes_json_lines_to_stdout(triggers_logger, capsys, trace):
     configure("INFO", "demo-project")
-    logging.getLogger("triggers.app").info("ack %s", "e-1", extra={"labels": {"rule": "load"}})
-    logging.getLogger("triggers.app").debug("not shown at INFO")
+    logging.getLogger("triggers.function.app").info("ack %s", "e-1", extra={"labels": {"rule": "load"}})
+    logging.getLogger("triggers.function.app").debug("not shown at INFO")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
     entry = json.loads(lines[0])
@@ -192,7 +192,7 @@ def test_configure_keeps_handlers_it_did_not_add(triggers_logger):
 
 
 def test_log_project_prefers_the_explicit_setting_then_the_platform(monkeypatch):
-    from triggers.settings import Settings, log_project
+    from triggers.function.settings import Settings, log_project
 
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     assert log_project(Settings(_env_file=None)) is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.patterns import Pattern, compile
+from triggers.rules.patterns import Pattern, compile
 
 MISSING = object()  # marks "the field is absent from the event"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.patterns import compile, exact_key, values_at
+from triggers.rules.patterns import compile, exact_key, values_at
 
 # -- exact_key ---------------------------------------------------------------------------------
 
@@ -140,7 +140,7 @@ def test_a_matching_document_has_a_value_under_every_anchor(pattern, document):
 def test_identical_leaves_are_shared_but_true_and_one_never_merge():
     # Sharing compiled leaves across patterns is an optimisation; equal-looking literals of
     # different JSON types must still be different conditions.
-    from triggers.patterns import compile as compile_pattern
+    from triggers.rules.patterns import compile as compile_pattern
 
     flag, one, also_one = (
         compile_pattern({"x": [True]}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.patterns import compile
+from triggers.rules.patterns import compile
 
 STORAGE = compile(
     {

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from triggers.patterns import PatternError, compile, exact_key, values_at
+from triggers.rules.patterns import PatternError, compile, exact_key, values_at
 
 KEYS = ["a", "b", "c"]
 # A small vocabulary, shared by patterns and events, so that generated events often match.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from triggers.errors import PatternError, TriggersError
-from triggers.patterns import compile
+from triggers.rules.patterns import compile
 
 ANY_OP = "a match value must be a string, a number, true, false, null or an operator object"
 ANYTHING_BUT_FORMS = (

@@ -15,7 +15,7 @@ from triggers.ledger.base import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.ledger.sqlite import SQLiteBackend
 from triggers.plan import Overrides, RunRequest
-from triggers.reconcile import NOT_FOUND, reconcile
+from triggers.ops.reconcile import NOT_FOUND, reconcile
 
 from tests.fakes import Clock
 

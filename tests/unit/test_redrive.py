@@ -1,4 +1,4 @@
-"""Re-driving dead letters (triggers/redrive.py) with an in-memory subscription: rebuilding the
+"""Re-driving dead letters (triggers/ops/redrive.py) with an in-memory subscription: rebuilding the
 request from a dead letter, which letters are acknowledged and which are left. Against the
 Pub/Sub emulator: tests/integration/test_redrive.py."""
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from triggers.deadletter import attributes
+from triggers.function.deadletter import attributes
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.events import decode, parse_event_file
 from triggers.ledger import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
-from triggers.redrive import Letter, NotRedrivable, redrive, request_of, resolve_subscription
+from triggers.ops.redrive import Letter, NotRedrivable, redrive, request_of, resolve_subscription
 from triggers.rules import load_text
 
 from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
@@ -76,7 +76,7 @@ def sample(name: str) -> tuple[dict[str, str], bytes]:
 
 def dead_letter_of(headers, body, *, reason: str, rule: str | None = None,
                    event_id: str | None = None) -> tuple[bytes, dict[str, str]]:
-    """What triggers/deadletter.py publishes for a rejected request."""
+    """What triggers/function/deadletter.py publishes for a rejected request."""
     return body, attributes(body, headers, reason=reason, rule=rule, event_id=event_id,
                             detail=reason)
 

@@ -1,4 +1,4 @@
-"""Replay (triggers/replay.py): rebuilding recorded events, the dry-run comparison, and replays
+"""Replay (triggers/ops/replay.py): rebuilding recorded events, the dry-run comparison, and replays
 under a dedup scope, with the memory ledger and a scripted runner. The same against SQLite and
 the Cloud Run emulator: tests/integration/test_replay.py."""
 
@@ -18,7 +18,7 @@ from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE
 from triggers.ledger.memory import MemoryBackend
 from triggers.plan import RUN_KEY_ENV, Overrides, RunRequest
-from triggers.replay import (
+from triggers.ops.replay import (
     Change,
     NotReplayable,
     compare,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from triggers.app import App
+from triggers.function.app import App
 from triggers.cli import main
 from triggers.errors import RulesError
 from triggers.events import decode, parse_event_file
@@ -21,7 +21,7 @@ from triggers.rules import load, loader
 from triggers.rules.compiled import artifact_path, compile_rules
 from triggers.rules.condition import compile_condition, deferred_condition
 from triggers.rules.templates import compile_template, deferred_template
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RULES = ROOT / "config" / "rules.yaml"
@@ -54,7 +54,7 @@ def no_validation(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the rules were validated instead of read from the artifact")
 
-    monkeypatch.setattr(loader, "_load", refuse)
+    monkeypatch.setattr(loader, "load_source", refuse)
 
 
 def _events():

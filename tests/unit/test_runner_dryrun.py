@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from triggers.app import App
+from triggers.function.app import App
 from triggers.cli import main
 from triggers.errors import RetryableRunError
 from triggers.events.model import EventRef
@@ -22,9 +22,9 @@ from triggers.ledger.base import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.ledger.sqlite import SQLiteBackend
 from triggers.plan import Overrides, RunRequest
-from triggers.reconcile import reconcile
+from triggers.ops.reconcile import reconcile
 from triggers.runners.dryrun import MESSAGE, DryRunRunner, is_dry_run
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 from tests.fakes import Clock
 

@@ -11,7 +11,7 @@ import pytest
 from triggers.cli import main
 from triggers.ledger.base import Record, Status
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.runs import (
+from triggers.ops.history import (
     as_json,
     detail,
     parse_since,

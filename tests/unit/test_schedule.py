@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from triggers.schedule import Schedule, ScheduleError, next_fire_times, rfc3339
+from triggers.rules.schedule import Schedule, ScheduleError, next_fire_times, rfc3339
 
 UTC = timezone.utc
 BERLIN = "Europe/Berlin"

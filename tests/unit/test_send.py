@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from triggers import send
+from triggers.local import send
 from triggers.cli import main
 from triggers.events import (
     PUBSUB_PUBLISHED,

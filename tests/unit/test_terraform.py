@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from triggers.rules.schema import RuleSpec, RulesFile
-from triggers.settings import Settings
+from triggers.function.settings import Settings
 
 hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is in the test extra")
 
@@ -349,7 +349,7 @@ def test_on_shorthands_match_schema() -> None:
 
 @pytest.mark.parametrize("example", ["basic", "existing-firestore"])
 def test_example_rules_validate(example: str) -> None:
-    from triggers.rules.loader import load
+    from triggers.rules import load
 
     ruleset = load(
         MODULE / "examples" / example / "rules.yaml", environ={"TRIGGERS_PROJECT": "example-project"}

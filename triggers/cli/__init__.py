@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
         # The emulator owns its options (argparse cannot pass `--help` through a subparser).
-        from ..emulator.server import main as emulator_main
+        from ..emulators.server import main as emulator_main
 
         return emulator_main(argv[1:])
     parser = _parser()

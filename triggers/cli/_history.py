@@ -61,7 +61,7 @@ def record_filters(args: argparse.Namespace) -> dict[str, Any]:
     that is wrong."""
     from datetime import datetime, timezone
 
-    from ..runs import parse_statuses, parse_window
+    from ..ops.history import parse_statuses, parse_window
 
     since, until = parse_window(args.since, args.until, datetime.now(timezone.utc))
     return {
@@ -111,7 +111,7 @@ def add_reconcile(sub) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from ..runs import as_json, table
+    from ..ops.history import as_json, table
 
     try:
         filters = record_filters(args)
@@ -140,7 +140,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from ..ledger.base import AmbiguousKey
-    from ..runs import detail, record_json
+    from ..ops.history import detail, record_json
 
     ledger = open_ledger(args)
     if ledger is None:
@@ -198,8 +198,8 @@ def close_ledger(ledger) -> None:
 def _reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from ..reconcile import reconcile
-    from ..runs import parse_since
+    from ..ops.reconcile import reconcile
+    from ..ops.history import parse_since
 
     try:
         since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
@@ -237,8 +237,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 def function_runner():
     """The function's runner (TRIGGERS_RUNNER): Cloud Run, at TRIGGERS_CLOUD_RUN_ENDPOINT for the
     emulator, or the dry-run one, which knows its own fake executions; None after saying why."""
-    from ..app import build_runner
-    from ..settings import Settings
+    from ..function.app import build_runner
+    from ..function.settings import Settings
 
     try:
         return build_runner(Settings())
@@ -249,8 +249,8 @@ def function_runner():
 
 def open_ledger(args: argparse.Namespace):
     """The ledger the function would use, with --ledger/--sqlite-path over TRIGGERS_*."""
-    from ..app import build_ledger
-    from ..settings import Settings
+    from ..function.app import build_ledger
+    from ..function.settings import Settings
 
     overrides: dict[str, Any] = {}
     if args.ledger:

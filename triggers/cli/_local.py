@@ -152,11 +152,11 @@ def add_demo(sub, rules_default: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..serve import ServeOptions, serve
+    from ..local.serve import ServeOptions, serve
 
     clock_start = None
     if args.clock_start:
-        from ..send import parse_time
+        from ..local.send import parse_time
 
         try:
             clock_start = parse_time(args.clock_start)
@@ -181,7 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from .. import send
+    from ..local import send
 
     args.url = getattr(args, "url", DEFAULT_URL)
     args.json = getattr(args, "json", False)
@@ -220,7 +220,7 @@ def _send(args: argparse.Namespace) -> int:
 def _send_requests(args: argparse.Namespace) -> list:
     from datetime import datetime, timezone
 
-    from .. import send
+    from ..local import send
 
     requests = [send.event_file(path) for path in args.file or ()]
     if args.kind == "pubsub":
@@ -261,7 +261,7 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import demo
+    from ..local.demo import demo
 
     return demo(
         rules=args.config, jobs=args.jobs, events=args.events, keep=args.keep, timeout=args.timeout

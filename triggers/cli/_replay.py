@@ -63,7 +63,7 @@ def add_replay(sub, rules_default: str) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from ..replay import new_scope
+    from ..ops.replay import new_scope
 
     scope = args.scope or new_scope(datetime.now(timezone.utc))
     if args.scope is not None and (not args.scope.strip() or "/" in args.scope):
@@ -89,7 +89,7 @@ def _selects_records(args: argparse.Namespace) -> bool:
 
 def _from_ledger(args: argparse.Namespace, rules, scope: str) -> int:
     from ..ledger.base import FINISHED, Status
-    from ..replay import compare, select
+    from ..ops.replay import compare, select
 
     try:
         filters = record_filters(args)
@@ -136,7 +136,7 @@ def _print_comparisons(comparisons, args: argparse.Namespace) -> int:
 
 
 def _describe(c) -> str:
-    from ..replay import Change
+    from ..ops.replay import Change
 
     if c.change is Change.SAME:
         return f"would run {c.now['job'].rsplit('/', 1)[-1]} with the same request"
@@ -155,7 +155,7 @@ def _describe(c) -> str:
 
 def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) -> int:
     from ..dispatch import Dispatcher
-    from ..replay import replay
+    from ..ops.replay import replay
 
     runner = function_runner()
     if runner is None:
@@ -199,7 +199,7 @@ def _print_replayed(result) -> None:
 
 def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
     from ..dispatch import Dispatcher
-    from ..redrive import PubSubLetters, redrive, resolve_subscription
+    from ..ops.redrive import PubSubLetters, redrive, resolve_subscription
 
     try:
         subscription = resolve_subscription(args.from_topic)

@@ -159,7 +159,7 @@ def _print_plan(name: str, event, verdicts) -> None:
 
 def _test_pattern(args: argparse.Namespace) -> int:
     from ..errors import PatternError
-    from ..patterns import compile as compile_pattern
+    from ..rules.patterns import compile as compile_pattern
 
     try:
         pattern_source = _read_structured(args.pattern)

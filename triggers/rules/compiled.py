@@ -14,7 +14,7 @@ The artifact is used only while it provably describes what validation saw; other
 are validated as if it did not exist (and the log says why):
 
 - the same format and the same *compiler*: a sha256 of the triggers modules that decide what
-  loading produces (triggers/rules/*.py, schedule.py, events/model.py) and of the pydantic and
+  loading produces (triggers/rules/*.py, events/model.py) and of the pydantic and
   Jinja versions, so upgrading triggers or editing the schema retires every artifact;
 - the same sources: the same rules files (paths below a directory) with the same sha256;
 - the same values of every environment variable the sources reference (`${NAME}`), since
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .condition import deferred_condition
-from .loader import _load, _no_cyclic_gc, _rules_files
+from .loader import load_source, no_cyclic_gc, rules_files
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
 from .ruleset import RuleSet
@@ -71,7 +71,6 @@ def compiler_fingerprint() -> str:
         package = rules_dir.parent
         files = sorted(rules_dir.glob("*.py")) + [
             package / "__init__.py",
-            package / "schedule.py",
             package / "events" / "model.py",
         ]
         digest = hashlib.sha256(
@@ -115,8 +114,8 @@ def compile_rules(
     root = Path(path)
     environ = os.environ if environ is None else environ
     sources: dict[Path, bytes] = {}
-    with _no_cyclic_gc():
-        ruleset = _load(root, environ, sources)
+    with no_cyclic_gc():
+        ruleset = load_source(root, environ, sources)
     return write(root, build(root, ruleset, sources, environ)), ruleset
 
 
@@ -193,7 +192,7 @@ def read(
         reason = _stale(root, document, environ)
         if reason is not None:
             return None, f"{target} is out of date: {reason}"
-        files = _rules_files(root) or []
+        files = rules_files(root) or []
         by_name = {_source_name(root, f): str(f) for f in files}
         rules = [_rule(entry, by_name) for entry in document["rules"]]
     except Exception as exc:  # a damaged or hand-edited artifact: validate the sources instead
@@ -204,7 +203,7 @@ def read(
 def _stale(root: Path, document: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
     if document.get("format") != FORMAT or document.get("compiler") != compiler_fingerprint():
         return "it was compiled by another version of triggers"
-    files = _rules_files(root)
+    files = rules_files(root)
     if files is None:
         return f"{root} does not exist"
     if document.get("kind") != ("directory" if root.is_dir() else "file"):
@@ -253,7 +252,7 @@ def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
 
 class _DeferredSchedule:
     """A rule's `Schedule` (validated when the artifact was compiled), built on first use:
-    triggers.schedule loads cronsim, which only rules owning a Scheduler job ever need."""
+    triggers.rules.schedule loads cronsim, which only rules owning a Scheduler job ever need."""
 
     __slots__ = ("cron", "time_zone", "_schedule")
 
@@ -265,7 +264,7 @@ class _DeferredSchedule:
     def __getattr__(self, name: str) -> Any:  # everything but cron and time_zone
         schedule = self._schedule
         if schedule is None:
-            from ..schedule import Schedule
+            from .schedule import Schedule
 
             schedule = self._schedule = Schedule(self.cron, self.time_zone)
         return getattr(schedule, name)

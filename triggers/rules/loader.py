@@ -4,8 +4,8 @@ Loading is where all checking happens: schema and Cloud Run limits (pydantic), p
 conditions, templates, job names, duplicates. A rules file that loads cannot fail at event time
 for a reason that was knowable before.
 
-The function itself can skip all of that: `load(..., compiled=True)` builds the rules from a
-fresh pre-validated artifact (`triggers compile`, see compiled.py) when there is one.
+`triggers.rules.load` is the front door: it reads a fresh pre-validated artifact (compiled.py)
+when asked and there is one, and comes here otherwise.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _RULE_FIELDS = tuple(RuleSpec.model_fields)
 
 
 @contextmanager
-def _no_cyclic_gc():
+def no_cyclic_gc():
     """Loading allocates hundreds of thousands of long-lived objects and no garbage; letting the
     cyclic collector walk them again and again made 10,000 rules load 40% slower."""
     enabled = gc.isenabled()
@@ -47,39 +47,13 @@ def _no_cyclic_gc():
             gc.enable()
 
 
-def load(
-    path: str | os.PathLike[str],
-    *,
-    environ: Mapping[str, str] | None = None,
-    compiled: bool = False,
-) -> RuleSet:
-    """Load one rules file, or every `*.yaml`/`*.yml` below a directory (sorted by path).
-
-    compiled: first try the pre-validated artifact next to the rules (`triggers compile`); it
-    is used only if it is up to date with the sources, the environment and this version of
-    triggers, and otherwise the rules are validated as usual (a warning says why).
-    """
-    root = Path(path)
-    environ = os.environ if environ is None else environ
-    with _no_cyclic_gc():
-        if compiled:
-            from .compiled import read
-
-            rules, stale = read(root, environ)
-            if rules is not None:
-                return rules
-            if stale is not None:
-                log.warning("%s; validating the rules instead", stale)
-        return _load(root, environ)
-
-
-def _load(
+def load_source(
     root: Path, environ: Mapping[str, str], sources: dict[Path, bytes] | None = None
 ) -> RuleSet:
     """Validate and build the rules below `root`; `sources` (if given) receives each file's
     bytes as read."""
     problems: list[Problem] = []
-    files = _rules_files(root)
+    files = rules_files(root)
     if files is None:
         raise RulesError([Problem(str(root), None, None, "no such file or directory")])
     if not files:
@@ -108,7 +82,7 @@ def _load(
 def load_text(text: str, *, name: str = "<rules>", environ: Mapping[str, str] | None = None) -> RuleSet:
     """Load rules from a string (tests, tools)."""
     problems: list[Problem] = []
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         rules = _FileLoader(name, os.environ if environ is None else environ, problems).load(text)
     _check_duplicates(rules, problems)
     if problems:
@@ -117,7 +91,7 @@ def load_text(text: str, *, name: str = "<rules>", environ: Mapping[str, str] | 
     return RuleSet(rules, files=(name,))
 
 
-def _rules_files(root: Path) -> list[Path] | None:
+def rules_files(root: Path) -> list[Path] | None:
     """The rules files below `root`, sorted by path (None: `root` does not exist)."""
     if root.is_dir():
         return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -351,7 +325,7 @@ class _FileLoader:
 def _schedule(spec: RuleSpec):
     if spec.schedule is None:
         return None
-    from ..schedule import Schedule  # validated by the schema already
+    from .schedule import Schedule  # validated by the schema already
 
     return Schedule(spec.schedule, spec.time_zone)
 

@@ -249,7 +249,7 @@ class RuleSpec(_Model):
             # The same evaluator the local clock uses, so whatever validates also fires.
             from datetime import datetime, timezone
 
-            from ..schedule import Schedule
+            from .schedule import Schedule
 
             Schedule(value).next_after(datetime(2000, 1, 1, tzinfo=timezone.utc))
         return value

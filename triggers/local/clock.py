@@ -14,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from . import send
-from .schedule import Schedule, ScheduleError, rfc3339
+from ..rules.schedule import Schedule, ScheduleError, rfc3339
 
 
-log = logging.getLogger("triggers.clock")
+log = logging.getLogger("triggers.local.clock")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Callable, TextIO
 from . import send
 from .clock import utcnow
 from .serve import LocalServer, ServeError, ServeOptions
-from .schedule import rfc3339
+from ..rules.schedule import rfc3339
 
 
 @dataclass
@@ -114,7 +114,7 @@ def demo(
             if rec.state != "succeeded":
                 tally.problems.append(f"execution {rec.short} {rec.state}")
 
-        from .runs import table
+        from ..ops.history import table
 
         say("\nRun history (`triggers runs`):")
         for line in table(server.app.ledger.list(limit=100), width=98):

@@ -11,11 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import resources
 from .jobs import JobSpec
-from .machine import AttemptResult, ExecutionMachine, Outcome
+from ..machine import AttemptResult, ExecutionMachine, Outcome
 from .overrides import EffectiveRun
-from .rpc import RPC_CODES, ApiError
+from ..rpc import RPC_CODES, ApiError, timestamp
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -49,8 +48,8 @@ class AttemptRecord:
             "attempt": self.attempt,
             "pid": self.pid,
             "logPath": str(self.log_path),
-            "startTime": resources.timestamp(self.start_time),
-            "endTime": resources.timestamp(self.end_time) if self.end_time else None,
+            "startTime": timestamp(self.start_time),
+            "endTime": timestamp(self.end_time) if self.end_time else None,
             "exitCode": self.exit_code,
             "result": self.result.value if self.result else None,
             "message": self.message,

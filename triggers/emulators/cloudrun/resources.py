@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from .jobs import JobSpec
 from .limits import format_duration
-from .machine import AttemptResult, Outcome
+from ..machine import AttemptResult, Outcome
+from ..rpc import timestamp
 
 if TYPE_CHECKING:
     from .records import ExecutionRecord, OperationRecord
@@ -76,10 +77,6 @@ def to_int_enums(value: Any) -> Any:
     if isinstance(value, list):
         return [to_int_enums(v) for v in value]
     return value
-
-
-def timestamp(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _elapsed(start: datetime, end: datetime) -> str:

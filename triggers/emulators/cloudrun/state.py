@@ -25,13 +25,13 @@ from typing import Any, Protocol
 
 from . import resources
 from .jobs import JobCatalog, JobSpec, inherited_environ
-from .machine import ExecutionMachine, Launch
+from ..machine import ExecutionMachine, Launch
 from .overrides import RunRequest, apply_overrides
-from .process import AttemptExit, AttemptSpec, task_environ
+from ..process import AttemptExit, AttemptSpec, task_environ
 from .records import AttemptRecord, ExecutionRecord, Handle, OperationRecord, page
-from .rpc import ApiError
+from ..rpc import ApiError
 
-log = logging.getLogger("triggers.emulator")
+log = logging.getLogger("triggers.emulators")
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 MAX_WAIT_SECONDS = 60.0

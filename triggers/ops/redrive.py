@@ -4,13 +4,13 @@
     for result in redrive(letters, dispatcher, scope=new_scope(now)):
         print(result.message_id, result.resolved, result.note)
 
-A dead letter (triggers/deadletter.py) carries the original request body as data and enough of
+A dead letter (triggers/function/deadletter.py) carries the original request body as data and enough of
 its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`) to rebuild the request
 and decode it again. Then:
 
   a rule's rejection (attribute `rule`)  that rule only, if it still exists and matches, under
                                          the replay scope: the rejected record holds the event's
-                                         own dedup identity (see triggers/replay.py)
+                                         own dedup identity (see triggers/ops/replay.py)
   a request that could not be decoded    every rule that matches, under the event's own
                                          identity: no rule has run for it, and one that ran
                                          through another delivery is then a duplicate
@@ -37,9 +37,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
-from .dispatch import Dispatcher, Outcome, RuleOutcome
-from .errors import DecodeError, RenderError
-from .events import decode
+from ..dispatch import Dispatcher, Outcome, RuleOutcome
+from ..errors import DecodeError, RenderError
+from ..events import decode
 
 TOPIC = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 SUBSCRIPTION = re.compile(r"^projects/[^/]+/subscriptions/[^/]+$")
@@ -77,7 +77,7 @@ def request_of(letter: Letter) -> tuple[dict[str, str], bytes]:
     """The HTTP request a dead letter was made from: headers rebuilt from its attributes.
 
     Two kinds of letter share the topic: requests the function rejected (published by
-    triggers/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a push
+    triggers/function/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a push
     subscription after too many failed deliveries (with `CloudPubSubDeadLetterSource*`
     attributes); those become the push request they were meant to be.
     """

@@ -22,13 +22,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .api import Api, EmulatorHTTPServer
+from .cloudrun.api import Api, EmulatorHTTPServer
 from .faults import Faults
-from .jobs import JobCatalog, JobsFileError, load_jobs
+from .cloudrun.jobs import JobCatalog, JobsFileError, load_jobs
 from .process import ProcessLauncher
-from .state import Store
+from .cloudrun.state import Store
 
-log = logging.getLogger("triggers.emulator")
+log = logging.getLogger("triggers.emulators")
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 import json
 from typing import Any, Iterable, Sequence
 
-from .ledger.base import INPUT_RULE, Record, Status
+from ..ledger.base import INPUT_RULE, Record, Status
 
 DEFAULT_WIDTH = 100
 _AGO = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)

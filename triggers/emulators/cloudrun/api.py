@@ -34,13 +34,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .faults import Decision, Faults
+from ..faults import Decision, Faults
 from .overrides import parse_proto_duration, parse_run_body
 from .resources import to_int_enums
-from .rpc import ApiError
+from ..rpc import ApiError
 from .state import Store
 
-log = logging.getLogger("triggers.emulator")
+log = logging.getLogger("triggers.emulators")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _SEG = r"([^/:]+)"

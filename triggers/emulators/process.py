@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .machine import AttemptResult
 
-log = logging.getLogger("triggers.emulator")
+log = logging.getLogger("triggers.emulators")
 
 _POSIX = os.name == "posix"
 

@@ -21,7 +21,7 @@ import re
 import threading
 from typing import Any, Mapping, Protocol
 
-log = logging.getLogger("triggers.deadletter")
+log = logging.getLogger("triggers.function.deadletter")
 
 # Pub/Sub limits (https://cloud.google.com/pubsub/quotas#resource_limits).
 MAX_ATTRIBUTE_VALUE_BYTES = 1024

@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from .app import Unauthorized
+from ..errors import Unauthorized
 
-log = logging.getLogger("triggers.auth")
+log = logging.getLogger("triggers.function.auth")
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})

@@ -297,7 +297,7 @@ def scheduler_tick(job: str, schedule_time: datetime, body: bytes | str | None =
 
 def event_file(path: str | Path) -> Request:
     """A request file (config/events/README.md). Raises ValueError when it is malformed."""
-    from .events.eventfile import parse_event_file
+    from ..events.eventfile import parse_event_file
 
     text = Path(path).read_text(encoding="utf-8")
     headers, body = parse_event_file(text, str(path))  # DecodeError is a ValueError

@@ -9,7 +9,7 @@
       401/403  an OIDC token was required and is missing or not allowed
 
 Rejections (an undecodable request, every rule outcome REJECTED) are also published to the
-dead-letter topic when one is configured (triggers/deadletter.py, docs/deadletters.md); a failed
+dead-letter topic when one is configured (triggers/function/deadletter.py, docs/deadletters.md); a failed
 publish is logged and never changes the answer.
 
 Built once per function instance from Settings; Google clients are created on first use.
@@ -23,16 +23,16 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from .deadletter import DeadLetters, build_dead_letters
-from .dispatch import Decision, Dispatcher, Outcome
-from .errors import DecodeError
-from .events import decode
-from .ledger import Ledger
+from ..dispatch import Decision, Dispatcher, Outcome
+from ..errors import DecodeError, Unauthorized
+from ..events import decode
+from ..ledger import Ledger
 from .logs import current_trace, trace_id
-from .rules import RuleSet, load
-from .runners.base import Runner
+from ..rules import RuleSet, load
+from ..runners.base import Runner
 from .settings import Settings
 
-log = logging.getLogger("triggers.app")
+log = logging.getLogger("triggers.function.app")
 
 # `App(dead_letters=...)` left out: built from the settings (None when no topic is set).
 _FROM_SETTINGS: Any = object()
@@ -43,13 +43,6 @@ class Response:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class Unauthorized(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class App:
@@ -194,7 +187,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def build_ledger(settings: Settings) -> Ledger:
     lease = timedelta(seconds=settings.lease_seconds)
     if settings.ledger == "firestore":
-        from .ledger.firestore import FirestoreBackend
+        from ..ledger.firestore import FirestoreBackend
 
         backend: Any = FirestoreBackend(
             project=settings.firestore_project,
@@ -202,11 +195,11 @@ def build_ledger(settings: Settings) -> Ledger:
             collection=settings.firestore_collection,
         )
     elif settings.ledger == "sqlite":
-        from .ledger.sqlite import SQLiteBackend
+        from ..ledger.sqlite import SQLiteBackend
 
         backend = SQLiteBackend(settings.sqlite_path)
     else:
-        from .ledger.memory import MemoryBackend
+        from ..ledger.memory import MemoryBackend
 
         backend = MemoryBackend()
     return Ledger(backend, lease=lease)
@@ -214,10 +207,10 @@ def build_ledger(settings: Settings) -> Ledger:
 
 def build_runner(settings: Settings) -> Runner:
     if settings.runner == "dry-run":
-        from .runners.dryrun import DryRunRunner
+        from ..runners.dryrun import DryRunRunner
 
         return DryRunRunner()
-    from .runners.cloudrun import CloudRunRunner
+    from ..runners.cloudrun import CloudRunRunner
 
     return CloudRunRunner(endpoint=settings.cloud_run_endpoint)
 

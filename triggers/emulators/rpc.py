@@ -1,11 +1,18 @@
-"""Google API errors as the emulator returns them.
+"""Google API wire conventions shared by the emulators: errors and timestamps.
 
-The body is ``{"error": {"code", "message", "status", "details"}}`` as Google APIs send it.
+An error body is ``{"error": {"code", "message", "status", "details"}}`` as Google APIs send it;
+a Timestamp is RFC 3339 in UTC with a ``Z``.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+
+
+def timestamp(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
 
 #: HTTP status -> canonical google.rpc.Code name, for the error body's ``status`` field.
 HTTP_TO_STATUS = {

@@ -34,11 +34,11 @@ from typing import Any, TextIO
 
 from . import send
 from .clock import ScheduledJob, SchedulerClock, offset_clock, scheduled_jobs, utcnow
-from .schedule import Schedule, rfc3339
+from ..rules.schedule import Schedule, rfc3339
 
-log = logging.getLogger("triggers.clock")  # what serve logs is the clock firing
+log = logging.getLogger("triggers.local.clock")  # what serve logs is the clock firing
 
-MAIN_SOURCE = Path(__file__).resolve().parent / "main.py"
+MAIN_SOURCE = Path(__file__).resolve().parent.parent / "main.py"
 TARGET = "handle_http"
 # Names of the variables this stack sets for the function, restored when it stops.
 _ENV_NAMES = (
@@ -159,8 +159,8 @@ class LocalServer:
         import functions_framework
         from werkzeug.serving import WSGIRequestHandler, make_server
 
-        from .app import App
-        from .settings import Settings
+        from ..function.app import App
+        from ..function.settings import Settings
 
         try:
             settings = Settings()
@@ -176,7 +176,7 @@ class LocalServer:
         # Installed before functions-framework loads triggers/main.py (by path, as module
         # `main`, which shares triggers.main's app): it then uses this one instead of building
         # another, and keeps its Cloud Logging JSON off the console.
-        from . import main as function
+        from .. import main as function
 
         self._modules = [function]
         function.set_app(self.app)
@@ -295,8 +295,8 @@ class LocalServer:
 
 
 def _load_rules(path: str) -> Any:
-    from .errors import RulesError
-    from .rules import load
+    from ..errors import RulesError
+    from ..rules import load
 
     if not Path(path).exists():
         raise ServeError(f"no rules at {path} (run from the project root, or pass --config PATH)")
@@ -307,8 +307,8 @@ def _load_rules(path: str) -> Any:
 
 
 def _start_emulator(opts: ServeOptions) -> Any:
-    from .emulator.jobs import JobsFileError
-    from .emulator.server import EmulatorServer
+    from ..emulators.cloudrun.jobs import JobsFileError
+    from ..emulators.server import EmulatorServer
 
     if not Path(opts.jobs).exists():
         raise ServeError(
@@ -335,7 +335,7 @@ def _start_emulator(opts: ServeOptions) -> Any:
 class _ConsoleHandler(logging.StreamHandler):
     """Short human lines on whatever `sys.stderr` is when a record arrives (pytest swaps it)."""
 
-    LABELS = {"triggers.emulator": "emulator", "triggers.clock": "clock"}
+    LABELS = {"triggers.emulators": "emulator", "triggers.local.clock": "clock"}
 
     def __init__(self, verbose: bool) -> None:
         super().__init__()

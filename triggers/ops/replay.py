@@ -35,12 +35,12 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Sequence
 
-from .dispatch import Dispatcher, Outcome, RuleOutcome
-from .errors import RenderError
-from .events.model import FORMS, PUBSUB_PUBLISHED, SCHEDULER_EXECUTED, STORAGE_PREFIX, Event
-from .ledger.base import INPUT_RULE, Record, Status
-from .plan import RUN_KEY_ENV
-from .rules.ruleset import RuleSet
+from ..dispatch import Dispatcher, Outcome, RuleOutcome
+from ..errors import RenderError
+from ..events.model import FORMS, PUBSUB_PUBLISHED, SCHEDULER_EXECUTED, STORAGE_PREFIX, Event
+from ..ledger.base import INPUT_RULE, Record, Status
+from ..plan import RUN_KEY_ENV
+from ..rules.ruleset import RuleSet
 
 SCOPE_PREFIX = "replay-"
 _CORE_FIELDS = ("id", "source", "type", "subject", "time", "data")

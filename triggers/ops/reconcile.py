@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
-from .ledger.base import Ledger, Record, Status
+from ..ledger.base import Ledger, Record, Status
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The production runner talks to it with the real ``google-cloud-run`` client over REST, only
 pointed at another endpoint. See ``docs/emulator.md``.
 
-    from triggers.emulator import EmulatorServer
+    from triggers.emulators import EmulatorServer
     with EmulatorServer("config/jobs.yaml") as emu:
         ...  # emu.url, emu.faults, emu.store
 

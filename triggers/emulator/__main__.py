@@ -1,7 +1,0 @@
-"""``python -m triggers.emulator --jobs config/jobs.yaml --port 8123``"""
-
-import sys
-
-from .server import main
-
-sys.exit(main())
