@@ -73,8 +73,14 @@ def handle_http(request):
     key = f"{bucket}/{name}#{data.get('generation')}"
     doc = db.collection(COLLECTION).document(hashlib.sha256(key.encode()).hexdigest())
     try:
-        doc.create({"key": key, "event_id": event_id, "status": "claimed",
-                    "created_at": firestore.SERVER_TIMESTAMP})
+        doc.create(
+            {
+                "key": key,
+                "event_id": event_id,
+                "status": "claimed",
+                "created_at": firestore.SERVER_TIMESTAMP,
+            }
+        )
     except AlreadyExists:
         return _answer("duplicate", key=key)
 
@@ -102,6 +108,7 @@ def handle_http(request):
         doc.delete()  # let the retry claim it again
         raise
     doc.update({"status": "launched", "execution": execution})
-    print(json.dumps({"severity": "INFO", "message": f"launched {execution}", "key": key}),
-          flush=True)
+    print(
+        json.dumps({"severity": "INFO", "message": f"launched {execution}", "key": key}), flush=True
+    )
     return _answer("launched", execution=execution)

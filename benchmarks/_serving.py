@@ -89,12 +89,20 @@ def run_main(main) -> None:
 
 def add_server_options(parser) -> None:
     """The options every benchmark that starts function servers takes."""
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds a server may take to answer its first event")
-    parser.add_argument("--bytecode", choices=("cached", "inherit"), default="cached",
-                        help="cached: the servers read and write .pyc files in a temporary "
-                             "directory, filled by the warm-up (the default); inherit: as the "
-                             "environment has it (PYTHONDONTWRITEBYTECODE...)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds a server may take to answer its first event",
+    )
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "inherit"),
+        default="cached",
+        help="cached: the servers read and write .pyc files in a temporary "
+        "directory, filled by the warm-up (the default); inherit: as the "
+        "environment has it (PYTHONDONTWRITEBYTECODE...)",
+    )
 
 
 def free_port() -> int:
@@ -186,23 +194,35 @@ class FirestoreEmulator:
             return "the emulator needs Java, and neither java nor JAVA_HOME is present"
         return None
 
-    def start(self) -> "FirestoreEmulator":
+    def start(self) -> FirestoreEmulator:
         env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [shutil.which("gcloud") or "gcloud", "emulators", "firestore", "start",
-                 f"--host-port={self.host_port}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                [
+                    shutil.which("gcloud") or "gcloud",
+                    "emulators",
+                    "firestore",
+                    "start",
+                    f"--host-port={self.host_port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,  # its own process group: gcloud's Java child goes too
             )
         deadline = time.monotonic() + FIRESTORE_START_TIMEOUT
         while not _answers(self.host_port):
             if self.process.poll() is not None:
-                raise RuntimeError(f"the Firestore emulator exited with "
-                                   f"{self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"the Firestore emulator exited with "
+                    f"{self.process.returncode}:\n{self.output()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Firestore emulator did not answer on {self.host_port} "
-                                   f"within {FIRESTORE_START_TIMEOUT:.0f}s:\n{self.output()}")
+                raise RuntimeError(
+                    f"the Firestore emulator did not answer on {self.host_port} "
+                    f"within {FIRESTORE_START_TIMEOUT:.0f}s:\n{self.output()}"
+                )
             time.sleep(0.2)
         return self
 
@@ -252,11 +272,20 @@ class EventFactory:
         bucket = self.body["bucket"] if match else "unrelated-bucket"
         name = f"incoming/bench/{self.run_id}/{tag}/part-{i:06d}.csv"
         generation = str(self._generation)
-        body = {**self.body, "bucket": bucket, "name": name, "generation": generation,
-                "id": f"{bucket}/{name}/{generation}"}
-        headers = {**self.headers, "ce-id": f"{self.run_id}-{tag}-{i}",
-                   "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-                   "ce-subject": f"objects/{name}", "ce-bucket": bucket}
+        body = {
+            **self.body,
+            "bucket": bucket,
+            "name": name,
+            "generation": generation,
+            "id": f"{bucket}/{name}/{generation}",
+        }
+        headers = {
+            **self.headers,
+            "ce-id": f"{self.run_id}-{tag}-{i}",
+            "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+            "ce-subject": f"objects/{name}",
+            "ce-bucket": bucket,
+        }
         return headers, json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -297,8 +326,11 @@ def server_env(
     to that directory (PYTHONPYCACHEPREFIX) even where PYTHONDONTWRITEBYTECODE is set: without
     a cache every start compiles the project's own modules (triggers: ~40 of them, ~0.1 s of
     CPU) while site-packages keeps the .pyc files pip wrote."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TRIGGERS_", "MINIMAL_", "FIRESTORE_EMULATOR_HOST"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TRIGGERS_", "MINIMAL_", "FIRESTORE_EMULATOR_HOST"))
+    }
     env.update({"PYTHONUNBUFFERED": "1", "GOOGLE_CLOUD_PROJECT": FIRESTORE_PROJECT})
     if pycache is not None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -306,21 +338,25 @@ def server_env(
     if firestore:
         env["FIRESTORE_EMULATOR_HOST"] = firestore
     if variant == "triggers":
-        env.update({
-            "TRIGGERS_RULES": str(rules),
-            "TRIGGERS_LEDGER": ledger,
-            "TRIGGERS_FIRESTORE_PROJECT": FIRESTORE_PROJECT,
-            "TRIGGERS_FIRESTORE_COLLECTION": collection,
-            "TRIGGERS_CLOUD_RUN_ENDPOINT": cloud_run,
-        })
+        env.update(
+            {
+                "TRIGGERS_RULES": str(rules),
+                "TRIGGERS_LEDGER": ledger,
+                "TRIGGERS_FIRESTORE_PROJECT": FIRESTORE_PROJECT,
+                "TRIGGERS_FIRESTORE_COLLECTION": collection,
+                "TRIGGERS_CLOUD_RUN_ENDPOINT": cloud_run,
+            }
+        )
         if sqlite_path is not None:
             env["TRIGGERS_SQLITE_PATH"] = str(sqlite_path)
     else:
-        env.update({
-            "MINIMAL_CLOUD_RUN_ENDPOINT": cloud_run,
-            "MINIMAL_JOB": CSV_JOB,
-            "MINIMAL_COLLECTION": collection,
-        })
+        env.update(
+            {
+                "MINIMAL_CLOUD_RUN_ENDPOINT": cloud_run,
+                "MINIMAL_JOB": CSV_JOB,
+                "MINIMAL_COLLECTION": collection,
+            }
+        )
     return env
 
 
@@ -328,15 +364,25 @@ def bytecode_note(mode: str) -> str:
     if mode == "cached":
         return "bytecode cached (PYTHONPYCACHEPREFIX in the run's temporary directory)"
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        return ("bytecode as the environment has it: PYTHONDONTWRITEBYTECODE is set, so modules "
-                "without a .pyc (triggers' own) are compiled at every start")
+        return (
+            "bytecode as the environment has it: PYTHONDONTWRITEBYTECODE is set, so modules "
+            "without a .pyc (triggers' own) are compiled at every start"
+        )
     return "bytecode as the environment has it"
 
 
 def server_command(variant: str, server: str, port: int) -> list[str]:
     source = {"triggers": TRIGGERS_SOURCE, "floor": FLOOR_SOURCE}.get(variant, MINIMAL_SOURCE)
-    args = ["--target", "handle_http", "--source", str(source), "--host", "127.0.0.1",
-            "--port", str(port)]
+    args = [
+        "--target",
+        "handle_http",
+        "--source",
+        str(source),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     if server == "gunicorn":
         ff = Path(sys.executable).parent / "functions-framework"
         if not ff.exists():
@@ -359,13 +405,18 @@ class ServedFunction:
         self.process: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0
 
-    def spawn(self) -> "ServedFunction":
+    def spawn(self) -> ServedFunction:
         command = server_command(self.variant, self.server, self.port)
         with self.log_path.open("ab") as log:
             self.spawned_at = time.perf_counter()
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -383,11 +434,15 @@ class ServedFunction:
         deadline = time.perf_counter() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.variant}/{self.server} exited with "
-                                   f"{self.process.returncode} before answering:\n{self.output()}")
+                raise RuntimeError(
+                    f"{self.variant}/{self.server} exited with "
+                    f"{self.process.returncode} before answering:\n{self.output()}"
+                )
             if time.perf_counter() > deadline:
-                raise RuntimeError(f"{self.variant}/{self.server} did not answer within "
-                                   f"{timeout:.0f}s:\n{self.output()}")
+                raise RuntimeError(
+                    f"{self.variant}/{self.server} did not answer within "
+                    f"{timeout:.0f}s:\n{self.output()}"
+                )
             try:
                 sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
             except (ConnectionRefusedError, ConnectionResetError):

@@ -57,7 +57,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _serving import (  # noqa: E402
-    add_server_options,
     MINIMAL_SOURCE,
     ROOT,
     SAMPLE_RULES,
@@ -67,6 +66,7 @@ from _serving import (  # noqa: E402
     EventFactory,
     FirestoreEmulator,
     ServedFunction,
+    add_server_options,
     bytecode_note,
     install_sigterm,
     machine_note,
@@ -124,8 +124,15 @@ def compiled_rules(tmp_path: Path, env: dict[str, str]) -> Path:
 
 
 def one_run(
-    variant: str, server: str, env: dict[str, str], events: EventFactory, tag: str, i: int,
-    log_dir: Path, timeout: float, emu: EmulatorServer,
+    variant: str,
+    server: str,
+    env: dict[str, str],
+    events: EventFactory,
+    tag: str,
+    i: int,
+    log_dir: Path,
+    timeout: float,
+    emu: EmulatorServer,
 ) -> dict[str, Any]:
     headers, body = events.make(f"{variant}-{tag}", i)
     served = ServedFunction(variant, server, env, log_dir / f"{variant}-{server}.log")
@@ -136,11 +143,15 @@ def one_run(
         served.stop()
     emu.wait_idle(60)  # the execution's tasks must not run into the next measurement
     if result["outcome"] != "launched":
-        raise RuntimeError(f"{variant}: the event was not launched: {result['status']} "
-                           f"{result['body']}\n{served.output()}")
+        raise RuntimeError(
+            f"{variant}: the event was not launched: {result['status']} "
+            f"{result['body']}\n{served.output()}"
+        )
     if "validating the rules instead" in served.output():  # the start log says so
-        raise RuntimeError(f"{variant} did not start from the compiled rules (was triggers/rules "
-                           f"edited during the run?):\n{served.output()}")
+        raise RuntimeError(
+            f"{variant} did not start from the compiled rules (was triggers/rules "
+            f"edited during the run?):\n{served.output()}"
+        )
     return result
 
 
@@ -151,8 +162,12 @@ def import_times(envs: dict[str, dict[str, str]], runs: int) -> dict[str, dict[s
         values = []
         for _ in range(runs):
             done = subprocess.run(
-                [sys.executable, "-c", _TIMER.format(code=code)], cwd=ROOT, env=env,
-                capture_output=True, text=True, timeout=120,
+                [sys.executable, "-c", _TIMER.format(code=code)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             if done.returncode != 0:
                 raise RuntimeError(f"importing {name} failed:\n{done.stderr[-2000:]}")
@@ -165,17 +180,32 @@ def import_times(envs: dict[str, dict[str, str]], runs: int) -> dict[str, dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="timed cold starts per variant")
-    parser.add_argument("--server", choices=SERVERS, default="gunicorn",
-                        help="gunicorn: what `functions-framework` uses when gunicorn is "
-                             "installed (the default); werkzeug: its fallback")
-    parser.add_argument("--import-runs", type=int, default=None,
-                        help="fresh interpreters per import measurement (default: --runs; 0: skip)")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="gunicorn",
+        help="gunicorn: what `functions-framework` uses when gunicorn is "
+        "installed (the default); werkzeug: its fallback",
+    )
+    parser.add_argument(
+        "--import-runs",
+        type=int,
+        default=None,
+        help="fresh interpreters per import measurement (default: --runs; 0: skip)",
+    )
     add_server_options(parser)
-    parser.add_argument("--rules", choices=("compiled", "source"), default="compiled",
-                        help="compiled: triggers starts from `triggers compile`'s artifact "
-                             "(the default); source: from config/rules.yaml, validated at start")
-    parser.add_argument("--floor", action="store_true",
-                        help="also time the minimal function plus triggers' pydantic-settings")
+    parser.add_argument(
+        "--rules",
+        choices=("compiled", "source"),
+        default="compiled",
+        help="compiled: triggers starts from `triggers compile`'s artifact "
+        "(the default); source: from config/rules.yaml, validated at start",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the minimal function plus triggers' pydantic-settings",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     variants = VARIANTS + (("floor",) if args.floor else ())
@@ -201,29 +231,56 @@ def main(argv: list[str] | None = None) -> int:
             say(f"Cloud Run emulator on {emu.url}; starting the Firestore emulator...")
             started = time.perf_counter()
             firestore.start()
-            say(f"Firestore emulator on {firestore.host_port} after "
-                f"{time.perf_counter() - started:.1f}s")
+            say(
+                f"Firestore emulator on {firestore.host_port} after "
+                f"{time.perf_counter() - started:.1f}s"
+            )
             envs = {
-                v: server_env(v, cloud_run=emu.url, firestore=firestore.host_port,
-                              collection=f"bench-coldstart-{v}-{run_id}", pycache=pycache)
+                v: server_env(
+                    v,
+                    cloud_run=emu.url,
+                    firestore=firestore.host_port,
+                    collection=f"bench-coldstart-{v}-{run_id}",
+                    pycache=pycache,
+                )
                 for v in variants
             }
             if args.rules == "compiled":
                 envs["triggers"]["TRIGGERS_RULES"] = str(compiled_rules(tmp_path, envs["triggers"]))
             for variant in variants:
                 say(f"[{variant}] untimed warm-up run...")
-                warm = one_run(variant, args.server, envs[variant], events, "warmup", 0,
-                               tmp_path, args.timeout, emu)
+                warm = one_run(
+                    variant,
+                    args.server,
+                    envs[variant],
+                    events,
+                    "warmup",
+                    0,
+                    tmp_path,
+                    args.timeout,
+                    emu,
+                )
                 say(f"[{variant}] warm-up answered after {warm['answer_s']:.3f}s")
             for i in range(args.runs):
                 order = variants if i % 2 == 0 else variants[::-1]
                 for variant in order:
-                    result = one_run(variant, args.server, envs[variant], events, "run", i,
-                                     tmp_path, args.timeout, emu)
+                    result = one_run(
+                        variant,
+                        args.server,
+                        envs[variant],
+                        events,
+                        "run",
+                        i,
+                        tmp_path,
+                        args.timeout,
+                        emu,
+                    )
                     times[variant].append(result)
-                    say(f"[{i + 1}/{args.runs}] {variant}: first answer after "
+                    say(
+                        f"[{i + 1}/{args.runs}] {variant}: first answer after "
                         f"{result['answer_s']:.3f}s (listening after "
-                        f"{result['listening_s']:.3f}s, CPU {result['cpu_s']:.2f}s)")
+                        f"{result['listening_s']:.3f}s, CPU {result['cpu_s']:.2f}s)"
+                    )
             imports = {}
             if import_runs > 0:
                 say(f"import times ({import_runs} fresh interpreters each)...")
@@ -241,22 +298,27 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": stats([r["cpu_s"] for r in times[variant]]),
             "runs_s": [round(r["answer_s"], 4) for r in times[variant]],
         }
+
     def ratios(variant: str) -> tuple[float, float, float]:
         """(ratio of the medians, median of the paired runs' ratios, ratio of CPU medians)."""
-        of_medians = (rows[variant]["first_answer"]["median_s"]
-                      / rows["minimal"]["first_answer"]["median_s"])
+        of_medians = (
+            rows[variant]["first_answer"]["median_s"] / rows["minimal"]["first_answer"]["median_s"]
+        )
         # Run i of each variant ran back to back (alternating order): their ratio cancels most
         # of what a busy machine adds to both.
-        paired_runs = median([t["answer_s"] / m["answer_s"]
-                              for t, m in zip(times[variant], times["minimal"])])
+        paired_runs = median(
+            [t["answer_s"] / m["answer_s"] for t, m in zip(times[variant], times["minimal"])]
+        )
         cpu = rows[variant]["cpu"]["median_s"] / max(rows["minimal"]["cpu"]["median_s"], 1e-9)
         return of_medians, paired_runs, cpu
 
     ratio, paired, cpu_ratio = ratios("triggers")
     verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
-    server_desc = (f"gunicorn (functions-framework default: 1 worker, gthread, "
-                   f"{server_threads()} threads)" if args.server == "gunicorn"
-                   else "werkzeug (functions-framework fallback: Flask dev server, threaded)")
+    server_desc = (
+        f"gunicorn (functions-framework default: 1 worker, gthread, {server_threads()} threads)"
+        if args.server == "gunicorn"
+        else "werkzeug (functions-framework fallback: Flask dev server, threaded)"
+    )
     result = {
         "python": platform.python_version(),
         "cores": os.cpu_count(),
@@ -278,37 +340,49 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
 
-    print(f"\nPython {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores"
-          f"{'; ' + note if note else ''}. Server: {server_desc}; "
-          f"{bytecode_note(args.bytecode)}. Firestore emulator ledger, Cloud Run emulator; "
-          f"{args.runs} cold starts per variant, alternating.\n")
-    print("| function | first answer median (s) | min (s) | p90 (s) | port open median (s) | "
-          "first request median (s) | CPU to first answer median (s) |")
+    print(
+        f"\nPython {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores"
+        f"{'; ' + note if note else ''}. Server: {server_desc}; "
+        f"{bytecode_note(args.bytecode)}. Firestore emulator ledger, Cloud Run emulator; "
+        f"{args.runs} cold starts per variant, alternating.\n"
+    )
+    print(
+        "| function | first answer median (s) | min (s) | p90 (s) | port open median (s) | "
+        "first request median (s) | CPU to first answer median (s) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for variant in variants:
         first = rows[variant]["first_answer"]
         listening = rows[variant]["listening"]
         request = median([r["answer_s"] - r["listening_s"] for r in times[variant]])
-        print(f"| {variant} | {first['median_s']:.3f} | {first['min_s']:.3f} | "
-              f"{first['p90_s']:.3f} | {listening['median_s']:.3f} | {request:.3f} | "
-              f"{rows[variant]['cpu']['median_s']:.2f} |")
+        print(
+            f"| {variant} | {first['median_s']:.3f} | {first['min_s']:.3f} | "
+            f"{first['p90_s']:.3f} | {listening['median_s']:.3f} | {request:.3f} | "
+            f"{rows[variant]['cpu']['median_s']:.2f} |"
+        )
     if imports:
         print(f"\nImport time in a fresh interpreter ({import_runs} runs each):\n")
         print("| import | median (ms) | min (ms) |")
         print("|---|---:|---:|")
         for name, s in imports.items():
             print(f"| {name} | {s['median_s'] * 1000:.0f} | {s['min_s'] * 1000:.0f} |")
-    print(f"\nCPU to first answer: user + system time of the server's processes (under "
-          f"gunicorn the arbiter and its worker) when the answer arrived, "
-          f"{os.sysconf('SC_CLK_TCK')} ticks/s; less sensitive to a busy machine than wall "
-          f"time. Ratio of medians: {cpu_ratio:.2f}x.")
-    print(f"\nratio triggers / minimal (median time to first answer): {ratio:.2f}x — "
-          f"target <= {TARGET_RATIO}x: {verdict}; median of the {args.runs} paired runs' "
-          f"ratios: {paired:.2f}x. Rules: {args.rules}.")
+    print(
+        f"\nCPU to first answer: user + system time of the server's processes (under "
+        f"gunicorn the arbiter and its worker) when the answer arrived, "
+        f"{os.sysconf('SC_CLK_TCK')} ticks/s; less sensitive to a busy machine than wall "
+        f"time. Ratio of medians: {cpu_ratio:.2f}x."
+    )
+    print(
+        f"\nratio triggers / minimal (median time to first answer): {ratio:.2f}x — "
+        f"target <= {TARGET_RATIO}x: {verdict}; median of the {args.runs} paired runs' "
+        f"ratios: {paired:.2f}x. Rules: {args.rules}."
+    )
     if args.floor:
         floor = ratios("floor")
-        print(f"floor (minimal + triggers' settings) / minimal: {floor[0]:.2f}x (paired runs "
-              f"{floor[1]:.2f}x, CPU {floor[2]:.2f}x): the best triggers could do.")
+        print(
+            f"floor (minimal + triggers' settings) / minimal: {floor[0]:.2f}x (paired runs "
+            f"{floor[1]:.2f}x, CPU {floor[2]:.2f}x): the best triggers could do."
+        )
     return 0
 
 

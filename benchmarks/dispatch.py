@@ -204,8 +204,10 @@ def measure_backend(
         ("new", events, Outcome.LAUNCHED),
         ("duplicates", storm, Outcome.DUPLICATE),
     ):
-        say(f"[{name}] {phase}: dispatching {len(stream)} events "
-            f"(concurrency {args.concurrency})...")
+        say(
+            f"[{name}] {phase}: dispatching {len(stream)} events "
+            f"(concurrency {args.concurrency})..."
+        )
         calls_before = Counter(backend.calls)
         rpcs_before = Counter(getattr(backend, "rpcs", Counter()))
         executions_before = len(emu.store.records())
@@ -248,10 +250,15 @@ def measure_backend(
         row["problems"] = problems
         for problem in problems:
             say(f"[{name}] {phase}: PROBLEM: {problem}")
-        say(f"[{name}] {phase}: {row['events_per_s']:,.1f} events/s, p50 {row['p50_ms']} ms, "
+        say(
+            f"[{name}] {phase}: {row['events_per_s']:,.1f} events/s, p50 {row['p50_ms']} ms, "
             f"p99 {row['p99_ms']} ms, ledger calls/event {row['ledger_calls_per_event']}"
-            + (f", rpcs/event {row['firestore_rpcs_per_event']}" if "firestore_rpcs_per_event"
-               in row else ""))
+            + (
+                f", rpcs/event {row['firestore_rpcs_per_event']}"
+                if "firestore_rpcs_per_event" in row
+                else ""
+            )
+        )
         rows.append(row)
     return rows
 
@@ -270,27 +277,34 @@ def _counts(counts: dict[str, float]) -> str:
 def print_table(
     rows: list[dict[str, Any]], skipped: dict[str, str], args: argparse.Namespace
 ) -> None:
-    mode = ("sequential, one thread" if args.concurrency <= 1
-            else f"{args.concurrency} threads")
-    print(f"\nPython {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
-          f"Cloud Run emulator (in-process, REST) and Firestore emulator on loopback; dispatch "
-          f"{mode}; {args.events} new events, then each delivered {args.storm} more times.\n")
-    print("| ledger | phase | events | events/s | p50 (ms) | p99 (ms) | in ledger (ms/ev) | "
-          "in runner (ms/ev) | ledger calls / event | Firestore RPCs / event |")
+    mode = "sequential, one thread" if args.concurrency <= 1 else f"{args.concurrency} threads"
+    print(
+        f"\nPython {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+        f"Cloud Run emulator (in-process, REST) and Firestore emulator on loopback; dispatch "
+        f"{mode}; {args.events} new events, then each delivered {args.storm} more times.\n"
+    )
+    print(
+        "| ledger | phase | events | events/s | p50 (ms) | p99 (ms) | in ledger (ms/ev) | "
+        "in runner (ms/ev) | ledger calls / event | Firestore RPCs / event |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         rpcs = _counts(r["firestore_rpcs_per_event"]) if "firestore_rpcs_per_event" in r else "-"
-        print(f"| {r['backend']} | {r['phase']} | {r['events']:,} | {r['events_per_s']:,.1f} | "
-              f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['ledger_ms_per_event']:.2f} | "
-              f"{r['runner_ms_per_event']:.2f} | {_counts(r['ledger_calls_per_event'])} | {rpcs} |")
+        print(
+            f"| {r['backend']} | {r['phase']} | {r['events']:,} | {r['events_per_s']:,.1f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['ledger_ms_per_event']:.2f} | "
+            f"{r['runner_ms_per_event']:.2f} | {_counts(r['ledger_calls_per_event'])} | {rpcs} |"
+        )
     for name, reason in skipped.items():
         print(f"\n{name}: skipped ({reason})")
     problems = [(r["backend"], r["phase"], p) for r in rows for p in r["problems"]]
     for backend, phase, problem in problems:
         print(f"\nPROBLEM {backend}/{phase}: {problem}")
-    print("\nEvery new event starts one execution, which the emulator runs as a local process "
-          f"(`python -c pass`): on {os.cpu_count()} cores process creation bounds the new-event "
-          "rate. Duplicates never reach the emulator.")
+    print(
+        "\nEvery new event starts one execution, which the emulator runs as a local process "
+        f"(`python -c pass`): on {os.cpu_count()} cores process creation bounds the new-event "
+        "rate. Duplicates never reach the emulator."
+    )
 
 
 # ---------------------------------------------------------------------------- main
@@ -303,11 +317,19 @@ def _terminate(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200, help="new events per backend")
-    parser.add_argument("--storm", type=int, default=3,
-                        help="how many more times each event is delivered (the duplicate phase)")
+    parser.add_argument(
+        "--storm",
+        type=int,
+        default=3,
+        help="how many more times each event is delivered (the duplicate phase)",
+    )
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="dispatch from a pool of K threads (default: 1, sequential)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="dispatch from a pool of K threads (default: 1, sequential)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -350,8 +372,10 @@ def main(argv: list[str] | None = None) -> int:
                         say("[firestore] starting the Firestore emulator...")
                         started = time.perf_counter()
                         firestore.start()
-                        say(f"[firestore] emulator on {firestore.host_port} after "
-                            f"{time.perf_counter() - started:.1f}s")
+                        say(
+                            f"[firestore] emulator on {firestore.host_port} after "
+                            f"{time.perf_counter() - started:.1f}s"
+                        )
                         client = firestore.client()
                         try:
                             backend = FirestoreBackend(client, collection=f"bench-{run_id}")
@@ -365,15 +389,20 @@ def main(argv: list[str] | None = None) -> int:
             emu.stop()
 
     if args.json:
-        print(json.dumps({
-            "python": platform.python_version(),
-            "cores": os.cpu_count(),
-            "events": args.events,
-            "storm": args.storm,
-            "concurrency": args.concurrency,
-            "skipped": skipped,
-            "results": rows,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "python": platform.python_version(),
+                    "cores": os.cpu_count(),
+                    "events": args.events,
+                    "storm": args.storm,
+                    "concurrency": args.concurrency,
+                    "skipped": skipped,
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
     else:
         print_table(rows, skipped, args)
     return 1 if any(r["problems"] for r in rows) else 0

@@ -125,8 +125,11 @@ def make_events(count: int, rules: int, rng: random.Random) -> list[Event]:
             }
             events.append(
                 Event(
-                    id=str(i), source="//storage.googleapis.com/projects/_/buckets/b",
-                    type=rng.choice(STORAGE_TYPES), kind="storage", form="cloudevent-binary",
+                    id=str(i),
+                    source="//storage.googleapis.com/projects/_/buckets/b",
+                    type=rng.choice(STORAGE_TYPES),
+                    kind="storage",
+                    form="cloudevent-binary",
                     data=data,
                 )
             )
@@ -151,8 +154,12 @@ def make_events(count: int, rules: int, rng: random.Random) -> list[Event]:
             }
             events.append(
                 Event(
-                    id=str(i), source="//pubsub.googleapis.com/projects/demo-project/topics/t",
-                    type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push", data=data,
+                    id=str(i),
+                    source="//pubsub.googleapis.com/projects/demo-project/topics/t",
+                    type=PUBSUB_PUBLISHED,
+                    kind="pubsub",
+                    form="pubsub-push",
+                    data=data,
                 )
             )
         else:
@@ -166,8 +173,12 @@ def make_events(count: int, rules: int, rng: random.Random) -> list[Event]:
             }
             events.append(
                 Event(
-                    id=str(i), source=f"//cloudscheduler.googleapis.com/jobs/{job}",
-                    type=SCHEDULER_EXECUTED, kind="scheduler", form="scheduler-http", data=data,
+                    id=str(i),
+                    source=f"//cloudscheduler.googleapis.com/jobs/{job}",
+                    type=SCHEDULER_EXECUTED,
+                    kind="scheduler",
+                    form="scheduler-http",
+                    data=data,
                 )
             )
     return events
@@ -225,7 +236,9 @@ def main(argv=None) -> int:
         print(f"[{size} rules] loaded in {load_seconds:.3f}s; measuring...", file=sys.stderr)
         sample = events[:300]
         if any(router.route(e) != router.scan(e) for e in sample):
-            raise SystemExit("the index and the linear scan disagree: a bug, not a benchmark result")
+            raise SystemExit(
+                "the index and the linear scan disagree: a bug, not a benchmark result"
+            )
         row["matches_per_event"] = round(sum(len(router.route(e)) for e in events) / len(events), 2)
         row["indexed_eps"] = rate(router.route, events, args.seconds)
         row["linear_eps"] = rate(linear, events, args.seconds)
@@ -243,16 +256,22 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"\nPython {platform.python_version()} on {platform.machine()}, one core, "
-          f"{args.events} events per pass\n")
-    print("| rules | load (s) | triggers indexed (ev/s) | triggers linear (ev/s) | moto (ev/s) | "
-          "matches/event | cost vs 100 rules |")
+    print(
+        f"\nPython {platform.python_version()} on {platform.machine()}, one core, "
+        f"{args.events} events per pass\n"
+    )
+    print(
+        "| rules | load (s) | triggers indexed (ev/s) | triggers linear (ev/s) | moto (ev/s) | "
+        "matches/event | cost vs 100 rules |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         moto = f"{r['moto_eps']:,.0f}" if "moto_eps" in r else "-"
         ratio = f"{base['indexed_eps'] / r['indexed_eps']:.2f}x" if base else "-"
-        print(f"| {r['rules']:,} | {r['load_s']:.3f} | {r['indexed_eps']:,.0f} | "
-              f"{r['linear_eps']:,.0f} | {moto} | {r['matches_per_event']} | {ratio} |")
+        print(
+            f"| {r['rules']:,} | {r['load_s']:.3f} | {r['indexed_eps']:,.0f} | "
+            f"{r['linear_eps']:,.0f} | {moto} | {r['matches_per_event']} | {ratio} |"
+        )
     return 0
 
 

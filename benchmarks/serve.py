@@ -64,20 +64,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _serving import (  # noqa: E402
-    add_server_options,
     SAMPLE_RULES,
     SERVERS,
     TRIVIAL_JOBS_YAML,
     EventFactory,
     FirestoreEmulator,
     ServedFunction,
+    add_server_options,
     bytecode_note,
     install_sigterm,
     machine_note,
     nearest_rank,
+    outcome_of,
     quiet_cloud_run_emulator,
     run_main,
-    outcome_of,
     say,
     server_env,
     server_threads,
@@ -159,8 +159,14 @@ def run_phase(
 
 
 def measure_throughput(
-    variant: str, server: str, ledger: str, env: dict[str, str], events: EventFactory,
-    emu: EmulatorServer, args: argparse.Namespace, log_dir: Path,
+    variant: str,
+    server: str,
+    ledger: str,
+    env: dict[str, str],
+    events: EventFactory,
+    emu: EmulatorServer,
+    args: argparse.Namespace,
+    log_dir: Path,
 ) -> list[dict[str, Any]]:
     label = f"{variant}/{server}/{ledger}"
     tag = f"{variant}-{server}-{ledger}"
@@ -171,8 +177,9 @@ def measure_throughput(
         warm_headers, warm_body = events.make(f"{tag}-warm", 0)
         first = served.first_answer(warm_headers, warm_body, args.timeout)
         if first["outcome"] != "launched":
-            raise RuntimeError(f"{label}: warm-up event not launched: {first['body']}\n"
-                               f"{served.output()}")
+            raise RuntimeError(
+                f"{label}: warm-up event not launched: {first['body']}\n{served.output()}"
+            )
         say(f"[{label}] up; first answer after {first['answer_s']:.2f}s")
         warm = [(warm_headers, warm_body), events.make(f"{tag}-warm", 1, match=False)]
         _, _, warm_outcomes = run_phase(served.port, variant, warm, 1)
@@ -184,15 +191,17 @@ def measure_throughput(
         phases = (
             ("new", new, "launched"),
             ("duplicates", new * args.storm, "duplicate"),
-            ("nomatch", [events.make(f"{tag}-x", i, match=False) for i in range(args.events)],
-             "nomatch"),
+            (
+                "nomatch",
+                [events.make(f"{tag}-x", i, match=False) for i in range(args.events)],
+                "nomatch",
+            ),
         )
         for phase, stream, expected in phases:
             say(f"[{label}] {phase}: {len(stream)} requests, concurrency {args.concurrency}...")
             executions_before = len(emu.store.records())
             cpu_before = served.cpu_seconds()
-            wall, latencies, outcomes = run_phase(served.port, variant, stream,
-                                                  args.concurrency)
+            wall, latencies, outcomes = run_phase(served.port, variant, stream, args.concurrency)
             cpu = served.cpu_seconds() - cpu_before
             idle = emu.wait_idle(120)
             executions = len(emu.store.records()) - executions_before
@@ -207,18 +216,27 @@ def measure_throughput(
             if not idle:
                 problems.append("executions still running 120 s after the phase")
             row = {
-                "function": variant, "server": server, "ledger": ledger, "phase": phase,
-                "requests": n, "concurrency": args.concurrency, "seconds": round(wall, 3),
+                "function": variant,
+                "server": server,
+                "ledger": ledger,
+                "phase": phase,
+                "requests": n,
+                "concurrency": args.concurrency,
+                "seconds": round(wall, 3),
                 "events_per_s": round(n / wall, 1),
                 "p50_ms": round(nearest_rank(latencies, 0.50) * 1000, 2),
                 "p99_ms": round(nearest_rank(latencies, 0.99) * 1000, 2),
                 "server_cpu_ms_per_request": round(cpu / n * 1000, 2),
-                "outcomes": dict(outcomes), "executions": executions, "problems": problems,
+                "outcomes": dict(outcomes),
+                "executions": executions,
+                "problems": problems,
             }
             for problem in problems:
                 say(f"[{label}] {phase}: PROBLEM: {problem}")
-            say(f"[{label}] {phase}: {row['events_per_s']:,.1f} events/s, p50 {row['p50_ms']} ms, "
-                f"p99 {row['p99_ms']} ms, server CPU {row['server_cpu_ms_per_request']} ms/req")
+            say(
+                f"[{label}] {phase}: {row['events_per_s']:,.1f} events/s, p50 {row['p50_ms']} ms, "
+                f"p99 {row['p99_ms']} ms, server CPU {row['server_cpu_ms_per_request']} ms/req"
+            )
             rows.append(row)
         memory = served.memory()
         for row in rows:
@@ -230,8 +248,13 @@ def measure_throughput(
 
 
 def warm_up(
-    variant: str, server: str, env: dict[str, str], events: EventFactory,
-    emu: EmulatorServer, args: argparse.Namespace, log_dir: Path,
+    variant: str,
+    server: str,
+    env: dict[str, str],
+    events: EventFactory,
+    emu: EmulatorServer,
+    args: argparse.Namespace,
+    log_dir: Path,
 ) -> None:
     served = ServedFunction(variant, server, env, log_dir / f"warm-{variant}-{server}.log")
     try:
@@ -244,8 +267,15 @@ def warm_up(
 
 
 def measure_memory(
-    name: str, variant: str, server: str, env: dict[str, str], events: EventFactory,
-    emu: EmulatorServer, args: argparse.Namespace, log_dir: Path, rules: int,
+    name: str,
+    variant: str,
+    server: str,
+    env: dict[str, str],
+    events: EventFactory,
+    emu: EmulatorServer,
+    args: argparse.Namespace,
+    log_dir: Path,
+    rules: int,
 ) -> dict[str, Any]:
     served = ServedFunction(variant, server, env, log_dir / f"memory-{name}-{server}.log")
     try:
@@ -253,18 +283,26 @@ def measure_memory(
         headers, body = events.make(f"mem-{name}-{server}", 0)
         first = served.first_answer(headers, body, args.timeout)
         if first["outcome"] != "launched":
-            raise RuntimeError(f"{name}/{server}: event not launched: {first['body']}\n"
-                               f"{served.output()}")
+            raise RuntimeError(
+                f"{name}/{server}: event not launched: {first['body']}\n{served.output()}"
+            )
         time.sleep(0.2)  # let the answered request's thread settle
         memory = served.memory()
     finally:
         served.stop()
     emu.wait_idle(60)
-    row = {"function": name, "server": server, "rules": rules,
-           "ledger": env.get("TRIGGERS_LEDGER", "firestore"),
-           "first_answer_s": round(first["answer_s"], 3), **memory}
-    say(f"[memory] {name}/{server}: VmRSS {row.get('rss_kib', 0) / 1024:.1f} MiB, VmHWM "
-        f"{row.get('hwm_kib', 0) / 1024:.1f} MiB (first answer {row['first_answer_s']}s)")
+    row = {
+        "function": name,
+        "server": server,
+        "rules": rules,
+        "ledger": env.get("TRIGGERS_LEDGER", "firestore"),
+        "first_answer_s": round(first["answer_s"], 3),
+        **memory,
+    }
+    say(
+        f"[memory] {name}/{server}: VmRSS {row.get('rss_kib', 0) / 1024:.1f} MiB, VmHWM "
+        f"{row.get('hwm_kib', 0) / 1024:.1f} MiB (first answer {row['first_answer_s']}s)"
+    )
     return row
 
 
@@ -276,50 +314,66 @@ def _mib(kib: Any) -> str:
 
 
 def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nPython {result['python']} on {platform.machine()}, {result['cores']} cores"
-          f"{'; ' + result['machine'] if result['machine'] else ''}. Servers: "
-          + "; ".join(f"{k} = {v}" for k, v in result["servers"].items())
-          + f"; {result['bytecode']}.")
+    print(
+        f"\nPython {result['python']} on {platform.machine()}, {result['cores']} cores"
+        f"{'; ' + result['machine'] if result['machine'] else ''}. Servers: "
+        + "; ".join(f"{k} = {v}" for k, v in result["servers"].items())
+        + f"; {result['bytecode']}."
+    )
     if result["throughput"]:
-        print(f"\nThroughput: {args.concurrency} client threads with keep-alive connections; "
-              f"{args.events} new events, {args.storm}x duplicates of them, {args.events} "
-              "no-match events.\n")
-        print("| function | server | ledger | phase | requests | events/s | p50 (ms) | "
-              "p99 (ms) | server CPU (ms/req) | answers as expected | RSS after (MiB) |")
+        print(
+            f"\nThroughput: {args.concurrency} client threads with keep-alive connections; "
+            f"{args.events} new events, {args.storm}x duplicates of them, {args.events} "
+            "no-match events.\n"
+        )
+        print(
+            "| function | server | ledger | phase | requests | events/s | p50 (ms) | "
+            "p99 (ms) | server CPU (ms/req) | answers as expected | RSS after (MiB) |"
+        )
         print("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|")
         for r in result["throughput"]:
             ok = "yes" if not r["problems"] else "NO"
-            print(f"| {r['function']} | {r['server']} | {r['ledger']} | {r['phase']} | "
-                  f"{r['requests']:,} | {r['events_per_s']:,.1f} | {r['p50_ms']:.2f} | "
-                  f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']:.2f} | {ok} | "
-                  f"{_mib(r.get('rss_after_kib'))} |")
+            print(
+                f"| {r['function']} | {r['server']} | {r['ledger']} | {r['phase']} | "
+                f"{r['requests']:,} | {r['events_per_s']:,.1f} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']:.2f} | {ok} | "
+                f"{_mib(r.get('rss_after_kib'))} |"
+            )
     if result["memory"]:
-        print("\nMemory after one answered event (the serving process: the gunicorn worker, or "
-              "the werkzeug process). First answer: one cold start each, informative only:\n")
-        print("| function | server | rules | first answer (s) | VmRSS (MiB) | VmHWM (MiB) | "
-              "arbiter RSS (MiB) | group PSS (MiB) |")
+        print(
+            "\nMemory after one answered event (the serving process: the gunicorn worker, or "
+            "the werkzeug process). First answer: one cold start each, informative only:\n"
+        )
+        print(
+            "| function | server | rules | first answer (s) | VmRSS (MiB) | VmHWM (MiB) | "
+            "arbiter RSS (MiB) | group PSS (MiB) |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in result["memory"]:
-            print(f"| {r['function']} | {r['server']} | {r['rules']:,} | "
-                  f"{r['first_answer_s']:.2f} | {_mib(r.get('rss_kib'))} | "
-                  f"{_mib(r.get('hwm_kib'))} | {_mib(r.get('arbiter_rss_kib'))} | "
-                  f"{_mib(r.get('group_pss_kib'))} |")
+            print(
+                f"| {r['function']} | {r['server']} | {r['rules']:,} | "
+                f"{r['first_answer_s']:.2f} | {_mib(r.get('rss_kib'))} | "
+                f"{_mib(r.get('hwm_kib'))} | {_mib(r.get('arbiter_rss_kib'))} | "
+                f"{_mib(r.get('group_pss_kib'))} |"
+            )
     for what, reason in result["skipped"].items():
         print(f"\n{what}: skipped ({reason})")
     for r in result["throughput"]:
         for problem in r["problems"]:
-            print(f"\nPROBLEM {r['function']}/{r['server']}/{r['ledger']}/{r['phase']}: "
-                  f"{problem}")
-    print("\nThe Cloud Run emulator and the client threads share this process and the machine's "
-          "cores with the server and the Firestore emulator: compare rows with each other, "
-          "not with a deployed function.")
+            print(f"\nPROBLEM {r['function']}/{r['server']}/{r['ledger']}/{r['phase']}: {problem}")
+    print(
+        "\nThe Cloud Run emulator and the client threads share this process and the machine's "
+        "cores with the server and the Firestore emulator: compare rows with each other, "
+        "not with a deployed function."
+    )
 
 
 # ---------------------------------------------------------------------------- main
 
 
-def _split(value: str, allowed: tuple[str, ...], what: str,
-           parser: argparse.ArgumentParser) -> list[str]:
+def _split(
+    value: str, allowed: tuple[str, ...], what: str, parser: argparse.ArgumentParser
+) -> list[str]:
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = sorted(set(names) - set(allowed))
     if unknown:
@@ -329,17 +383,29 @@ def _split(value: str, allowed: tuple[str, ...], what: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200,
-                        help="new events (and no-match events) per throughput run")
-    parser.add_argument("--storm", type=int, default=5,
-                        help="how many times each event is re-sent in the duplicate phase")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=200,
+        help="new events (and no-match events) per throughput run",
+    )
+    parser.add_argument(
+        "--storm",
+        type=int,
+        default=5,
+        help="how many times each event is re-sent in the duplicate phase",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--ledgers", default=",".join(LEDGERS),
-                        help="triggers' ledger backends (the minimal function uses Firestore)")
+    parser.add_argument(
+        "--ledgers",
+        default=",".join(LEDGERS),
+        help="triggers' ledger backends (the minimal function uses Firestore)",
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--rules-count", type=int, default=1000,
-                        help="generated rules for the memory measurement")
+    parser.add_argument(
+        "--rules-count", type=int, default=1000, help="generated rules for the memory measurement"
+    )
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     add_server_options(parser)
@@ -367,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         many_rules.mkdir()
         (many_rules / "generated.yaml").write_text(
             rules_yaml(make_patterns(args.rules_count, random.Random(args.rules_count))),
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         shutil.copy(SAMPLE_RULES, many_rules / "samples.yaml")
 
         emu = quiet_cloud_run_emulator(tmp_path, TRIVIAL_JOBS_YAML)
@@ -382,22 +449,25 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 firestore.start()
                 fs_host = firestore.host_port
-                say(f"Firestore emulator on {fs_host} after "
-                    f"{time.perf_counter() - started:.1f}s")
+                say(f"Firestore emulator on {fs_host} after {time.perf_counter() - started:.1f}s")
             elif need_firestore:
                 say(f"Firestore emulator unavailable: {firestore_reason}")
 
             def env(variant: str, ledger: str, rules: Path, name: str) -> dict[str, str]:
                 return server_env(
-                    variant, cloud_run=emu.url, firestore=fs_host, ledger=ledger, rules=rules,
+                    variant,
+                    cloud_run=emu.url,
+                    firestore=fs_host,
+                    ledger=ledger,
+                    rules=rules,
                     collection=f"bench-serve-{name}-{run_id}",
-                    sqlite_path=tmp_path / f"ledger-{name}.sqlite3", pycache=pycache,
+                    sqlite_path=tmp_path / f"ledger-{name}.sqlite3",
+                    pycache=pycache,
                 )
 
             if not args.no_throughput:
                 for server in servers:
-                    combos = [("triggers", ledger) for ledger in ledgers
-                              if "triggers" in variants]
+                    combos = [("triggers", ledger) for ledger in ledgers if "triggers" in variants]
                     if "minimal" in variants:
                         combos.append(("minimal", "firestore"))
                     for variant, ledger in combos:
@@ -406,8 +476,15 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         name = f"{variant}-{server}-{ledger}"
                         throughput += measure_throughput(
-                            variant, server, ledger, env(variant, ledger, SAMPLE_RULES, name),
-                            events, emu, args, tmp_path)
+                            variant,
+                            server,
+                            ledger,
+                            env(variant, ledger, SAMPLE_RULES, name),
+                            events,
+                            emu,
+                            args,
+                            tmp_path,
+                        )
 
             if not args.no_memory:
                 ledger = "firestore" if fs_host is not None else "sqlite"
@@ -417,13 +494,23 @@ def main(argv: list[str] | None = None) -> int:
                         # cache first (compiling would inflate the peak), untimed.
                         for variant in ("triggers", "minimal"):
                             if variant == "triggers" or fs_host is not None:
-                                warm_up(variant, server,
-                                        env(variant, ledger, many_rules, f"warm-{server}"),
-                                        events, emu, args, tmp_path)
+                                warm_up(
+                                    variant,
+                                    server,
+                                    env(variant, ledger, many_rules, f"warm-{server}"),
+                                    events,
+                                    emu,
+                                    args,
+                                    tmp_path,
+                                )
                     cases = [
                         ("triggers", "triggers", SAMPLE_RULES, 4),
-                        (f"triggers ({args.rules_count:,} + 4 rules)", "triggers", many_rules,
-                         args.rules_count + 4),
+                        (
+                            f"triggers ({args.rules_count:,} + 4 rules)",
+                            "triggers",
+                            many_rules,
+                            args.rules_count + 4,
+                        ),
                         ("minimal", "minimal", None, 1),
                     ]
                     for name, variant, rules, count in cases:
@@ -431,10 +518,19 @@ def main(argv: list[str] | None = None) -> int:
                             skipped[f"memory minimal/{server}"] = str(firestore_reason)
                             continue
                         key = f"mem-{variant}-{count}-{server}"
-                        memory.append(measure_memory(
-                            name, variant, server,
-                            env(variant, ledger, rules or SAMPLE_RULES, key),
-                            events, emu, args, tmp_path, count))
+                        memory.append(
+                            measure_memory(
+                                name,
+                                variant,
+                                server,
+                                env(variant, ledger, rules or SAMPLE_RULES, key),
+                                events,
+                                emu,
+                                args,
+                                tmp_path,
+                                count,
+                            )
+                        )
         finally:
             say("stopping the emulators...")
             firestore.stop()
@@ -445,9 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "machine": note,
         "servers": {
-            s: (f"gunicorn via functions-framework: 1 worker, gthread, {server_threads()} "
-                "threads" if s == "gunicorn"
-                else "werkzeug: functions-framework's fallback, Flask dev server, threaded")
+            s: (
+                f"gunicorn via functions-framework: 1 worker, gthread, {server_threads()} threads"
+                if s == "gunicorn"
+                else "werkzeug: functions-framework's fallback, Flask dev server, threaded"
+            )
             for s in servers
         },
         "bytecode": bytecode_note(args.bytecode),

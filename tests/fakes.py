@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from triggers.errors import AmbiguousRunError
 from triggers.events.model import STORAGE_FINALIZED, Event
@@ -14,7 +14,7 @@ from triggers.runners.base import Launch
 class Clock:
     """A clock that stands still until a test moves it."""
 
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
 
     def __call__(self) -> datetime:
         return self.now
@@ -83,7 +83,10 @@ rules:
 def storage_event(name: str = "incoming/a.csv", event_id: str = "e-1") -> Event:
     """An object finalized in bucket `raw`, as an Eventarc binary CloudEvent decodes."""
     return Event(
-        id=event_id, source="//storage.googleapis.com/projects/_/buckets/raw",
-        type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
+        id=event_id,
+        source="//storage.googleapis.com/projects/_/buckets/raw",
+        type=STORAGE_FINALIZED,
+        kind="storage",
+        form="cloudevent-binary",
         data={"bucket": "raw", "name": name, "generation": 1},
     )

@@ -104,7 +104,9 @@ class Dispatcher:
         if claim.kind is ClaimKind.DUPLICATE:
             return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
         if claim.kind is ClaimKind.BUSY:
-            return _outcome(request, Outcome.RETRY, "another delivery of this event holds the claim")
+            return _outcome(
+                request, Outcome.RETRY, "another delivery of this event holds the claim"
+            )
         if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
             # A previous attempt may have started the execution: adopt it rather than run twice.
             try:
@@ -135,9 +137,13 @@ class Dispatcher:
 
     def _launched(self, claim: Claim, request: RunRequest, launch: Launch) -> RuleOutcome:
         self._record(self.ledger.launched, claim, launch.execution, launch.operation)
-        return _outcome(request, Outcome.LAUNCHED, execution=launch.execution, adopted=launch.adopted)
+        return _outcome(
+            request, Outcome.LAUNCHED, execution=launch.execution, adopted=launch.adopted
+        )
 
-    def _release(self, claim: Claim, request: RunRequest, reason: str, ambiguous: bool) -> RuleOutcome:
+    def _release(
+        self, claim: Claim, request: RunRequest, reason: str, ambiguous: bool
+    ) -> RuleOutcome:
         self._record(self.ledger.release, claim, reason, ambiguous=ambiguous)
         return _outcome(request, Outcome.RETRY, reason)
 

@@ -85,7 +85,7 @@ def first_event_without_gc(answer):
 if __name__ != "triggers.main":
     # functions-framework executes this file by path as a second module (`main`): share the
     # one app of `triggers.main`, where set_app installs it, instead of building another.
-    from triggers.main import first_event_without_gc, get_app, set_app  # noqa: F811
+    from triggers.main import first_event_without_gc, get_app  # noqa: F811
 
     try:
         get_app()  # fail at start, with every rules problem listed, rather than at the first event

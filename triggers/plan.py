@@ -76,7 +76,7 @@ class RunRequest:
         """Identity of (rule, dedup key): the ledger document id and the run-key env value."""
         return self._ledger_key
 
-    def in_scope(self, scope: str | None) -> "RunRequest":
+    def in_scope(self, scope: str | None) -> RunRequest:
         """This request under a dedup scope: a new identity (`scope/dedup key`), so that a
         replay runs once per event again, and once only however often it is repeated."""
         if not scope:

@@ -32,9 +32,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -151,8 +152,10 @@ class ServerProcess:
         return text[-tail:] if len(text) > tail else text
 
     def describe(self) -> str:
-        state = "running" if self.process and self.process.poll() is None else (
-            f"exited with {self.process.returncode}" if self.process else "not started"
+        state = (
+            "running"
+            if self.process and self.process.poll() is None
+            else (f"exited with {self.process.returncode}" if self.process else "not started")
         )
         return f"--- {self.name} ({state}), output from {self.log_path}:\n{self.output()}"
 
@@ -238,8 +241,15 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     host_port = f"127.0.0.1:{port}"
     server = ServerProcess(
         what,
-        [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={host_port}",
-         f"--project={PROJECT}"],
+        [
+            gcloud,
+            "beta",
+            "emulators",
+            "pubsub",
+            "start",
+            f"--host-port={host_port}",
+            f"--project={PROJECT}",
+        ],
         _child_env(),
         Path(tmp_path_factory.mktemp("pubsub-emulator")) / "emulator.log",
     )
@@ -395,14 +405,22 @@ def fake_gcs(pubsub: PubSub, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "fake-gcs-server",
         [
             str(binary),
-            "-scheme", "http",
-            "-host", "127.0.0.1",
-            "-port", str(port),
-            "-external-url", f"http://127.0.0.1:{port}",
-            "-backend", "memory",
-            "-event.pubsub-project-id", PROJECT,
-            "-event.pubsub-topic", GCS_TOPIC,
-            "-event.list", "finalize,delete",
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            f"http://127.0.0.1:{port}",
+            "-backend",
+            "memory",
+            "-event.pubsub-project-id",
+            PROJECT,
+            "-event.pubsub-topic",
+            GCS_TOPIC,
+            "-event.list",
+            "finalize,delete",
         ],
         _child_env(PUBSUB_EMULATOR_HOST=pubsub.host_port),
         Path(tmp_path_factory.mktemp("fake-gcs")) / "fake-gcs.log",
@@ -507,7 +525,9 @@ class FunctionServer:
                 entry = json.loads(line)
             except ValueError:
                 continue  # gunicorn's own lines, tracebacks
-            found = entry.get("logging.googleapis.com/labels", {}) if isinstance(entry, dict) else {}
+            found = (
+                entry.get("logging.googleapis.com/labels", {}) if isinstance(entry, dict) else {}
+            )
             if all(found.get(k) == v for k, v in labels.items()):
                 entries.append(entry)
         return entries
@@ -517,7 +537,9 @@ class FunctionServer:
 
 
 @pytest.fixture(scope="session")
-def start_function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., FunctionServer]]:
+def start_function(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., FunctionServer]]:
     """`start(env)` -> a `FunctionServer`: the function as a real process on a free port, with
     `env` (TRIGGERS_*, FIRESTORE_EMULATOR_HOST, ...) over a clean copy of ours. Ready when it
     answers, and warmed up: one Scheduler tick of a job that no rule may own (`warm_up_job`) has
@@ -531,11 +553,17 @@ def start_function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         process = ServerProcess(
             "the function (functions-framework)",
             [
-                sys.executable, "-m", "functions_framework",
-                "--target", "handle_http",
-                "--source", str(FUNCTION_SOURCE),
-                "--host", "127.0.0.1",
-                "--port", str(port),
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target",
+                "handle_http",
+                "--source",
+                str(FUNCTION_SOURCE),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
             ],
             _child_env(WORKERS="1", PYTHONUNBUFFERED="1", **env),
             log_path,
@@ -580,8 +608,8 @@ def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def emulator(probe_dir: Path) -> Iterator[Any]:
-    from triggers.emulators.server import EmulatorServer
     from triggers.emulators.probe import write_probe_jobs
+    from triggers.emulators.server import EmulatorServer
 
     with EmulatorServer(
         write_probe_jobs(probe_dir), log_dir=probe_dir / "logs", kill_grace=0.5

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
+from triggers.errors import PermanentRunError
 from triggers.function.app import App
 from triggers.function.deadletter import PubSubDeadLetters
-from triggers.errors import PermanentRunError
+from triggers.function.settings import Settings
 from triggers.ledger import Ledger
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
 from triggers.runners.base import Launch
-from triggers.function.settings import Settings
 
 from .conftest import PubSub, bind_to_emulator, eventually
 
@@ -103,7 +103,11 @@ def test_the_real_publisher_delivers_data_and_attributes(pubsub, dead_letters):
     sink, subscription = dead_letters
     headers, body = sample()
     sink.publish(
-        body, headers, reason="job not found", rule="load", event_id="9876543210123456",
+        body,
+        headers,
+        reason="job not found",
+        rule="load",
+        event_id="9876543210123456",
         detail="x" * 3000,
     )
     (message,) = pull(pubsub, subscription, 1)

@@ -11,13 +11,14 @@ import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fakes import Clock
 from triggers.dispatch import Dispatcher, Outcome
-from triggers.emulators.server import EmulatorServer
 from triggers.emulators.probe import PROBE_JOB, executions_client, probe_records, write_probe_jobs
+from triggers.emulators.server import EmulatorServer
 from triggers.events import decode
 from triggers.ledger import Ledger, Status
 from triggers.ledger.firestore import FirestoreBackend
@@ -25,8 +26,6 @@ from triggers.ledger.sqlite import SQLiteBackend
 from triggers.plan import RUN_KEY_ENV
 from triggers.rules import load_text
 from triggers.runners.cloudrun import CloudRunRunner
-
-from tests.fakes import Clock
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +102,7 @@ def backend(request, tmp_path):
 @pytest.fixture
 def clock():
     # real time: `find` compares it with the emulator's real execution times
-    return Clock(datetime.now(timezone.utc))
+    return Clock(datetime.now(UTC))
 
 
 @pytest.fixture
@@ -157,7 +156,9 @@ def test_fifty_concurrent_deliveries_launch_exactly_one_execution(dispatcher, le
     assert seen["env"]["GENERATION"] == "1" and seen["env"][RUN_KEY_ENV] == key
 
 
-def test_crash_between_claim_and_run_then_redelivery_after_the_lease(dispatcher, ledger, clock, emulator):
+def test_crash_between_claim_and_run_then_redelivery_after_the_lease(
+    dispatcher, ledger, clock, emulator
+):
     event = storage_event()
     request = RULES.get("ingest").plan(event)
     # GIVEN a delivery that claimed and died before calling jobs.run
@@ -173,7 +174,9 @@ def test_crash_between_claim_and_run_then_redelivery_after_the_lease(dispatcher,
     assert ledger.get(request.ledger_key).attempts == 2
 
 
-def test_crash_after_run_before_record_adopts_the_execution(dispatcher, ledger, runner, clock, emulator):
+def test_crash_after_run_before_record_adopts_the_execution(
+    dispatcher, ledger, runner, clock, emulator
+):
     event = storage_event()
     request = RULES.get("ingest").plan(event)
     # GIVEN a delivery that claimed, launched, and died before recording it
@@ -202,7 +205,9 @@ def test_executed_but_dropped_response_is_adopted_not_repeated(dispatcher, ledge
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_busy_api_asks_for_a_retry_releases_and_later_runs_once(dispatcher, ledger, emulator, status):
+def test_busy_api_asks_for_a_retry_releases_and_later_runs_once(
+    dispatcher, ledger, emulator, status
+):
     event = storage_event()
     emulator.faults.fail("RunJob", status)
     decision = dispatcher.dispatch(event)
@@ -220,7 +225,9 @@ def test_busy_api_asks_for_a_retry_releases_and_later_runs_once(dispatcher, ledg
     assert ledger.get(outcome.ledger_key).attempts == 2
 
 
-def test_missing_job_and_invalid_override_are_rejected_and_acknowledged(dispatcher, ledger, emulator):
+def test_missing_job_and_invalid_override_are_rejected_and_acknowledged(
+    dispatcher, ledger, emulator
+):
     event = storage_event(bucket="broken")
     decision = dispatcher.dispatch(event)
     outcomes = {o.rule: o for o in decision.outcomes}

@@ -13,7 +13,6 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from triggers.emulators.server import EmulatorServer
 from triggers.emulators.probe import (
     PARENT,
     PROBE_JOB,
@@ -22,6 +21,7 @@ from triggers.emulators.probe import (
     wait,
     write_probe_jobs,
 )
+from triggers.emulators.server import EmulatorServer
 
 pytestmark = pytest.mark.integration
 

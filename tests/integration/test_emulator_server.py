@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from google.cloud import run_v2
 
-from triggers.emulators.server import EmulatorServer
 from triggers.emulators.probe import PROBE_JOB, jobs_client, probe_records, wait, write_probe_jobs
+from triggers.emulators.server import EmulatorServer
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,11 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -229,7 +230,9 @@ def e2e(
     directory = Path(tmp_path_factory.mktemp("function-e2e"))
     jobs_dir = directory / "jobs"
     jobs_dir.mkdir()
-    emulator = start_cloud_run_emulator(write_probe_jobs_file(jobs_dir, JOBS), directory / "task-logs")
+    emulator = start_cloud_run_emulator(
+        write_probe_jobs_file(jobs_dir, JOBS), directory / "task-logs"
+    )
 
     bucket = storage_client.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
     rules = directory / "rules.yaml"
@@ -281,7 +284,7 @@ def order(**extra: Any) -> tuple[str, bytes]:
 
 def push_body(subscription: str, data: bytes, message_id: str, **attributes: str) -> bytes:
     """A raw Pub/Sub push body, as the Pub/Sub emulator sends it (both spellings)."""
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     message = {
         "data": base64.b64encode(data).decode(),
         "attributes": attributes,
@@ -303,7 +306,7 @@ def eventarc_order() -> tuple[str, dict[str, str], bytes]:
         "ce-id": message_id,
         "ce-source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders",
         "ce-type": PUBSUB_TYPE,
-        "ce-time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     body = push_body(
         f"projects/{PROJECT}/subscriptions/eventarc-orders", data, message_id, kind="order"
@@ -343,8 +346,13 @@ def test_a_published_message_is_pushed_and_runs_one_task_with_the_rendered_overr
     assert e2e.executions("orders", MESSAGE_ID=message_id) == [record.execution]
     assert e2e.runs_of("orders", record) == [record.execution]
     assert (record.attempts, record.duplicates) == (1, 0)
-    assert record.event == {"id": message_id, "source": dedup_key.split("#")[0], "type": PUBSUB_TYPE,
-                            "kind": "pubsub", "form": "pubsub-push"}
+    assert record.event == {
+        "id": message_id,
+        "source": dedup_key.split("#")[0],
+        "type": PUBSUB_TYPE,
+        "kind": "pubsub",
+        "form": "pubsub-push",
+    }
     assert record.job == f"projects/{PROJECT}/locations/{REGION}/jobs/orders"
     # the task process really ran, with the args and env rendered from the message
     seen = e2e.task_saw(record.execution)
@@ -396,7 +404,9 @@ def test_an_upload_to_fake_gcs_is_notified_pushed_and_runs_once_per_object_versi
     blob.delete()
     forgotten = e2e.wait_launched("gcs-forget", version, "the delete notification to be launched")
     assert forgotten.event["type"] == "google.cloud.storage.object.v1.deleted"
-    assert e2e.task_saw(forgotten.execution)["argv"] == [f"--forget=gs://{bucket}/{name}#{generation}"]
+    assert e2e.task_saw(forgotten.execution)["argv"] == [
+        f"--forget=gs://{bucket}/{name}#{generation}"
+    ]
     # ... and the finalize record was not touched by it
     assert e2e.record("gcs-ingest", version).duplicates == 0
 
@@ -406,7 +416,7 @@ def test_an_upload_to_fake_gcs_is_notified_pushed_and_runs_once_per_object_versi
 
 def test_scheduler_ticks_run_once_each_and_a_retried_tick_is_a_duplicate(e2e):
     # unique ticks per run: whole seconds, the way Scheduler writes them
-    base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=uuid.uuid4().int % 1000)
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(days=uuid.uuid4().int % 1000)
     tick, next_tick = (
         (base + timedelta(minutes=m)).isoformat().replace("+00:00", "Z") for m in (0, 1)
     )
@@ -569,7 +579,9 @@ MALFORMED = [
         JSON,
         _push(
             {
-                "data": base64.b64encode(b'{"bucket": "b", "name": "o", "generation": "1"}').decode(),
+                "data": base64.b64encode(
+                    b'{"bucket": "b", "name": "o", "generation": "1"}'
+                ).decode(),
                 "messageId": "104",
                 "attributes": {
                     "eventType": "OBJECT_EXPLODE",
@@ -601,7 +613,9 @@ def input_record(ledger: Ledger, body: bytes) -> Record | None:
 
 
 @pytest.mark.parametrize(
-    "headers, body, reason, fragment", [case[1:] for case in MALFORMED], ids=[c[0] for c in MALFORMED]
+    "headers, body, reason, fragment",
+    [case[1:] for case in MALFORMED],
+    ids=[c[0] for c in MALFORMED],
 )
 def test_malformed_requests_are_acknowledged_recorded_and_do_not_stop_the_server(
     e2e, headers, body, reason, fragment

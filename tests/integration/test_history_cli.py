@@ -7,7 +7,7 @@ import json
 import os
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -23,9 +23,15 @@ PROJECT = "demo-triggers-ledger"  # the project of the session's `firestore_clie
 JOB = "projects/demo-project/locations/europe-west1/jobs/{job}"
 
 
-def make(key: str, rule: str, event_id: str, minutes_ago: int, execution: str | None,
-         status: Status = Status.LAUNCHED) -> Record:
-    created = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+def make(
+    key: str,
+    rule: str,
+    event_id: str,
+    minutes_ago: int,
+    execution: str | None,
+    status: Status = Status.LAUNCHED,
+) -> Record:
+    created = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     job = JOB.format(job=rule)
     return Record(
         key=key,
@@ -34,10 +40,16 @@ def make(key: str, rule: str, event_id: str, minutes_ago: int, execution: str | 
         job=job,
         status=status,
         token=uuid.uuid4().hex,
-        event={"id": event_id, "source": "//pubsub.googleapis.com/projects/p/topics/t",
-               "type": "t"},
-        request={"overrides": {"containerOverrides": [{"env": [
-            {"name": "TRIGGERS_RUN_KEY", "value": key}]}]}},
+        event={
+            "id": event_id,
+            "source": "//pubsub.googleapis.com/projects/p/topics/t",
+            "type": "t",
+        },
+        request={
+            "overrides": {
+                "containerOverrides": [{"env": [{"name": "TRIGGERS_RUN_KEY", "value": key}]}]
+            }
+        },
         created_at=created,
         updated_at=created,
         lease_until=created,
@@ -115,7 +127,9 @@ def test_show_by_key_and_by_prefix(ledger_env, capsys):
     code, out, err = cli(capsys, "show", record.key)
     assert code == 0, err
     assert out.splitlines()[:3] == [
-        f"key          {record.key}", "rule         audit", "status       launched",
+        f"key          {record.key}",
+        "rule         audit",
+        "status       launched",
     ]
     assert f"execution    {record.execution}" in out and '"attributes": {' in out
     assert cli(capsys, "show", "aaaaaaaa2") == (0, out, "")

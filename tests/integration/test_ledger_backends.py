@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ from triggers.plan import Overrides, RunRequest
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 BACKENDS = ["memory", "sqlite", "firestore"]
 
 
@@ -337,13 +337,23 @@ def looked_up(backend):
         ("e6", "(input)", Status.REJECTED, 5, None, None),
     ]
     for name, rule, status, minute, event_id, execution in specs:
-        event = {"content_type": "text/plain", "bytes": 3} if event_id is None else {
-            "id": event_id, "source": "//pubsub.googleapis.com/projects/p/topics/t", "type": "t"
-        }
+        event = (
+            {"content_type": "text/plain", "bytes": 3}
+            if event_id is None
+            else {
+                "id": event_id,
+                "source": "//pubsub.googleapis.com/projects/p/topics/t",
+                "type": "t",
+            }
+        )
         backend.create(
             make_record(
-                key=name * 32, rule=rule, status=status, created_at=T0 + timedelta(minutes=minute),
-                event=event, execution=execution,
+                key=name * 32,
+                rule=rule,
+                status=status,
+                created_at=T0 + timedelta(minutes=minute),
+                event=event,
+                execution=execution,
             )
         )
     return backend
@@ -427,18 +437,25 @@ def test_lookups_follow_the_execution_and_event_a_record_gains(store):
 
 @pytest.fixture
 def prefixed(backend):
-    for key in ("0123456789" + "a" * 54, "0123456789" + "b" * 54, "01234567ff" + "c" * 54,
-                "fedcba98" + "0" * 56):
+    for key in (
+        "0123456789" + "a" * 54,
+        "0123456789" + "b" * 54,
+        "01234567ff" + "c" * 54,
+        "fedcba98" + "0" * 56,
+    ):
         backend.create(make_record(key=key))
     return backend
 
 
 def test_with_prefix_finds_the_keys_that_start_so_in_key_order(prefixed):
     assert [r.key[:11] for r in prefixed.with_prefix("01234567", limit=5)] == [
-        "0123456789a", "0123456789b", "01234567ffc",
+        "0123456789a",
+        "0123456789b",
+        "01234567ffc",
     ]
     assert [r.key[:11] for r in prefixed.with_prefix("01234567", limit=2)] == [
-        "0123456789a", "0123456789b",
+        "0123456789a",
+        "0123456789b",
     ]
     (only,) = prefixed.with_prefix("0123456789b")
     assert only == make_record(key="0123456789" + "b" * 54, token=only.token)
@@ -459,7 +476,9 @@ def test_ledger_find_by_key_or_unambiguous_prefix(prefixed):
     with pytest.raises(AmbiguousKey) as ambiguous:
         ledger.find("01234567")
     assert ambiguous.value.keys == [
-        "0123456789" + "a" * 54, "0123456789" + "b" * 54, "01234567ff" + "c" * 54,
+        "0123456789" + "a" * 54,
+        "0123456789" + "b" * 54,
+        "01234567ff" + "c" * 54,
     ]
     with pytest.raises(ValueError, match="at least its first 8"):
         ledger.find("0123456")
@@ -668,7 +687,7 @@ def _old_ledger_file(path: Path, records: list[Record], *, with_outcome: bool) -
     import sqlite3
 
     def text(moment: datetime) -> str:
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     columns = _OLD_COLUMNS + (", outcome TEXT" if with_outcome else "")
     with sqlite3.connect(path) as old:
@@ -676,10 +695,24 @@ def _old_ledger_file(path: Path, records: list[Record], *, with_outcome: bool) -
         old.execute("CREATE INDEX runs_created ON runs (created_at)")
         for r in records:
             values = [
-                r.key, r.rule, r.dedup_key, r.job, r.status.value, r.token, json.dumps(r.event),
-                json.dumps(r.request), text(r.created_at), text(r.updated_at),
-                text(r.lease_until), text(r.expire_at), r.attempts, r.duplicates, r.execution,
-                r.operation, r.reason, int(r.ambiguous),
+                r.key,
+                r.rule,
+                r.dedup_key,
+                r.job,
+                r.status.value,
+                r.token,
+                json.dumps(r.event),
+                json.dumps(r.request),
+                text(r.created_at),
+                text(r.updated_at),
+                text(r.lease_until),
+                text(r.expire_at),
+                r.attempts,
+                r.duplicates,
+                r.execution,
+                r.operation,
+                r.reason,
+                int(r.ambiguous),
                 None if r.event_document is None else json.dumps(r.event_document),
             ]
             if with_outcome:
@@ -693,11 +726,18 @@ def test_sqlite_an_older_ledger_file_gains_the_lookup_columns(tmp_path, with_out
     # GIVEN a ledger file of an older version, with records in it
     path = tmp_path / "old.sqlite3"
     launched = make_record(
-        key="1" * 64, status=Status.LAUNCHED, event={"id": "ev-old", "source": "s", "type": "t"},
+        key="1" * 64,
+        status=Status.LAUNCHED,
+        event={"id": "ev-old", "source": "s", "type": "t"},
         execution=EXEC.format(job="j", name="j-olddd"),
     )
-    rejected = make_record(key="2" * 64, status=Status.REJECTED, reason="bad",
-                           created_at=T0 + timedelta(minutes=1), event={"bytes": 3})
+    rejected = make_record(
+        key="2" * 64,
+        status=Status.REJECTED,
+        reason="bad",
+        created_at=T0 + timedelta(minutes=1),
+        event={"bytes": 3},
+    )
     _old_ledger_file(path, [launched, rejected], with_outcome=with_outcome)
     # WHEN this version opens it
     with SQLiteBackend(path) as backend:
@@ -709,9 +749,14 @@ def test_sqlite_an_older_ledger_file_gains_the_lookup_columns(tmp_path, with_out
         assert keys(backend.list()) == ["22", "11"]
         # and what is written from now on is found the same way
         backend.create(make_record(key="3" * 64, event={"id": "ev-new"}))
-        assert backend.update("3" * 64, backend.get("3" * 64).token,
-                              {"execution": EXEC.format(job="j", name="j-newww"),
-                               "outcome": {"outcome": "succeeded"}})
+        assert backend.update(
+            "3" * 64,
+            backend.get("3" * 64).token,
+            {
+                "execution": EXEC.format(job="j", name="j-newww"),
+                "outcome": {"outcome": "succeeded"},
+            },
+        )
         assert keys(backend.list(event_id="ev-new", execution="j-newww")) == ["33"]
         db = backend._db()
         columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]

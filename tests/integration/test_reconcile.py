@@ -18,8 +18,8 @@ from triggers.errors import RetryableRunError
 from triggers.events.model import EventRef
 from triggers.ledger.base import Ledger, Status
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.plan import Overrides, RunRequest
 from triggers.ops.reconcile import NOT_FOUND, reconcile
+from triggers.plan import Overrides, RunRequest
 from triggers.runners.cloudrun import CloudRunRunner
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,10 @@ def test_succeeded_failed_timed_out_and_cancelled(emu, runner, executions, ledge
     wait(executions.cancel_execution(name=cancel), timeout=WAIT)
     states = {name: finished(runner, name) for name in (ok, fail, slow, cancel)}
     assert {name: s["outcome"] for name, s in states.items()} == {
-        ok: "succeeded", fail: "failed", slow: "failed", cancel: "cancelled"
+        ok: "succeeded",
+        fail: "failed",
+        slow: "failed",
+        cancel: "cancelled",
     }
 
     report = reconcile(ledger, runner)
@@ -109,7 +112,9 @@ def test_succeeded_failed_timed_out_and_cancelled(emu, runner, executions, ledge
         assert record.status is status, record
         assert details["outcome"] == status.value
         assert (
-            details["succeeded_count"], details["failed_count"], details["cancelled_count"]
+            details["succeeded_count"],
+            details["failed_count"],
+            details["cancelled_count"],
         ) == (succeeded, failed, cancelled), record.reason
         assert details["task_count"] == 1
         started_at = datetime.fromisoformat(details["started_at"])

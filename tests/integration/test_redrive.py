@@ -6,23 +6,24 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tests.conftest import emulator_env
 from tests.integration.conftest import PubSub, eventually
-from triggers.function.app import App
 from triggers.cli import main
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulators.probe import PROJECT, REGION, probe_records
+from triggers.function.app import App
+from triggers.function.settings import Settings
 from triggers.ledger import Ledger, Status
 from triggers.ledger.sqlite import SQLiteBackend
 from triggers.ops.redrive import PubSubLetters, redrive, resolve_subscription
 from triggers.ops.replay import replay, select
 from triggers.rules import load_text
-from triggers.function.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -55,20 +56,24 @@ def ledger(tmp_path) -> Iterator[Ledger]:
 
 
 def execution_ran(probe_dir: Path, execution: str) -> dict[str, Any]:
-    [record] = eventually(lambda: probe_records(probe_dir, execution), timeout=20,
-                          what=f"{execution} to run")
+    [record] = eventually(
+        lambda: probe_records(probe_dir, execution), timeout=20, what=f"{execution} to run"
+    )
     return record
 
 
 def wait_for_letters(pubsub: PubSub, subscription: str, count: int) -> None:
     """Until `count` letters are waiting (peeked, then released), so a pass sees them all."""
+
     def probe():
-        response = pubsub.subscriber.pull(request={"subscription": subscription,
-                                                   "max_messages": 10}, timeout=10)
+        response = pubsub.subscriber.pull(
+            request={"subscription": subscription, "max_messages": 10}, timeout=10
+        )
         ids = [m.ack_id for m in response.received_messages]
         if ids:
-            pubsub.subscriber.modify_ack_deadline(request={
-                "subscription": subscription, "ack_ids": ids, "ack_deadline_seconds": 0})
+            pubsub.subscriber.modify_ack_deadline(
+                request={"subscription": subscription, "ack_ids": ids, "ack_deadline_seconds": 0}
+            )
         return len(ids) >= count
 
     eventually(probe, timeout=30, what=f"{count} dead letters on {subscription}")
@@ -80,8 +85,13 @@ def test_dead_letters_are_redriven_after_a_fix_and_run_once(
     sink, subscription = dead_letters
     # GIVEN a rule whose template fails: the event is rejected and dead-lettered by the app,
     # and so is a request that cannot be decoded
-    app = App(Settings(ledger="memory", runner="dry-run"), rules=load_text(RULES_YAML, environ={}),
-              ledger=ledger, runner=runner, dead_letters=sink)
+    app = App(
+        Settings(ledger="memory", runner="dry-run"),
+        rules=load_text(RULES_YAML, environ={}),
+        ledger=ledger,
+        runner=runner,
+        dead_letters=sink,
+    )
     headers, body = storage_request()
     answer = app.handle(headers, body)
     assert answer.body["rules"][0]["outcome"] == "rejected"
@@ -117,8 +127,13 @@ def test_the_cli_reads_a_topic_through_its_only_subscription(
 ):
     sink, subscription = dead_letters
     topic = sink.topic
-    app = App(Settings(ledger="memory", runner="dry-run"), rules=load_text(RULES_YAML, environ={}),
-              ledger=ledger, runner=runner, dead_letters=sink)
+    app = App(
+        Settings(ledger="memory", runner="dry-run"),
+        rules=load_text(RULES_YAML, environ={}),
+        ledger=ledger,
+        runner=runner,
+        dead_letters=sink,
+    )
     app.handle(*storage_request())
     wait_for_letters(pubsub, subscription, 1)
     fixed = tmp_path / "fixed.yaml"
@@ -132,15 +147,17 @@ def test_the_cli_reads_a_topic_through_its_only_subscription(
     with emulator_env("PUBSUB_EMULATOR_HOST", pubsub.host_port):
         dry = main(["replay", "--config", str(fixed), "--from-topic", topic, "--dry-run"])
         dry_out = capsys.readouterr().out
-        real = main(["replay", "--config", str(fixed), "--from-topic", topic,
-                     "--sqlite-path", sqlite_path])
+        real = main(
+            ["replay", "--config", str(fixed), "--from-topic", topic, "--sqlite-path", sqlite_path]
+        )
         real_out = capsys.readouterr().out
     assert dry == 0 and "load: would run probe" in dry_out, dry_out
     assert f"checking dead letters from {subscription}" in dry_out
     assert real == 0, real_out
     assert "load: launched" in real_out and "acknowledged" in real_out
     assert real_out.splitlines()[-1] == (
-        "done: 1 dead letter, 1 re-driven and acknowledged, 0 left in the subscription")
+        "done: 1 dead letter, 1 re-driven and acknowledged, 0 left in the subscription"
+    )
 
 
 def test_a_failed_run_replays_onto_cloud_run_once_per_scope(ledger, emu, runner, probe_dir):
@@ -163,9 +180,14 @@ def test_a_failed_run_replays_onto_cloud_run_once_per_scope(ledger, emu, runner,
 
     # THEN each scope started exactly one new execution, with its own run key
     assert [o.outcome for r in (once, twice, other) for o in r.outcomes] == [
-        Outcome.LAUNCHED, Outcome.DUPLICATE, Outcome.LAUNCHED]
-    keys = {execution_ran(probe_dir, r.outcomes[0].execution)["env"]["TRIGGERS_RUN_KEY"]
-            for r in (once, other)}
+        Outcome.LAUNCHED,
+        Outcome.DUPLICATE,
+        Outcome.LAUNCHED,
+    ]
+    keys = {
+        execution_ran(probe_dir, r.outcomes[0].execution)["env"]["TRIGGERS_RUN_KEY"]
+        for r in (once, other)
+    }
     assert keys == {once.outcomes[0].ledger_key, other.outcomes[0].ledger_key}
     assert first.ledger_key not in keys
     assert len(emu.store.records()) == 3

@@ -18,14 +18,14 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from triggers.emulators.probe import write_probe_jobs
-from triggers.rules.schedule import Schedule
 from triggers.local.clock import ScheduledJob, SchedulerClock, offset_clock
+from triggers.rules.schedule import Schedule
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +55,19 @@ class Served:
         with self.stderr_path.open("w") as stderr:
             self.process = subprocess.Popen(
                 [
-                    *TRIGGERS, "serve", "--port", "0", "--config", str(rules), "--jobs", str(jobs),
-                    "--sqlite-path", str(self.ledger), "--log-dir", str(self.log_dir), *options,
+                    *TRIGGERS,
+                    "serve",
+                    "--port",
+                    "0",
+                    "--config",
+                    str(rules),
+                    "--jobs",
+                    str(jobs),
+                    "--sqlite-path",
+                    str(self.ledger),
+                    "--log-dir",
+                    str(self.log_dir),
+                    *options,
                 ],
                 cwd=ROOT,
                 env=env,
@@ -91,7 +102,11 @@ class Served:
 
     def triggers(self, *argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*TRIGGERS, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60,
+            [*TRIGGERS, *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={k: v for k, v in os.environ.items() if not k.startswith("TRIGGERS_")},
         )
 
@@ -174,13 +189,20 @@ def test_serve_says_where_it_listens_and_what_it_loaded(served):
     assert f"ledger     sqlite {served.ledger}" in text
     assert served.emulator_url and "3 jobs from" in text
     assert 'scheduler  nightly-report: "0 2 * * *" (at 02:00 every day, Europe/Berlin time)' in text
-    assert re.search(r"next tick \d{4}-\d\d-\d\d 02:00 CES?T \(\d{4}-\d\d-\d\dT0[01]:00:00Z\)", text)
+    assert re.search(
+        r"next tick \d{4}-\d\d-\d\d 02:00 CES?T \(\d{4}-\d\d-\d\dT0[01]:00:00Z\)", text
+    )
     assert "triggers send storage --url" in text
 
 
 def test_send_pubsub_runs_the_order_processor(served):
-    done = served.send("pubsub", "--data", '{"order_id": "B-7", "status": "paid", "amount": 12}',
-                       "--attribute", "kind=order")
+    done = served.send(
+        "pubsub",
+        "--data",
+        '{"order_id": "B-7", "status": "paid", "amount": 12}',
+        "--attribute",
+        "kind=order",
+    )
     assert "200 OK  ack" in done.stdout
     short = launched(done, "paid-orders")
     assert served.execution(short)["succeededCount"] == 1
@@ -195,11 +217,21 @@ def test_send_pubsub_that_no_rule_wants(served):
 
 
 def test_send_storage_runs_once_per_object_version(served):
-    first = served.send("storage", "--bucket", "raw-data", "--name", "incoming/a.csv",
-                        "--generation", "7", "--size", "100")
+    first = served.send(
+        "storage",
+        "--bucket",
+        "raw-data",
+        "--name",
+        "incoming/a.csv",
+        "--generation",
+        "7",
+        "--size",
+        "100",
+    )
     short = launched(first, "csv-ingest")
-    again = served.send("storage", "--name", "incoming/a.csv", "--generation", "7",
-                        "--form", "notification")
+    again = served.send(
+        "storage", "--name", "incoming/a.csv", "--generation", "7", "--form", "notification"
+    )
     assert again.returncode == 0
     assert re.search(rf"csv-ingest\s+duplicate\s+{short}$", again.stdout, re.M), again.stdout
     execution = served.execution(short)
@@ -209,8 +241,9 @@ def test_send_storage_runs_once_per_object_version(served):
 
 
 def test_send_scheduler_runs_the_report_for_its_date(served):
-    done = served.send("scheduler", "--job", "nightly-report",
-                       "--schedule-time", "2026-03-29T01:00:00Z")
+    done = served.send(
+        "scheduler", "--job", "nightly-report", "--schedule-time", "2026-03-29T01:00:00Z"
+    )
     short = launched(done, "nightly-report")
     assert "event nightly-report#2026-03-29T01:00:00Z" in done.stdout
     served.execution(short)
@@ -225,11 +258,28 @@ def test_send_a_sample_file(served):
 
 
 def test_runs_shows_what_was_sent(served):
-    done = served.send("pubsub", "--id", "5550001", "--data", '{"order_id": "R-1", "status": '
-                       '"paid", "amount": 99}', "--attribute", "kind=order")
+    done = served.send(
+        "pubsub",
+        "--id",
+        "5550001",
+        "--data",
+        '{"order_id": "R-1", "status": "paid", "amount": 99}',
+        "--attribute",
+        "kind=order",
+    )
     short = launched(done, "paid-orders")
-    assert served.send("pubsub", "--id", "5550001", "--data", '{"order_id": "R-1", "status": '
-                       '"paid", "amount": 99}', "--attribute", "kind=order").returncode == 0
+    assert (
+        served.send(
+            "pubsub",
+            "--id",
+            "5550001",
+            "--data",
+            '{"order_id": "R-1", "status": "paid", "amount": 99}',
+            "--attribute",
+            "kind=order",
+        ).returncode
+        == 0
+    )
     records = [r for r in served.runs("--rule", "paid-orders") if r["event"]["id"] == "5550001"]
     assert len(records) == 1
     record = records[0]
@@ -241,7 +291,9 @@ def test_runs_shows_what_was_sent(served):
     assert re.search(rf"paid-orders\s+launched\s+{short}\s+1\s+1\s", table.stdout), table.stdout
     # The console gets short lines, not the Cloud Logging JSON a deployment prints.
     log = served.stderr_path.read_text()
-    assert f"function paid-orders: launched {PARENT}/jobs/orders-processor/executions/{short}" in log
+    assert (
+        f"function paid-orders: launched {PARENT}/jobs/orders-processor/executions/{short}" in log
+    )
     assert '"severity"' not in log and '"severity"' not in "\n".join(served.lines)
 
 
@@ -281,7 +333,7 @@ def test_the_clock_fires_on_schedule_and_sigterm_stops_everything(tmp_path):
     # Two seconds before a minute: the `* * * * *` rule fires at 10:01:00 without a minute's wait.
     server = Served(tmp_path, "--clock-start", "2026-11-21T10:00:58Z", rules=rules, jobs=jobs)
     try:
-        assert any("every-minute: \"* * * * *\"" in line for line in server.lines)
+        assert any('every-minute: "* * * * *"' in line for line in server.lines)
         assert any("next tick 2026-11-21T10:01:00Z" in line for line in server.lines)
         deadline = time.monotonic() + 20
         ticks: list[dict] = []
@@ -321,7 +373,7 @@ def test_the_clock_fires_on_schedule_and_sigterm_stops_everything(tmp_path):
 
 def test_the_clock_fires_the_latest_missed_tick_only(tmp_path):
     """The clock component with an injected clock: on time, then after a 'suspend'."""
-    start = datetime(2026, 11, 21, 10, 0, 59, 800000, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 21, 10, 0, 59, 800000, tzinfo=UTC)
     offset = [timedelta(0)]
     real = offset_clock(start)
     fired: list[datetime] = []
@@ -333,14 +385,14 @@ def test_the_clock_fires_the_latest_missed_tick_only(tmp_path):
         deadline = time.monotonic() + 5
         while not fired and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert fired == [datetime(2026, 11, 21, 10, 1, tzinfo=timezone.utc)]
+        assert fired == [datetime(2026, 11, 21, 10, 1, tzinfo=UTC)]
         offset[0] = timedelta(minutes=4, seconds=30)  # the laptop slept through 10:02..10:05
         deadline = time.monotonic() + 5
         while len(fired) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)
-        assert fired[1:] == [datetime(2026, 11, 21, 10, 5, tzinfo=timezone.utc)]
-        assert clock.upcoming()[0][1] == datetime(2026, 11, 21, 10, 6, tzinfo=timezone.utc)
+        assert fired[1:] == [datetime(2026, 11, 21, 10, 5, tzinfo=UTC)]
+        assert clock.upcoming()[0][1] == datetime(2026, 11, 21, 10, 6, tzinfo=UTC)
     finally:
         clock.stop()
 
@@ -366,8 +418,11 @@ def test_serve_refuses_bad_rules_and_a_busy_port(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - name: x\n    on: nope\n    job: j\n")
     done = subprocess.run(
-        [*TRIGGERS, "serve", "--config", str(bad), "--port", "0"], cwd=ROOT, capture_output=True,
-        text=True, timeout=30,
+        [*TRIGGERS, "serve", "--config", str(bad), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 2
     assert "problems in the rules" in done.stderr and "unknown event source 'nope'" in done.stderr
@@ -377,9 +432,20 @@ def test_serve_refuses_bad_rules_and_a_busy_port(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [*TRIGGERS, "serve", "--port", str(port), "--sqlite-path", str(tmp_path / "l.db"),
-             "--log-dir", str(tmp_path / "logs")],
-            cwd=ROOT, capture_output=True, text=True, timeout=30,
+            [
+                *TRIGGERS,
+                "serve",
+                "--port",
+                str(port),
+                "--sqlite-path",
+                str(tmp_path / "l.db"),
+                "--log-dir",
+                str(tmp_path / "logs"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
@@ -388,7 +454,11 @@ def test_serve_refuses_bad_rules_and_a_busy_port(tmp_path):
 def test_demo_runs_everything_and_exits_0():
     began = time.monotonic()
     done = subprocess.run(
-        [*TRIGGERS, "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [*TRIGGERS, "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("TRIGGERS_")},
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -403,6 +473,6 @@ def test_demo_runs_everything_and_exits_0():
     assert re.search(r"nightly-report @ \d{4}-\d\d-\d\dT0[01]:00:00Z\s+200 OK  ack", out)
     assert 'args: ["--order=A-1001"]' in out
     assert "Run history (`triggers runs`):" in out
-    assert all(len(line) <= 100 for line in out[out.index("Run history"):].splitlines()[:8])
+    assert all(len(line) <= 100 for line in out[out.index("Run history") :].splitlines()[:8])
     workdir = re.search(r"ledger     sqlite (\S+)/ledger\.sqlite3", out).group(1)
     assert not Path(workdir).exists()  # cleaned up without --keep

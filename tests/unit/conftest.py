@@ -7,12 +7,11 @@ from datetime import timedelta
 
 import pytest
 
+from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
 from triggers.dispatch import Dispatcher
 from triggers.ledger import Ledger
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
-
-from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
 
 STORAGE_RULES = load_text(STORAGE_RULES_YAML, environ={})
 

@@ -14,24 +14,24 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import functions_framework
 import pytest
 
 import triggers.main
-from triggers.function.app import App, Response, Unauthorized
+from tests.fakes import ScriptedRunner
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
+from triggers.function.app import App, Response, Unauthorized
+from triggers.function.logs import CloudLoggingFormatter, current_trace
+from triggers.function.settings import Settings
 from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE
 from triggers.ledger.memory import MemoryBackend
-from triggers.function.logs import CloudLoggingFormatter, current_trace
 from triggers.rules import load_text
-
-from tests.fakes import ScriptedRunner
-from triggers.function.settings import Settings
 
 MAIN = str(Path(triggers.main.__file__).resolve())
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
@@ -170,7 +170,9 @@ def test_given_a_matching_event_then_200_with_one_summary_per_rule(app, runner, 
     rules = {r["rule"]: r for r in response.body["rules"]}
     assert set(rules) == {"load", "audit"}
     assert all(r["outcome"] == "launched" for r in rules.values())
-    assert rules["load"]["execution"].startswith("projects/demo-project/locations/europe-west1/jobs/loader/")
+    assert rules["load"]["execution"].startswith(
+        "projects/demo-project/locations/europe-west1/jobs/loader/"
+    )
     assert runner.run_calls == 2
     assert ledger.get(rules["load"]["ledger_key"]).status is Status.LAUNCHED
 
@@ -249,7 +251,9 @@ def test_given_the_ledger_is_down_then_503_and_nothing_runs(make_app, runner):
     assert runner.run_calls == 0
 
 
-def test_given_an_unexpected_exception_in_dispatch_then_503_and_a_stack_trace(app, runner, json_logs):
+def test_given_an_unexpected_exception_in_dispatch_then_503_and_a_stack_trace(
+    app, runner, json_logs
+):
     runner.fail("loader", ZeroDivisionError("a bug in the runner"))
     response = app.handle(*sample(STORAGE))
     assert response == Response(
@@ -275,7 +279,11 @@ def test_given_an_undecodable_request_then_200_rejected_and_recorded(app, ledger
     (record,) = input_records(ledger)
     assert record.rule == INPUT_RULE and record.status is Status.REJECTED
     assert record.reason.startswith("bad_json: ")
-    assert record.event == {"content_type": "application/json", "user_agent": "curl/8.5", "bytes": 9}
+    assert record.event == {
+        "content_type": "application/json",
+        "user_agent": "curl/8.5",
+        "bytes": 9,
+    }
     assert runner.run_calls == 0
 
 
@@ -319,13 +327,17 @@ def test_given_the_authenticator_refuses_then_its_status_and_nothing_dispatched(
 ):
     app = make_app(authenticator=FakeAuthenticator(refusal))
     response = app.handle(*sample(SCHEDULER))
-    assert response == Response(refusal.status, {"decision": "refused", "reason": refusal.message}, headers)
+    assert response == Response(
+        refusal.status, {"decision": "refused", "reason": refusal.message}, headers
+    )
     assert runner.run_calls == 0
     assert ledger.list() == [] and backend.calls["create"] == 0
 
 
 def test_a_refused_undecodable_request_is_not_recorded(make_app, ledger):
-    app = make_app(authenticator=FakeAuthenticator(Unauthorized(401, "missing Authorization header")))
+    app = make_app(
+        authenticator=FakeAuthenticator(Unauthorized(401, "missing Authorization header"))
+    )
     assert app.handle({}, b"garbage").status == 401
     assert ledger.list() == []
 
@@ -477,7 +489,9 @@ def test_http_target_passes_a_refusal_through(http_client, make_app, runner):
     triggers.main.set_app(make_app(authenticator=authenticator))
     try:
         headers, body = sample(SCHEDULER)
-        response = http_client.post("/", headers={**headers, "Authorization": "Bearer abc"}, data=body)
+        response = http_client.post(
+            "/", headers={**headers, "Authorization": "Bearer abc"}, data=body
+        )
     finally:
         triggers.main.set_app(None)
     assert response.status_code == 401
@@ -498,12 +512,16 @@ def test_cloudevent_target_acks_with_200(cloudevent_client, installed, runner, l
 
 def test_cloudevent_target_acks_a_structured_event(cloudevent_client, installed, runner):
     document = json.loads((EVENTS / "storage-finalized.cloudevent-structured.json").read_text())
-    response = cloudevent_client.post("/", headers=document["headers"], data=json.dumps(document["body"]))
+    response = cloudevent_client.post(
+        "/", headers=document["headers"], data=json.dumps(document["body"])
+    )
     assert response.status_code == 200
     assert runner.run_calls == 2
 
 
-def test_cloudevent_target_nacks_with_500_when_the_app_says_retry(cloudevent_client, installed, runner):
+def test_cloudevent_target_nacks_with_500_when_the_app_says_retry(
+    cloudevent_client, installed, runner
+):
     runner.fail("loader", RetryableRunError("quota exceeded", status=429))
     headers, body = sample(STORAGE)
     response = cloudevent_client.post("/", headers=headers, data=body)
@@ -520,7 +538,9 @@ def test_cloudevent_target_keeps_the_trace_and_the_authorization_of_the_delivery
     triggers.main.set_app(make_app(authenticator=authenticator))
     try:
         headers, body = sample(STORAGE)
-        headers.update({"Authorization": "Bearer eventarc", "X-Cloud-Trace-Context": f"{TRACE}/7;o=1"})
+        headers.update(
+            {"Authorization": "Bearer eventarc", "X-Cloud-Trace-Context": f"{TRACE}/7;o=1"}
+        )
         response = cloudevent_client.post("/", headers=headers, data=body)
     finally:
         triggers.main.set_app(None)
@@ -548,17 +568,30 @@ def test_a_broken_rules_file_fails_the_function_at_start_not_at_an_event(tmp_pat
     from pathlib import Path
 
     bad = tmp_path / "rules.yaml"
-    bad.write_text("rules:\n  - name: a\n    on: pubsub\n    job: projects/p/locations/r/jobs/j\n"
-                   "    overrides: {task_count: 0}\n")
+    bad.write_text(
+        "rules:\n  - name: a\n    on: pubsub\n    job: projects/p/locations/r/jobs/j\n"
+        "    overrides: {task_count: 0}\n"
+    )
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "TRIGGERS_RULES": str(bad), "TRIGGERS_LEDGER": "memory",
-           "TRIGGERS_RUNNER": "dry-run"}
+    env = {
+        **os.environ,
+        "TRIGGERS_RULES": str(bad),
+        "TRIGGERS_LEDGER": "memory",
+        "TRIGGERS_RUNNER": "dry-run",
+    }
     # WHEN functions-framework loads the function, as it does when an instance starts
     result = subprocess.run(
-        [sys.executable, "-c",
-         "import functions_framework; "
-         "functions_framework.create_app(target='handle_http', source='triggers/main.py')"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import functions_framework; "
+            "functions_framework.create_app(target='handle_http', source='triggers/main.py')",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     # THEN the start fails, naming the file, line and problem
     assert result.returncode != 0

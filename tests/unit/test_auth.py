@@ -12,9 +12,10 @@ import logging
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -50,7 +51,7 @@ class Key:
             serialization.NoEncryption(),
         )
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "accounts.google.com")])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -224,7 +225,9 @@ def test_given_no_allowed_list_then_any_verified_email_is_accepted(make_auth, ke
     stranger = "someone@other-project.iam.gserviceaccount.com"
     assert auth.verify(bearer(key.sign(claims(email=stranger))))["email"] == stranger
     # ... but still only a verified one
-    assert refused(auth, bearer(key.sign(claims(email=stranger, email_verified=False)))).status == 403
+    assert (
+        refused(auth, bearer(key.sign(claims(email=stranger, email_verified=False)))).status == 403
+    )
 
 
 def test_clock_skew_tolerates_a_token_that_just_expired(make_auth, key):
@@ -243,7 +246,9 @@ def test_missing_header_is_401(make_auth, authorization):
     assert (error.status, error.message) == (401, "missing Authorization header")
 
 
-@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Token abc.def.ghi", "abc.def.ghi"])
+@pytest.mark.parametrize(
+    "authorization", ["Basic dXNlcjpwYXNz", "Token abc.def.ghi", "abc.def.ghi"]
+)
 def test_non_bearer_scheme_is_401(make_auth, authorization):
     error = refused(make_auth(), authorization)
     assert error.status == 401 and "Bearer" in error.message
@@ -254,7 +259,9 @@ def test_bearer_without_a_token_is_401(make_auth):
     assert error.status == 401 and "empty" in error.message
 
 
-@pytest.mark.parametrize("token", ["not-a-jwt", "a.b", "a.b.c.d", "..", "!!!.e30.sig", "WzFd.e30.sig"])
+@pytest.mark.parametrize(
+    "token", ["not-a-jwt", "a.b", "a.b.c.d", "..", "!!!.e30.sig", "WzFd.e30.sig"]
+)
 def test_malformed_token_is_401_without_fetching_certs(make_auth, certs_server, token):
     error = refused(make_auth(), bearer(token))
     assert error.status == 401 and error.message.startswith("malformed token")
@@ -265,7 +272,10 @@ def test_wrong_audience_is_401(make_auth, key):
     token = key.sign(claims(aud="https://elsewhere.example/fn"))
     error = refused(make_auth(), bearer(token))
     assert error.status == 401
-    assert error.message == "token audience 'https://elsewhere.example/fn' is not this function's audience"
+    assert (
+        error.message
+        == "token audience 'https://elsewhere.example/fn' is not this function's audience"
+    )
 
 
 def test_expired_token_is_401(make_auth, key):
@@ -410,7 +420,9 @@ def test_given_the_certs_endpoint_is_unreachable_then_verification_is_unavailabl
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    auth = OIDCAuthenticator(AUDIENCE, certs_url=f"http://127.0.0.1:{port}/certs", fetch_timeout_seconds=2)
+    auth = OIDCAuthenticator(
+        AUDIENCE, certs_url=f"http://127.0.0.1:{port}/certs", fetch_timeout_seconds=2
+    )
     with pytest.raises(CertificatesUnavailable, match="cannot fetch the token certificates"):
         auth.verify(bearer(key.sign(claims())))
 

@@ -57,7 +57,10 @@ def test_plan_shows_verdicts_and_exact_request_for_every_sample(capsys):
     assert "rejected" not in out
     assert "+ csv-ingest: run projects/demo-project/locations/europe-west1/jobs/csv-loader" in out
     assert "dedup key: raw-data/incoming/2026/11/21/orders.csv#1763683200000000" in out
-    assert "+ paid-orders: run projects/demo-project/locations/europe-west1/jobs/orders-processor" in out
+    assert (
+        "+ paid-orders: run projects/demo-project/locations/europe-west1/jobs/orders-processor"
+        in out
+    )
     assert '"--order=A-1001"' in out
     assert "+ nightly-report: run" in out and '"--date=2026-11-21"' in out
 
@@ -133,7 +136,10 @@ def test_schema_is_published_in_docs(capsys):
 def test_console_entry_point_runs_as_a_process():
     result = subprocess.run(
         [sys.executable, "-m", "triggers.cli", "validate", RULES],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "4 rules OK" in result.stdout

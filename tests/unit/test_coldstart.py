@@ -37,8 +37,14 @@ SCRIPT = textwrap.dedent("""\
 
 def _run(env_extra: dict[str, str]) -> str:
     env = {**os.environ, "TRIGGERS_LEDGER": "memory", "TRIGGERS_RUNNER": "dry-run", **env_extra}
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 

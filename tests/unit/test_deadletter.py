@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import STORAGE_RULES_YAML, ScriptedRunner
+from triggers.errors import PermanentRunError
 from triggers.function.app import App
 from triggers.function.deadletter import (
     MAX_ATTRIBUTE_VALUE_BYTES,
@@ -25,13 +27,10 @@ from triggers.function.deadletter import (
     build_dead_letters,
     truncate,
 )
-from triggers.errors import PermanentRunError
+from triggers.function.settings import Settings
 from triggers.ledger import Ledger
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
-
-from tests.fakes import STORAGE_RULES_YAML, ScriptedRunner
-from triggers.function.settings import Settings
 
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
 STORAGE = "storage-finalized.cloudevent-binary.json"
@@ -52,8 +51,14 @@ class FakeDeadLetters:
         if self.error is not None:
             raise self.error
         self.published.append(
-            {"body": body, "headers": dict(headers), "reason": reason, "rule": rule,
-             "event_id": event_id, "detail": detail}
+            {
+                "body": body,
+                "headers": dict(headers),
+                "reason": reason,
+                "rule": rule,
+                "event_id": event_id,
+                "detail": detail,
+            }
         )
 
 
@@ -231,8 +236,9 @@ def test_attributes_carry_reason_rule_event_content_type_and_ce_headers():
 
 
 def test_absent_values_are_left_out():
-    attrs = attributes(b"x", {"User-Agent": "curl"}, reason="bad_json", rule=None, event_id=None,
-                       detail="")
+    attrs = attributes(
+        b"x", {"User-Agent": "curl"}, reason="bad_json", rule=None, event_id=None, detail=""
+    )
     assert attrs == {"reason": "bad_json"}
 
 
@@ -282,8 +288,14 @@ def test_the_publisher_sends_the_body_as_data_and_waits_with_the_timeout():
 def test_a_body_over_the_publish_limit_is_left_out_and_said_so():
     client = FakePublisher()
     sink = PubSubDeadLetters(TOPIC, client=client)
-    sink.publish(b"x" * (MAX_DATA_BYTES + 1), {}, reason="body_too_large", rule=None,
-                 event_id=None, detail="too large")
+    sink.publish(
+        b"x" * (MAX_DATA_BYTES + 1),
+        {},
+        reason="body_too_large",
+        rule=None,
+        event_id=None,
+        detail="too large",
+    )
     ((_, data, attrs),) = client.calls
     assert data == b"" and "over the" in attrs["data_omitted"]
 

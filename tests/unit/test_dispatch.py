@@ -6,6 +6,7 @@ tests/integration/test_dispatch_e2e.py.
 
 from __future__ import annotations
 
+from tests.fakes import STORAGE_RULES_YAML, storage_event
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
 from triggers.events.model import Event
@@ -13,10 +14,7 @@ from triggers.ledger import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.rules import load_text
 
-from tests.fakes import STORAGE_RULES_YAML, storage_event
-
 RULES = load_text(STORAGE_RULES_YAML, environ={})
-
 
 
 def outcomes(decision) -> dict[str, Outcome]:
@@ -43,8 +41,14 @@ def test_redelivery_is_a_counted_duplicate_and_runs_nothing(dispatcher, ledger, 
 
 
 def test_event_matching_no_rule_is_acked_with_no_outcomes(dispatcher):
-    other = Event(id="x", source="s", type="com.example.other", kind="generic",
-                  form="cloudevent-structured", data={})
+    other = Event(
+        id="x",
+        source="s",
+        type="com.example.other",
+        kind="generic",
+        form="cloudevent-structured",
+        data={},
+    )
     decision = dispatcher.dispatch(other)
     assert decision.outcomes == () and not decision.retry
 
@@ -85,7 +89,9 @@ def test_ambiguous_failure_adopts_the_execution_it_started(dispatcher, ledger, r
     assert ledger.get(load.ledger_key).execution == load.execution
 
 
-def test_crash_between_claim_and_record_is_taken_over_after_the_lease(dispatcher, ledger, runner, clock):
+def test_crash_between_claim_and_record_is_taken_over_after_the_lease(
+    dispatcher, ledger, runner, clock
+):
     # GIVEN a delivery that claimed and ran, then died before recording
     request = RULES.get("load").plan(storage_event())
     claim = ledger.claim(request)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from triggers.emulators.cloudrun.jobs import DEFAULT_INHERIT_ENV, JobsFileError, inherited_environ, load_jobs
+from triggers.emulators.cloudrun.jobs import (
+    DEFAULT_INHERIT_ENV,
+    JobsFileError,
+    inherited_environ,
+    load_jobs,
+)
 from triggers.emulators.cloudrun.limits import format_duration, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]

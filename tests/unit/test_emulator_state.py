@@ -15,11 +15,11 @@ from google.protobuf import json_format
 
 from triggers.emulators.cloudrun import resources
 from triggers.emulators.cloudrun.jobs import JobCatalog, JobSpec
-from triggers.emulators.machine import AttemptResult
 from triggers.emulators.cloudrun.overrides import ContainerOverride, RunOverrides, RunRequest
+from triggers.emulators.cloudrun.state import Store
+from triggers.emulators.machine import AttemptResult
 from triggers.emulators.process import AttemptExit
 from triggers.emulators.rpc import ApiError
-from triggers.emulators.cloudrun.state import Store
 
 JOB = JobSpec(
     project="demo-project",

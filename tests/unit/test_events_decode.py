@@ -9,13 +9,18 @@ import pytest
 from triggers.errors import DecodeError
 from triggers.events import decode
 
-PUSH = json.dumps({"message": {"messageId": "1", "data": "aGk="},
-                   "subscription": "projects/p/subscriptions/s"}).encode()
-STRUCTURED = json.dumps({"specversion": "1.0", "id": "e1", "source": "//x", "type": "com.x.y",
-                         "data": {"a": 1}}).encode()
+PUSH = json.dumps(
+    {"message": {"messageId": "1", "data": "aGk="}, "subscription": "projects/p/subscriptions/s"}
+).encode()
+STRUCTURED = json.dumps(
+    {"specversion": "1.0", "id": "e1", "source": "//x", "type": "com.x.y", "data": {"a": 1}}
+).encode()
 BINARY_HEADERS = {"ce-specversion": "1.0", "ce-id": "e1", "ce-source": "//x", "ce-type": "com.x.y"}
-SCHEDULER_HEADERS = {"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "j",
-                     "X-CloudScheduler-ScheduleTime": "2026-11-21T02:00:00Z"}
+SCHEDULER_HEADERS = {
+    "X-CloudScheduler": "true",
+    "X-CloudScheduler-JobName": "j",
+    "X-CloudScheduler-ScheduleTime": "2026-11-21T02:00:00Z",
+}
 
 
 class TestSizeLimit:
@@ -24,7 +29,8 @@ class TestSizeLimit:
             decode({"Content-Type": "application/json"}, PUSH, max_body_bytes=len(PUSH) - 1)
         assert info.value.reason == "body_too_large"
         assert info.value.message == (
-            f"request body is {len(PUSH)} bytes, the limit is {len(PUSH) - 1} bytes")
+            f"request body is {len(PUSH)} bytes, the limit is {len(PUSH) - 1} bytes"
+        )
 
     def test_exactly_at_the_limit(self):
         assert decode({}, PUSH, max_body_bytes=len(PUSH)).kind == "pubsub"
@@ -51,16 +57,23 @@ class TestSizeLimit:
 
 class TestOrder:
     def test_binary_mode_wins_over_scheduler_headers_and_push_body(self):
-        event = decode({**BINARY_HEADERS, **SCHEDULER_HEADERS, "Content-Type": "application/json"}, PUSH)
+        event = decode(
+            {**BINARY_HEADERS, **SCHEDULER_HEADERS, "Content-Type": "application/json"}, PUSH
+        )
         assert event.form == "cloudevent-binary"
         assert event.kind == "generic"
 
     def test_structured_content_type_wins_over_scheduler_headers(self):
-        event = decode({**SCHEDULER_HEADERS, "Content-Type": "application/cloudevents+json"}, STRUCTURED)
+        event = decode(
+            {**SCHEDULER_HEADERS, "Content-Type": "application/cloudevents+json"}, STRUCTURED
+        )
         assert event.form == "cloudevent-structured"
 
     def test_scheduler_wins_over_a_push_body(self):
-        assert decode({**SCHEDULER_HEADERS, "Content-Type": "application/json"}, PUSH).kind == "scheduler"
+        assert (
+            decode({**SCHEDULER_HEADERS, "Content-Type": "application/json"}, PUSH).kind
+            == "scheduler"
+        )
 
     def test_message_member_wins_over_specversion_member(self):
         body = json.loads(STRUCTURED)
@@ -74,10 +87,20 @@ class TestOrder:
 class TestHeaderCase:
     @pytest.mark.parametrize("transform", [str.lower, str.upper, str.title])
     def test_binary_mode_headers(self, transform):
-        headers = {transform(k): v for k, v in {**BINARY_HEADERS, "ce-tenant": "acme",
-                                                "Content-Type": "application/json"}.items()}
+        headers = {
+            transform(k): v
+            for k, v in {
+                **BINARY_HEADERS,
+                "ce-tenant": "acme",
+                "Content-Type": "application/json",
+            }.items()
+        }
         event = decode(headers, b'{"a": 1}')
-        assert (event.id, event.data, dict(event.extensions)) == ("e1", {"a": 1}, {"tenant": "acme"})
+        assert (event.id, event.data, dict(event.extensions)) == (
+            "e1",
+            {"a": 1},
+            {"tenant": "acme"},
+        )
 
     @pytest.mark.parametrize("transform", [str.lower, str.upper])
     def test_scheduler_headers(self, transform):
@@ -92,46 +115,111 @@ class TestHeaderCase:
 # One row per DecodeError reason (and then some): request -> reason + a fragment of the message.
 ERROR_TABLE = [
     ("body_too_large", {}, b"{}" * 6, "request body is 12 bytes, the limit is 10 bytes"),
-    ("bad_json", {"Content-Type": "application/json"}, b'{"message": ',
-     "request body is not valid JSON (Expecting value: line 1 column 13"),
+    (
+        "bad_json",
+        {"Content-Type": "application/json"},
+        b'{"message": ',
+        "request body is not valid JSON (Expecting value: line 1 column 13",
+    ),
     ("bad_json", {}, b"{oops}", "request body is not valid JSON"),
-    ("bad_json", {"Content-Type": "application/cloudevents+json"}, b"nope",
-     "structured CloudEvent: body is not valid JSON"),
-    ("bad_json", {**BINARY_HEADERS, "Content-Type": "application/json"}, b"{",
-     "CloudEvent com.x.y: data is not valid JSON"),
-    ("bad_base64", {}, b'{"message": {"messageId": "1", "data": "@@"}, "subscription": "s"}',
-     "raw Pub/Sub push: message.data is not valid base64 (Only base64 data is allowed)"),
-    ("bad_encoding", {"Content-Type": "application/json"}, b'{"a": "\xff"}',
-     "request body is not valid UTF-8 (byte 7: invalid start byte)"),
-    ("bad_encoding", {"Content-Type": "application/cloudevents+json"}, b"\xfe",
-     "structured CloudEvent: body is not valid UTF-8"),
-    ("bad_encoding", {**BINARY_HEADERS, "Content-Type": "text/plain"}, b"\xff",
-     "CloudEvent com.x.y: data is not valid UTF-8"),
-    ("missing_field", {}, b'{"message": {"data": "aGk="}, "subscription": "s"}',
-     "raw Pub/Sub push: message.messageId is missing"),
-    ("missing_field", {"X-CloudScheduler": "true"}, b"",
-     "Cloud Scheduler HTTP target: header X-CloudScheduler-JobName is missing"),
-    ("bad_field", {}, b'{"message": "hello"}',
-     "raw Pub/Sub push: message is a string, expected an object"),
-    ("unsupported_content_type", {"Content-Type": "application/cloudevents-batch+json"}, b"[]",
-     "Content-Type application/cloudevents-batch+json: CloudEvents batch mode is not supported"),
-    ("unsupported_content_type", {"Content-Type": "application/cloudevents+avro"}, b"",
-     "application/cloudevents+avro: only the JSON event format of CloudEvents is supported"),
-    ("bad_cloudevent", {"ce-specversion": "1.0", "ce-id": "1", "ce-type": "t"}, b"",
-     "CloudEvent binary mode: required header ce-source is missing or empty"),
-    ("bad_cloudevent", {"Content-Type": "application/cloudevents+json"}, b'{"specversion": "1.0"}',
-     "structured CloudEvent: required attribute id is missing"),
+    (
+        "bad_json",
+        {"Content-Type": "application/cloudevents+json"},
+        b"nope",
+        "structured CloudEvent: body is not valid JSON",
+    ),
+    (
+        "bad_json",
+        {**BINARY_HEADERS, "Content-Type": "application/json"},
+        b"{",
+        "CloudEvent com.x.y: data is not valid JSON",
+    ),
+    (
+        "bad_base64",
+        {},
+        b'{"message": {"messageId": "1", "data": "@@"}, "subscription": "s"}',
+        "raw Pub/Sub push: message.data is not valid base64 (Only base64 data is allowed)",
+    ),
+    (
+        "bad_encoding",
+        {"Content-Type": "application/json"},
+        b'{"a": "\xff"}',
+        "request body is not valid UTF-8 (byte 7: invalid start byte)",
+    ),
+    (
+        "bad_encoding",
+        {"Content-Type": "application/cloudevents+json"},
+        b"\xfe",
+        "structured CloudEvent: body is not valid UTF-8",
+    ),
+    (
+        "bad_encoding",
+        {**BINARY_HEADERS, "Content-Type": "text/plain"},
+        b"\xff",
+        "CloudEvent com.x.y: data is not valid UTF-8",
+    ),
+    (
+        "missing_field",
+        {},
+        b'{"message": {"data": "aGk="}, "subscription": "s"}',
+        "raw Pub/Sub push: message.messageId is missing",
+    ),
+    (
+        "missing_field",
+        {"X-CloudScheduler": "true"},
+        b"",
+        "Cloud Scheduler HTTP target: header X-CloudScheduler-JobName is missing",
+    ),
+    (
+        "bad_field",
+        {},
+        b'{"message": "hello"}',
+        "raw Pub/Sub push: message is a string, expected an object",
+    ),
+    (
+        "unsupported_content_type",
+        {"Content-Type": "application/cloudevents-batch+json"},
+        b"[]",
+        "Content-Type application/cloudevents-batch+json: CloudEvents batch mode is not supported",
+    ),
+    (
+        "unsupported_content_type",
+        {"Content-Type": "application/cloudevents+avro"},
+        b"",
+        "application/cloudevents+avro: only the JSON event format of CloudEvents is supported",
+    ),
+    (
+        "bad_cloudevent",
+        {"ce-specversion": "1.0", "ce-id": "1", "ce-type": "t"},
+        b"",
+        "CloudEvent binary mode: required header ce-source is missing or empty",
+    ),
+    (
+        "bad_cloudevent",
+        {"Content-Type": "application/cloudevents+json"},
+        b'{"specversion": "1.0"}',
+        "structured CloudEvent: required attribute id is missing",
+    ),
     ("unrecognised", {}, b"", "request with an empty body is not a CloudEvent"),
-    ("unrecognised", {"Content-Type": "text/csv"}, b"a,b\n1,2\n",
-     "request with a text/csv body is not a CloudEvent"),
-    ("unrecognised", {}, b'{"hello": "world"}',
-     "request with a JSON body that is an object without message or specversion members"),
+    (
+        "unrecognised",
+        {"Content-Type": "text/csv"},
+        b"a,b\n1,2\n",
+        "request with a text/csv body is not a CloudEvent",
+    ),
+    (
+        "unrecognised",
+        {},
+        b'{"hello": "world"}',
+        "request with a JSON body that is an object without message or specversion members",
+    ),
     ("unrecognised", {}, b"[1, 2]", "request with a JSON body that is an array is not"),
 ]
 
 
 @pytest.mark.parametrize(
-    "reason, headers, body, fragment", ERROR_TABLE,
+    "reason, headers, body, fragment",
+    ERROR_TABLE,
     ids=[f"{row[0]}-{i}" for i, row in enumerate(ERROR_TABLE)],
 )
 def test_error_table(reason, headers, body, fragment):
@@ -149,8 +237,14 @@ def test_error_table_covers_every_reason():
 def test_unrecognised_names_what_was_looked_for():
     with pytest.raises(DecodeError) as info:
         decode({}, b'{"hello": "world"}')
-    for looked_for in ("ce-specversion", "application/cloudevents+json", "specversion",
-                       "X-CloudScheduler", "Google-Cloud-Scheduler", "message"):
+    for looked_for in (
+        "ce-specversion",
+        "application/cloudevents+json",
+        "specversion",
+        "X-CloudScheduler",
+        "Google-Cloud-Scheduler",
+        "message",
+    ):
         assert looked_for in info.value.message
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,42 +17,92 @@ from hypothesis import strategies as st
 from triggers.errors import DecodeError
 from triggers.events import Event, decode, parse_event_file
 
-NOW = lambda: datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc)  # noqa: E731
+NOW = lambda: datetime(2026, 11, 21, 2, 0, tzinfo=UTC)  # noqa: E731
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 HEADER_NAMES = [
-    "Content-Type", "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time", "ce-subject",
-    "ce-extensions", "ce-data", "X-CloudScheduler", "X-CloudScheduler-JobName",
-    "X-CloudScheduler-ScheduleTime", "User-Agent",
+    "Content-Type",
+    "ce-specversion",
+    "ce-id",
+    "ce-source",
+    "ce-type",
+    "ce-time",
+    "ce-subject",
+    "ce-extensions",
+    "ce-data",
+    "X-CloudScheduler",
+    "X-CloudScheduler-JobName",
+    "X-CloudScheduler-ScheduleTime",
+    "User-Agent",
 ]
 CONTENT_TYPES = [
-    "application/json", "application/cloudevents+json", "application/cloudevents-batch+json",
-    "text/plain", "application/octet-stream", "application/protobuf", "",
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+    "text/plain",
+    "application/octet-stream",
+    "application/protobuf",
+    "",
 ]
 header_values = st.sampled_from(
-    CONTENT_TYPES + ["1.0", "0.3", "2.0", "true", "Google-Cloud-Scheduler",
-                     "google.cloud.pubsub.topic.v1.messagePublished",
-                     "google.cloud.storage.object.v1.finalized"]
+    CONTENT_TYPES
+    + [
+        "1.0",
+        "0.3",
+        "2.0",
+        "true",
+        "Google-Cloud-Scheduler",
+        "google.cloud.pubsub.topic.v1.messagePublished",
+        "google.cloud.storage.object.v1.finalized",
+    ]
 ) | st.text(max_size=20)
 headers_strategy = st.dictionaries(
     st.sampled_from(HEADER_NAMES) | st.text(max_size=10), header_values, max_size=8
 )
 
 # Interesting field names for the JSON envelopes.
-KEYS = ["message", "specversion", "id", "source", "type", "data", "data_base64", "attributes",
-        "messageId", "message_id", "publishTime", "subscription", "eventType", "bucketId",
-        "objectId", "payloadFormat", "scheduler_job", "schedule_time", "bucket", "name",
-        "size", "generation", "extensions", "time", "subject", "datacontenttype"]
+KEYS = [
+    "message",
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "data",
+    "data_base64",
+    "attributes",
+    "messageId",
+    "message_id",
+    "publishTime",
+    "subscription",
+    "eventType",
+    "bucketId",
+    "objectId",
+    "payloadFormat",
+    "scheduler_job",
+    "schedule_time",
+    "bucket",
+    "name",
+    "size",
+    "generation",
+    "extensions",
+    "time",
+    "subject",
+    "datacontenttype",
+]
 shaped = st.recursive(
     json_scalars | st.sampled_from(["1.0", "OBJECT_FINALIZE", "NONE", "eyJhIjoxfQ==", "%%%"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=6)
+    ),
     max_leaves=25,
 )
 
@@ -64,12 +114,18 @@ def _base64_of(value) -> str:
 messages = st.fixed_dictionaries(
     {"messageId": st.text(max_size=5) | st.integers(), "publishTime": st.text(max_size=5)},
     optional={
-        "data": st.one_of(st.text(max_size=12), shaped.map(_base64_of), st.binary().map(
-            lambda b: base64.b64encode(b).decode())),
-        "attributes": st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6),
-                                      st.text(max_size=8) | st.sampled_from(
-                                          ["OBJECT_FINALIZE", "OBJECT_DELETE", "NONE", "12x"]),
-                                      max_size=6) | shaped,
+        "data": st.one_of(
+            st.text(max_size=12),
+            shaped.map(_base64_of),
+            st.binary().map(lambda b: base64.b64encode(b).decode()),
+        ),
+        "attributes": st.dictionaries(
+            st.sampled_from(KEYS) | st.text(max_size=6),
+            st.text(max_size=8)
+            | st.sampled_from(["OBJECT_FINALIZE", "OBJECT_DELETE", "NONE", "12x"]),
+            max_size=6,
+        )
+        | shaped,
     },
 )
 push_bodies = st.fixed_dictionaries(
@@ -112,29 +168,47 @@ def test_push_shaped_bodies_raise_only_decode_error(value, content_type):
 @settings_
 @given(
     extra=st.dictionaries(st.sampled_from(KEYS), shaped, max_size=6),
-    event_type=st.sampled_from([
-        "google.cloud.pubsub.topic.v1.messagePublished",
-        "google.cloud.storage.object.v1.finalized",
-        "com.example.x",
-    ]),
+    event_type=st.sampled_from(
+        [
+            "google.cloud.pubsub.topic.v1.messagePublished",
+            "google.cloud.storage.object.v1.finalized",
+            "com.example.x",
+        ]
+    ),
     data=push_bodies | shaped,
     structured=st.booleans(),
 )
 def test_cloudevent_shaped_requests_raise_only_decode_error(extra, event_type, data, structured):
     if structured:
-        document = {"specversion": "1.0", "id": "1", "source": "s", "type": event_type,
-                    "data": data, **extra}
+        document = {
+            "specversion": "1.0",
+            "id": "1",
+            "source": "s",
+            "type": event_type,
+            "data": data,
+            **extra,
+        }
         _check({"Content-Type": "application/cloudevents+json"}, json.dumps(document).encode())
     else:
-        headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": event_type,
-                   "Content-Type": "application/json"}
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": "1",
+            "ce-source": "s",
+            "ce-type": event_type,
+            "Content-Type": "application/json",
+        }
         headers.update({f"ce-{k}": str(v) for k, v in extra.items()})
         _check(headers, json.dumps(data).encode())
 
 
 @settings_
-@given(text=st.text(max_size=200) | json_values.map(json.dumps) | st.fixed_dictionaries(
-    {}, optional={"headers": shaped, "body": shaped, "description": shaped}).map(json.dumps))
+@given(
+    text=st.text(max_size=200)
+    | json_values.map(json.dumps)
+    | st.fixed_dictionaries(
+        {}, optional={"headers": shaped, "body": shaped, "description": shaped}
+    ).map(json.dumps)
+)
 def test_parse_event_file_raises_only_decode_error(text):
     try:
         headers, body = parse_event_file(text, "f.json")

@@ -25,8 +25,12 @@ def push(message: dict, **envelope) -> tuple[dict, bytes]:
 
 
 def message(data: bytes | None = json.dumps(ORDER).encode(), **fields) -> dict:
-    msg = {"messageId": "101", "publishTime": "2026-11-21T10:15:30.123Z",
-           "attributes": {"kind": "order"}, **fields}
+    msg = {
+        "messageId": "101",
+        "publishTime": "2026-11-21T10:15:30.123Z",
+        "attributes": {"kind": "order"},
+        **fields,
+    }
     if data is not None:
         msg["data"] = b64(data)
     return msg
@@ -70,9 +74,13 @@ class TestRawPush:
 
     def test_snake_case_gives_the_same_event(self):
         camel = decode(*push(message(orderingKey="k")))
-        snake_msg = {"message_id": "101", "publish_time": "2026-11-21T10:15:30.123Z",
-                     "ordering_key": "k", "attributes": {"kind": "order"},
-                     "data": b64(json.dumps(ORDER).encode())}
+        snake_msg = {
+            "message_id": "101",
+            "publish_time": "2026-11-21T10:15:30.123Z",
+            "ordering_key": "k",
+            "attributes": {"kind": "order"},
+            "data": b64(json.dumps(ORDER).encode()),
+        }
         snake = decode(*push(snake_msg))
         assert snake == camel
         assert snake.document == camel.document
@@ -130,11 +138,16 @@ class TestEventarc:
 
     def test_structured_mode(self):
         document = {
-            "specversion": "1.0", "id": "101", "type": PUBSUB_PUBLISHED,
-            "source": f"//pubsub.googleapis.com/{TOPIC}", "time": "2026-11-21T10:15:30.123Z",
+            "specversion": "1.0",
+            "id": "101",
+            "type": PUBSUB_PUBLISHED,
+            "source": f"//pubsub.googleapis.com/{TOPIC}",
+            "time": "2026-11-21T10:15:30.123Z",
             "data": {"message": message(), "subscription": SUB},
         }
-        event = decode({"Content-Type": "application/cloudevents+json"}, json.dumps(document).encode())
+        event = decode(
+            {"Content-Type": "application/cloudevents+json"}, json.dumps(document).encode()
+        )
         assert event.form == "cloudevent-structured"
         assert event.data == decode(*eventarc({"message": message(), "subscription": SUB})).data
 
@@ -166,33 +179,68 @@ class TestEventarc:
             decode(*eventarc({"message": {"data": "abc"}}))
         assert info.value.reason == "bad_base64"
         assert info.value.message == (
-            "Pub/Sub CloudEvent: data.message.data is not valid base64 (Incorrect padding)")
+            "Pub/Sub CloudEvent: data.message.data is not valid base64 (Incorrect padding)"
+        )
 
 
 @pytest.mark.parametrize(
     "body, reason, message_text",
     [
-        ({"message": {"messageId": "1", "data": "abc"}, "subscription": SUB}, "bad_base64",
-         "raw Pub/Sub push: message.data is not valid base64 (Incorrect padding)"),
-        ({"message": {"messageId": "1", "data": "é"}, "subscription": SUB}, "bad_base64",
-         "raw Pub/Sub push: message.data is not valid base64"),
-        ({"message": {"publishTime": "t"}, "subscription": SUB}, "missing_field",
-         "raw Pub/Sub push: message.messageId is missing"),
-        ({"message": {"messageId": ""}, "subscription": SUB}, "bad_field",
-         "raw Pub/Sub push: message.messageId is empty"),
-        ({"message": {"messageId": 1}, "subscription": SUB}, "bad_field",
-         "raw Pub/Sub push: message.messageId is a number, expected a string"),
-        ({"message": {"message_id": "1"}}, "missing_field",
-         "raw Pub/Sub push: subscription is missing"),
-        ({"message": [1]}, "bad_field", "raw Pub/Sub push: message is an array, expected an object"),
-        ({"message": {"messageId": "1", "attributes": ["a"]}, "subscription": SUB}, "bad_field",
-         "raw Pub/Sub push: message.attributes is an array, expected an object"),
-        ({"message": {"messageId": "1", "attributes": {"n": 1}}, "subscription": SUB}, "bad_field",
-         "raw Pub/Sub push: message.attributes.n is a number, expected a string"),
-        ({"message": {"messageId": "1", "data": 5}, "subscription": SUB}, "bad_field",
-         "raw Pub/Sub push: message.data is a number, expected a string"),
-        ({"message": {"messageId": "1"}, "subscription": 3}, "bad_field",
-         "raw Pub/Sub push: subscription is a number, expected a string"),
+        (
+            {"message": {"messageId": "1", "data": "abc"}, "subscription": SUB},
+            "bad_base64",
+            "raw Pub/Sub push: message.data is not valid base64 (Incorrect padding)",
+        ),
+        (
+            {"message": {"messageId": "1", "data": "é"}, "subscription": SUB},
+            "bad_base64",
+            "raw Pub/Sub push: message.data is not valid base64",
+        ),
+        (
+            {"message": {"publishTime": "t"}, "subscription": SUB},
+            "missing_field",
+            "raw Pub/Sub push: message.messageId is missing",
+        ),
+        (
+            {"message": {"messageId": ""}, "subscription": SUB},
+            "bad_field",
+            "raw Pub/Sub push: message.messageId is empty",
+        ),
+        (
+            {"message": {"messageId": 1}, "subscription": SUB},
+            "bad_field",
+            "raw Pub/Sub push: message.messageId is a number, expected a string",
+        ),
+        (
+            {"message": {"message_id": "1"}},
+            "missing_field",
+            "raw Pub/Sub push: subscription is missing",
+        ),
+        (
+            {"message": [1]},
+            "bad_field",
+            "raw Pub/Sub push: message is an array, expected an object",
+        ),
+        (
+            {"message": {"messageId": "1", "attributes": ["a"]}, "subscription": SUB},
+            "bad_field",
+            "raw Pub/Sub push: message.attributes is an array, expected an object",
+        ),
+        (
+            {"message": {"messageId": "1", "attributes": {"n": 1}}, "subscription": SUB},
+            "bad_field",
+            "raw Pub/Sub push: message.attributes.n is a number, expected a string",
+        ),
+        (
+            {"message": {"messageId": "1", "data": 5}, "subscription": SUB},
+            "bad_field",
+            "raw Pub/Sub push: message.data is a number, expected a string",
+        ),
+        (
+            {"message": {"messageId": "1"}, "subscription": 3},
+            "bad_field",
+            "raw Pub/Sub push: subscription is a number, expected a string",
+        ),
     ],
 )
 def test_malformed_push(body, reason, message_text):

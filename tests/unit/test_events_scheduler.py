@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -27,7 +27,11 @@ def http(body=b'{"report": "daily-sales"}', **headers):
 
 
 def pubsub_push(attrs, data=b'{"report": "daily-sales"}', message_id="m-1"):
-    message = {"messageId": message_id, "publishTime": "2026-11-21T02:00:01.5Z", "attributes": attrs}
+    message = {
+        "messageId": message_id,
+        "publishTime": "2026-11-21T02:00:01.5Z",
+        "attributes": attrs,
+    }
     if data is not None:
         message["data"] = base64.b64encode(data).decode()
     body = {"message": message, "subscription": "projects/demo-project/subscriptions/ticks"}
@@ -37,6 +41,7 @@ def pubsub_push(attrs, data=b'{"report": "daily-sales"}', message_id="m-1"):
 def fixed(moment):
     def now():
         return moment
+
     return now
 
 
@@ -64,8 +69,9 @@ class TestHttpTarget:
         assert decode(*http(**{"X-CloudScheduler": None})).kind == "scheduler"
 
     def test_header_alone_is_enough(self):
-        headers, body = http(**{"User-Agent": None, "X-CloudScheduler": None,
-                                "X-CLOUDSCHEDULER": "TRUE"})
+        headers, body = http(
+            **{"User-Agent": None, "X-CloudScheduler": None, "X-CLOUDSCHEDULER": "TRUE"}
+        )
         assert "User-Agent" not in headers and "X-CloudScheduler" not in headers
         assert decode(headers, body).kind == "scheduler"
 
@@ -76,7 +82,7 @@ class TestHttpTarget:
         assert info.value.reason == "unrecognised"
 
     def test_force_run_uses_now(self):
-        moment = datetime(2026, 11, 21, 9, 30, 15, 250000, tzinfo=timezone.utc)
+        moment = datetime(2026, 11, 21, 9, 30, 15, 250000, tzinfo=UTC)
         event = decode(*http(**{"X-CloudScheduler-ScheduleTime": None}), now=fixed(moment))
         assert event.data["schedule_time"] == "2026-11-21T09:30:15.250000Z"
         assert event.data["schedule_time_inferred"] is True
@@ -93,11 +99,12 @@ class TestHttpTarget:
         event = decode(*http(**{"X-CloudScheduler-ScheduleTime": None}))
         assert event.time.endswith("Z")
         parsed = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-        assert abs(parsed - datetime.now(timezone.utc)) < timedelta(minutes=1)
+        assert abs(parsed - datetime.now(UTC)) < timedelta(minutes=1)
 
     def test_now_is_not_called_when_the_header_is_present(self):
         def explode():
             raise AssertionError("now() called")
+
         assert decode(*http(), now=explode).time == TICK
 
     def test_empty_body(self):
@@ -117,7 +124,8 @@ class TestHttpTarget:
             decode(*http(**{"X-CloudScheduler-JobName": None}))
         assert info.value.reason == "missing_field"
         assert info.value.message == (
-            "Cloud Scheduler HTTP target: header X-CloudScheduler-JobName is missing")
+            "Cloud Scheduler HTTP target: header X-CloudScheduler-JobName is missing"
+        )
 
     def test_body_that_looks_like_a_push_is_still_a_tick(self):
         # Scheduler headers are checked before the body is sniffed.
@@ -153,12 +161,18 @@ class TestPubsubTarget:
         assert event.data["schedule_time_inferred"] is True
 
     def test_through_eventarc(self):
-        message = {"messageId": "m-1", "attributes": {"scheduler_job": JOB, "schedule_time": TICK},
-                   "data": base64.b64encode(b"go").decode()}
+        message = {
+            "messageId": "m-1",
+            "attributes": {"scheduler_job": JOB, "schedule_time": TICK},
+            "data": base64.b64encode(b"go").decode(),
+        }
         headers = {
-            "ce-specversion": "1.0", "ce-id": "m-1", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "ce-specversion": "1.0",
+            "ce-id": "m-1",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
             "ce-source": "//pubsub.googleapis.com/projects/demo-project/topics/ticks",
-            "ce-time": "2026-11-21T02:00:01Z", "Content-Type": "application/json",
+            "ce-time": "2026-11-21T02:00:01Z",
+            "Content-Type": "application/json",
         }
         event = decode(headers, json.dumps({"message": message}).encode())
         assert event.form == "scheduler-pubsub"
@@ -167,12 +181,16 @@ class TestPubsubTarget:
 
     def test_no_time_at_all(self):
         headers = {"Content-Type": "application/json"}
-        body = {"message": {"messageId": "1", "attributes": {"scheduler_job": JOB}},
-                "subscription": "projects/p/subscriptions/s"}
+        body = {
+            "message": {"messageId": "1", "attributes": {"scheduler_job": JOB}},
+            "subscription": "projects/p/subscriptions/s",
+        }
         with pytest.raises(DecodeError) as info:
             decode(headers, json.dumps(body).encode())
         assert info.value.reason == "missing_field"
-        assert "neither attributes.schedule_time nor a publish time is present" in info.value.message
+        assert (
+            "neither attributes.schedule_time nor a publish time is present" in info.value.message
+        )
 
     def test_empty_job_attribute(self):
         with pytest.raises(DecodeError) as info:

@@ -68,8 +68,11 @@ def attributes(event_type="OBJECT_FINALIZE", payload="JSON_API_V1", **extra):
 
 
 def notification(obj=OBJECT, attrs=None, raw_data: bytes | None = None):
-    message = {"messageId": "5566", "publishTime": "2026-11-21T06:00:01Z",
-               "attributes": attrs if attrs is not None else attributes()}
+    message = {
+        "messageId": "5566",
+        "publishTime": "2026-11-21T06:00:01Z",
+        "attributes": attrs if attrs is not None else attributes(),
+    }
     if raw_data is not None:
         message["data"] = base64.b64encode(raw_data).decode()
     elif obj is not None:
@@ -114,12 +117,18 @@ def test_both_paths_normalise_to_the_same_event(event_type, ce_type):
 
 
 def test_notification_through_an_eventarc_pubsub_cloudevent():
-    message = {"messageId": "5566", "attributes": attributes(),
-               "data": base64.b64encode(json.dumps(OBJECT).encode()).decode()}
+    message = {
+        "messageId": "5566",
+        "attributes": attributes(),
+        "data": base64.b64encode(json.dumps(OBJECT).encode()).decode(),
+    }
     headers = {
-        "ce-specversion": "1.0", "ce-id": "5566", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-specversion": "1.0",
+        "ce-id": "5566",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
         "ce-source": "//pubsub.googleapis.com/projects/demo-project/topics/gcs",
-        "ce-time": "2026-11-21T06:00:01Z", "Content-Type": "application/json",
+        "ce-time": "2026-11-21T06:00:01Z",
+        "Content-Type": "application/json",
     }
     event = decode(headers, json.dumps({"message": message}).encode())
     assert event.kind == "storage"
@@ -168,27 +177,58 @@ def test_unrelated_fields_are_kept_as_given():
 @pytest.mark.parametrize(
     "request_, reason, fragment",
     [
-        (cloudevent({**OBJECT, "size": "12kB"}), "bad_field",
-         "Cloud Storage CloudEvent google.cloud.storage.object.v1.finalized: data.size is '12kB', expected an integer string"),
+        (
+            cloudevent({**OBJECT, "size": "12kB"}),
+            "bad_field",
+            "Cloud Storage CloudEvent google.cloud.storage.object.v1.finalized: data.size is '12kB', expected an integer string",
+        ),
         (cloudevent({**OBJECT, "generation": 1.5}), "bad_field", "data.generation is a number"),
-        (cloudevent({**OBJECT, "metageneration": True}), "bad_field", "data.metageneration is a boolean"),
+        (
+            cloudevent({**OBJECT, "metageneration": True}),
+            "bad_field",
+            "data.metageneration is a boolean",
+        ),
         (cloudevent({**OBJECT, "size": "9" * 30}), "bad_field", "expected an integer string"),
         (cloudevent({"name": NAME}), "missing_field", "data.bucket is missing"),
         (cloudevent({"bucket": BUCKET}), "missing_field", "data.name is missing"),
-        (cloudevent({"bucket": BUCKET, "name": 5}), "bad_field", "data.name is a number, expected a string"),
+        (
+            cloudevent({"bucket": BUCKET, "name": 5}),
+            "bad_field",
+            "data.name is a number, expected a string",
+        ),
         (cloudevent([OBJECT]), "bad_field", "data is an array, expected an object"),
-        (cloudevent(**{"Content-Type": "application/protobuf"}), "unsupported_content_type", "application/protobuf"),
-        (notification(attrs=attributes("OBJECT_EXPLODE")), "bad_field",
-         "raw Pub/Sub push): message.attributes.eventType is 'OBJECT_EXPLODE', expected one of OBJECT_FINALIZE"),
-        (notification(raw_data=b"not json"), "bad_json",
-         "Cloud Storage notification (raw Pub/Sub push): message.data is not valid JSON"),
+        (
+            cloudevent(**{"Content-Type": "application/protobuf"}),
+            "unsupported_content_type",
+            "application/protobuf",
+        ),
+        (
+            notification(attrs=attributes("OBJECT_EXPLODE")),
+            "bad_field",
+            "raw Pub/Sub push): message.attributes.eventType is 'OBJECT_EXPLODE', expected one of OBJECT_FINALIZE",
+        ),
+        (
+            notification(raw_data=b"not json"),
+            "bad_json",
+            "Cloud Storage notification (raw Pub/Sub push): message.data is not valid JSON",
+        ),
         (notification(raw_data=b"\xff\xfe"), "bad_encoding", "message.data is not valid UTF-8"),
-        (notification(obj=[1]), "bad_field", "message.data is an array, expected an object resource"),
+        (
+            notification(obj=[1]),
+            "bad_field",
+            "message.data is an array, expected an object resource",
+        ),
         (notification(obj={**OBJECT, "size": "x"}), "bad_field", "message.data.size is 'x'"),
-        (notification(obj=None, attrs={**attributes(payload="NONE"), "objectId": ""}), "missing_field",
-         "message.attributes.objectId is missing"),
-        (notification(obj=None, attrs={**attributes(payload="NONE"), "objectGeneration": "g1"}),
-         "bad_field", "message.attributes.objectGeneration is 'g1'"),
+        (
+            notification(obj=None, attrs={**attributes(payload="NONE"), "objectId": ""}),
+            "missing_field",
+            "message.attributes.objectId is missing",
+        ),
+        (
+            notification(obj=None, attrs={**attributes(payload="NONE"), "objectGeneration": "g1"}),
+            "bad_field",
+            "message.attributes.objectGeneration is 'g1'",
+        ),
     ],
 )
 def test_malformed_storage_events(request_, reason, fragment):

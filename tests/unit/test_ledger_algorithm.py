@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fakes import Clock
 from triggers.events.model import EventRef
 from triggers.ledger.base import ClaimKind, Ledger, LedgerContention, RecordExists, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.plan import Overrides, RunRequest
 
-from tests.fakes import Clock
-
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=540)
 WINDOW = 3600
 

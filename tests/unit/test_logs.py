@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,13 @@ from triggers.function.logs import CloudLoggingFormatter, configure, current_tra
 TRACE = "105445aa7843bc8bf206b12000100000"
 
 
-def record(level: int = logging.INFO, msg: str = "hello %s", args: tuple = ("world",),
-           exc_info: Any = None, **extra: Any) -> logging.LogRecord:
+def record(
+    level: int = logging.INFO,
+    msg: str = "hello %s",
+    args: tuple = ("world",),
+    exc_info: Any = None,
+    **extra: Any,
+) -> logging.LogRecord:
     made = logging.LogRecord("triggers.test", level, __file__, 1, msg, args, exc_info)
     for name, value in extra.items():
         setattr(made, name, value)
@@ -65,7 +71,11 @@ def test_a_multiline_message_stays_one_line_of_json():
 def test_labels_become_string_values_and_none_is_dropped():
     labels = {"rule": "load", "attempt": 2, "execution": None, "adopted": True}
     entry = formatted(record(labels=labels))
-    assert entry["logging.googleapis.com/labels"] == {"rule": "load", "attempt": "2", "adopted": "True"}
+    assert entry["logging.googleapis.com/labels"] == {
+        "rule": "load",
+        "attempt": "2",
+        "adopted": "True",
+    }
 
 
 @pytest.mark.parametrize("extra", [{}, {"labels": {}}, {"labels": None}])
@@ -157,7 +167,9 @@ def cloud_handlers(logger: logging.Logger) -> list[logging.Handler]:
 
 def test_configure_writes_json_lines_to_stdout(triggers_logger, capsys, trace):
     configure("INFO", "demo-project")
-    logging.getLogger("triggers.function.app").info("ack %s", "e-1", extra={"labels": {"rule": "load"}})
+    logging.getLogger("triggers.function.app").info(
+        "ack %s", "e-1", extra={"labels": {"rule": "load"}}
+    )
     logging.getLogger("triggers.function.app").debug("not shown at INFO")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
@@ -179,7 +191,10 @@ def test_configure_is_idempotent_and_the_latest_call_sets_level_and_project(
     logging.getLogger("triggers.x").debug("once")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
-    assert json.loads(lines[0])["logging.googleapis.com/trace"] == f"projects/later-project/traces/{TRACE}"
+    assert (
+        json.loads(lines[0])["logging.googleapis.com/trace"]
+        == f"projects/later-project/traces/{TRACE}"
+    )
 
 
 def test_configure_keeps_handlers_it_did_not_add(triggers_logger):

@@ -22,9 +22,9 @@ def _matches(leaf_pattern: list, value) -> bool:
 
 def _cases(leaf_pattern, accepted, rejected):
     """Rows for one leaf pattern: the values it must accept and the ones it must reject."""
-    return [pytest.param(leaf_pattern, v, True, id=f"{leaf_pattern}-accepts-{v!r}") for v in accepted] + [
-        pytest.param(leaf_pattern, v, False, id=f"{leaf_pattern}-rejects-{v!r}") for v in rejected
-    ]
+    return [
+        pytest.param(leaf_pattern, v, True, id=f"{leaf_pattern}-accepts-{v!r}") for v in accepted
+    ] + [pytest.param(leaf_pattern, v, False, id=f"{leaf_pattern}-rejects-{v!r}") for v in rejected]
 
 
 # -- exact values ------------------------------------------------------------------------------
@@ -75,7 +75,11 @@ def test_null_empty_and_missing_are_distinct(leaf, value, expected):
 # -- prefix / suffix / equals-ignore-case ------------------------------------------------------
 
 STRING_OPERATORS = [
-    *_cases([{"prefix": "ab"}], ["ab", "abc", ["x", "abz"]], ["xab", "Abc", "a", 5, None, True, MISSING, []]),
+    *_cases(
+        [{"prefix": "ab"}],
+        ["ab", "abc", ["x", "abz"]],
+        ["xab", "Abc", "a", 5, None, True, MISSING, []],
+    ),
     *_cases([{"prefix": ""}], ["", "anything"], [0, None, False, MISSING, {}]),
     *_cases([{"prefix": "2017-10-02"}], ["2017-10-02T16:24:49Z"], ["2017-10-03T00:00:00Z"]),
     *_cases(
@@ -83,14 +87,26 @@ STRING_OPERATORS = [
         ["eventbridge", "EVENTBRIDGE", "EventB"],
         ["xeventb", "event", 5, None],
     ),
-    *_cases([{"suffix": ".png"}], ["a.png", ".png", ["a.jpg", "b.png"]], ["a.PNG", "a.png ", "png", 5, None, MISSING]),
+    *_cases(
+        [{"suffix": ".png"}],
+        ["a.png", ".png", ["a.jpg", "b.png"]],
+        ["a.PNG", "a.png ", "png", 5, None, MISSING],
+    ),
     *_cases([{"suffix": ""}], ["", "x"], [1, None]),
     *_cases([{"suffix": {"equals-ignore-case": ".PNG"}}], ["a.png", "A.Png"], ["a.jpg", "png"]),
-    *_cases([{"equals-ignore-case": "AbC"}], ["abc", "ABC", "aBc"], ["abcd", "ab", " abc", 5, None, MISSING]),
+    *_cases(
+        [{"equals-ignore-case": "AbC"}],
+        ["abc", "ABC", "aBc"],
+        ["abcd", "ab", " abc", 5, None, MISSING],
+    ),
     *_cases([{"equals-ignore-case": ""}], [""], ["a", None, MISSING]),
     *_cases([{"equals-ignore-case": "Straße"}], ["STRAßE", "straße"], ["strasse"]),
     # operators and literals mix freely in one array
-    *_cases(["exact", {"prefix": "pre"}, {"suffix": "suf"}], ["exact", "prefix", "a-suf"], ["Exact", "x-pre", "suf-x"]),
+    *_cases(
+        ["exact", {"prefix": "pre"}, {"suffix": "suf"}],
+        ["exact", "prefix", "a-suf"],
+        ["Exact", "x-pre", "suf-x"],
+    ),
 ]
 
 
@@ -104,12 +120,24 @@ def test_string_operators(leaf, value, expected):
 WILDCARDS = [
     *_cases([{"wildcard": "*"}], ["", "anything", "a/b/c"], [5, None, True, MISSING, []]),
     *_cases([{"wildcard": ""}], [""], ["a", "*"]),
-    *_cases([{"wildcard": "a*b"}], ["ab", "axxb", "a/b/c/b", "a*b"], ["ba", "abx", "xab", "a", "b"]),
-    *_cases([{"wildcard": "incoming/*.csv"}], ["incoming/x.csv", "incoming/2024/01/x.csv", "incoming/.csv"], ["incoming/x.csv.gz", "a.txt", "x/incoming/x.csv"]),
-    *_cases([{"wildcard": "a*b*c"}], ["abc", "aXbYc", "abcbc", "abbc"], ["acb", "ab", "bc", "abcd"]),
+    *_cases(
+        [{"wildcard": "a*b"}], ["ab", "axxb", "a/b/c/b", "a*b"], ["ba", "abx", "xab", "a", "b"]
+    ),
+    *_cases(
+        [{"wildcard": "incoming/*.csv"}],
+        ["incoming/x.csv", "incoming/2024/01/x.csv", "incoming/.csv"],
+        ["incoming/x.csv.gz", "a.txt", "x/incoming/x.csv"],
+    ),
+    *_cases(
+        [{"wildcard": "a*b*c"}], ["abc", "aXbYc", "abcbc", "abbc"], ["acb", "ab", "bc", "abcd"]
+    ),
     # segments may not overlap: "aba" is too short for "ab*ba"
     *_cases([{"wildcard": "ab*ba"}], ["abba", "abXba", "ababa"], ["aba", "abab"]),
-    *_cases([{"wildcard": "*:*:*:event-bus/*"}], ["arn:aws:x:event-bus/default"], ["arn:aws:event-bus/x"]),
+    *_cases(
+        [{"wildcard": "*:*:*:event-bus/*"}],
+        ["arn:aws:x:event-bus/default"],
+        ["arn:aws:event-bus/x"],
+    ),
     *_cases([{"wildcard": "*.csv"}], [".csv", "x.csv"], ["x.csvx", "x.CSV"]),
     # escapes: \* is a literal star, \\ a literal backslash
     *_cases([{"wildcard": "a\\*b"}], ["a*b"], ["ab", "axb", "a\\*b"]),
@@ -129,18 +157,48 @@ def test_wildcard(leaf, value, expected):
 
 ANYTHING_BUT = [
     # a missing field never matches; null, booleans and numbers pass a string exclusion
-    *_cases([{"anything-but": "x"}], ["y", "X", "", None, 5, True, ["x", "y"]], ["x", MISSING, [], ["x"], {"a": 1}]),
-    *_cases([{"anything-but": ["stopped", "overloaded"]}], ["running", None], ["stopped", "overloaded", ["stopped"], MISSING]),
+    *_cases(
+        [{"anything-but": "x"}],
+        ["y", "X", "", None, 5, True, ["x", "y"]],
+        ["x", MISSING, [], ["x"], {"a": 1}],
+    ),
+    *_cases(
+        [{"anything-but": ["stopped", "overloaded"]}],
+        ["running", None],
+        ["stopped", "overloaded", ["stopped"], MISSING],
+    ),
     # a numeric exclusion compares numerically and lets strings through
     *_cases([{"anything-but": 300}], [301, "300", None, True], [300, 300.0, MISSING]),
-    *_cases([{"anything-but": [100, 200.5]}], [150, "100", None, False], [100, 100.0, 200.5, [100, 200.5]]),
-    *_cases([{"anything-but": {"prefix": "init"}}], ["running", "Init", 5, None, True], ["init", "initializing", MISSING]),
-    *_cases([{"anything-but": {"prefix": ["a", "b"]}}], ["c", "xa", 1, None], ["a1", "b2", ["a", "b"]]),
-    *_cases([{"anything-but": {"suffix": ".tmp"}}], ["x.csv", ".tm", 7, None], ["x.tmp", ".tmp", MISSING]),
+    *_cases(
+        [{"anything-but": [100, 200.5]}],
+        [150, "100", None, False],
+        [100, 100.0, 200.5, [100, 200.5]],
+    ),
+    *_cases(
+        [{"anything-but": {"prefix": "init"}}],
+        ["running", "Init", 5, None, True],
+        ["init", "initializing", MISSING],
+    ),
+    *_cases(
+        [{"anything-but": {"prefix": ["a", "b"]}}], ["c", "xa", 1, None], ["a1", "b2", ["a", "b"]]
+    ),
+    *_cases(
+        [{"anything-but": {"suffix": ".tmp"}}],
+        ["x.csv", ".tm", 7, None],
+        ["x.tmp", ".tmp", MISSING],
+    ),
     *_cases([{"anything-but": {"suffix": [".tmp", ".bak"]}}], ["x.csv"], ["x.tmp", "x.bak"]),
-    *_cases([{"anything-but": {"equals-ignore-case": "Stopped"}}], ["running", 1, None], ["stopped", "STOPPED", MISSING]),
+    *_cases(
+        [{"anything-but": {"equals-ignore-case": "Stopped"}}],
+        ["running", 1, None],
+        ["stopped", "STOPPED", MISSING],
+    ),
     *_cases([{"anything-but": {"equals-ignore-case": ["a", "B"]}}], ["c"], ["A", "b"]),
-    *_cases([{"anything-but": {"wildcard": "*.tmp"}}], ["x.csv", 5, None, False], ["x.tmp", ".tmp", MISSING]),
+    *_cases(
+        [{"anything-but": {"wildcard": "*.tmp"}}],
+        ["x.csv", 5, None, False],
+        ["x.tmp", ".tmp", MISSING],
+    ),
     *_cases([{"anything-but": {"wildcard": ["a*", "*z"]}}], ["bcd", 3], ["abc", "xyz", "az"]),
     # several anything-buts in one array are ORed like everything else
     *_cases([{"anything-but": "a"}, {"anything-but": "b"}], ["a", "b", "c"], [MISSING]),
@@ -155,17 +213,25 @@ def test_anything_but(leaf, value, expected):
 # -- numeric -----------------------------------------------------------------------------------
 
 NUMERIC = [
-    *_cases([{"numeric": [">", 0, "<=", 5]}], [0.0001, 1, 5, 5.0, [-1, 3]], [0, -0.0, 5.0000001, 6, "3", None, True, MISSING, [], [-1, 6]]),
+    *_cases(
+        [{"numeric": [">", 0, "<=", 5]}],
+        [0.0001, 1, 5, 5.0, [-1, 3]],
+        [0, -0.0, 5.0000001, 6, "3", None, True, MISSING, [], [-1, 6]],
+    ),
     *_cases([{"numeric": ["<", 10]}], [9.999, -1e308, -(10**400)], [10, 10.0, 11, "5"]),
     *_cases([{"numeric": [">=", 5]}], [5, 5.0, 1e308, 10**400], [4.999999999, "6", False]),
     *_cases([{"numeric": ["<=", -2]}], [-2, -2.5], [-1.999]),
-    *_cases([{"numeric": ["=", 3.018e2]}], [301.8, 301.80000000000001], [301.8000001, "301.8", 301]),
+    *_cases(
+        [{"numeric": ["=", 3.018e2]}], [301.8, 301.80000000000001], [301.8000001, "301.8", 301]
+    ),
     *_cases([{"numeric": ["=", 0]}], [0, 0.0, -0.0], [False, "0", None]),
     # bounds may come in either order
     *_cases([{"numeric": ["<", 10, ">", 0]}], [5], [0, 10]),
     *_cases([{"numeric": [">=", 5, "<=", 5]}], [5], [4.9999, 5.0001]),
     # full double precision, well beyond the old ±5e9 and six-decimal limits
-    *_cases([{"numeric": [">", 5000000000]}], [5000000000.5, 1e10, 2**62], [5000000000, 4999999999.9999]),
+    *_cases(
+        [{"numeric": [">", 5000000000]}], [5000000000.5, 1e10, 2**62], [5000000000, 4999999999.9999]
+    ),
     *_cases([{"numeric": [">", 0.1234567]}], [0.1234568, 0.12345670000001], [0.1234567, 0.1234566]),
     *_cases([{"numeric": [">", 1e-7, "<", 2e-7]}], [1.5e-7], [1e-7, 2e-7, 0]),
     # strict bounds are strict at the last bit
@@ -183,8 +249,16 @@ def test_numeric(leaf, value, expected):
 
 EXISTS = [
     # null is a present leaf; an object, [] or an array of only objects is not a leaf value
-    *_cases([{"exists": True}], ["x", "", 0, False, None, [None], ["a"], [[1]]], [MISSING, [], {}, {"b": 1}, [{"b": 1}], [[]]]),
-    *_cases([{"exists": False}], [MISSING, [], {}, {"b": 1}, [{"b": 1}]], ["x", "", 0, None, [None], [1, {"b": 1}]]),
+    *_cases(
+        [{"exists": True}],
+        ["x", "", 0, False, None, [None], ["a"], [[1]]],
+        [MISSING, [], {}, {"b": 1}, [{"b": 1}], [[]]],
+    ),
+    *_cases(
+        [{"exists": False}],
+        [MISSING, [], {}, {"b": 1}, [{"b": 1}]],
+        ["x", "", 0, None, [None], [1, {"b": 1}]],
+    ),
     # combined with a literal: absent, or equal to "x"
     *_cases(["x", {"exists": False}], ["x", MISSING], ["y", None]),
 ]
@@ -215,7 +289,13 @@ def test_exists_false_below_a_missing_or_odd_parent(event, expected):
 
 @pytest.mark.parametrize(
     ("event", "expected"),
-    [({}, False), ({"a": 5}, False), ({"a": {"b": None}}, True), ({"a": [{"b": 0}]}, True), ({"a": {"b": []}}, False)],
+    [
+        ({}, False),
+        ({"a": 5}, False),
+        ({"a": {"b": None}}, True),
+        ({"a": [{"b": 0}]}, True),
+        ({"a": {"b": []}}, False),
+    ],
 )
 def test_exists_true_nested(event, expected):
     assert compile({"a": {"b": [{"exists": True}]}}).matches(event) is expected
@@ -227,7 +307,21 @@ CIDR = [
     *_cases(
         [{"cidr": "10.0.0.0/24"}],
         ["10.0.0.0", "10.0.0.1", "10.0.0.255", ["1.1.1.1", "10.0.0.9"]],
-        ["10.0.1.0", "9.255.255.255", "10.0.0.256", "10.0.0", "010.0.0.1", "10.0.0.1/24", " 10.0.0.1", "not-an-ip", "", 167772161, None, MISSING, "::ffff:10.0.0.1"],
+        [
+            "10.0.1.0",
+            "9.255.255.255",
+            "10.0.0.256",
+            "10.0.0",
+            "010.0.0.1",
+            "10.0.0.1/24",
+            " 10.0.0.1",
+            "not-an-ip",
+            "",
+            167772161,
+            None,
+            MISSING,
+            "::ffff:10.0.0.1",
+        ],
     ),
     # host bits in the pattern are ignored: 10.0.0.7/24 is the block 10.0.0.0/24
     *_cases([{"cidr": "10.0.0.7/24"}], ["10.0.0.200"], ["10.0.1.7"]),
@@ -236,7 +330,15 @@ CIDR = [
     *_cases(
         [{"cidr": "2001:db8::/32"}],
         ["2001:db8::1", "2001:DB8:0:0:0:0:0:ff", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"],
-        ["2001:db9::1", "2001:db7:ffff::", "10.0.0.1", "gggg::1", "2001:db8::1::2", "2001:db8::/32", 5],
+        [
+            "2001:db9::1",
+            "2001:db7:ffff::",
+            "10.0.0.1",
+            "gggg::1",
+            "2001:db8::1::2",
+            "2001:db8::/32",
+            5,
+        ],
     ),
     *_cases([{"cidr": "::/0"}], ["::", "::1", "::ffff:10.0.0.1"], ["10.0.0.1"]),
     *_cases([{"cidr": "fe80::/10"}], ["fe80::1%eth0", "febf::1"], ["fec0::1"]),
@@ -254,20 +356,30 @@ def test_cidr(leaf, value, expected):
 @pytest.mark.parametrize(
     ("pattern", "event", "expected"),
     [
-        pytest.param({"a": ["x"], "b": ["y"]}, {"a": "x", "b": "y", "c": "ignored"}, True, id="fields-are-anded"),
+        pytest.param(
+            {"a": ["x"], "b": ["y"]},
+            {"a": "x", "b": "y", "c": "ignored"},
+            True,
+            id="fields-are-anded",
+        ),
         pytest.param({"a": ["x"], "b": ["y"]}, {"a": "x", "b": "z"}, False, id="one-field-fails"),
         pytest.param({"a": ["x"], "b": ["y"]}, {"a": "x"}, False, id="one-field-missing"),
         pytest.param({"A": ["x"]}, {"a": "x"}, False, id="field-names-are-case-sensitive"),
         pytest.param({"a": {"b": ["x"]}}, {"a": {"b": "x"}}, True, id="nested"),
         pytest.param({"a": {"b": ["x"]}}, {"b": "x"}, False, id="nesting-must-match"),
         pytest.param({"a": {"b": ["x"]}}, {"a": "x"}, False, id="parent-is-a-scalar"),
-        pytest.param({"a": {"b": ["x"]}}, {"a": '{"b": "x"}'}, False, id="json-in-string-not-parsed"),
+        pytest.param(
+            {"a": {"b": ["x"]}}, {"a": '{"b": "x"}'}, False, id="json-in-string-not-parsed"
+        ),
         # deliberately unsupported: AWS's dotted-key quirk
         pytest.param({"a": {"b": ["x"]}}, {"a.b": "x"}, False, id="dotted-key-quirk-unsupported"),
         pytest.param({"a.b": ["x"]}, {"a.b": "x"}, True, id="a-dot-in-a-field-name-is-literal"),
         pytest.param({"a.b": ["x"]}, {"a": {"b": "x"}}, False, id="dot-does-not-descend"),
         pytest.param(
-            {"detail": {"state": ["running"], "count": [{"numeric": [">", 1]}]}, "source": [{"prefix": "aws."}]},
+            {
+                "detail": {"state": ["running"], "count": [{"numeric": [">", 1]}]},
+                "source": [{"prefix": "aws."}],
+            },
             {"source": "aws.ec2", "detail": {"state": "running", "count": 2}},
             True,
             id="mixed-depths",
@@ -325,7 +437,9 @@ def test_structure(pattern, event, expected):
             True,
             id="different-arrays-are-independent",
         ),
-        pytest.param({"a": {"b": ["x"]}}, {"a": [[{"b": "x"}]]}, True, id="nested-arrays-of-objects"),
+        pytest.param(
+            {"a": {"b": ["x"]}}, {"a": [[{"b": "x"}]]}, True, id="nested-arrays-of-objects"
+        ),
         pytest.param({"a": {"b": ["x"]}}, {"a": []}, False, id="empty-array-parent"),
         pytest.param({"a": {"b": ["x"]}}, {"a": ["x"]}, False, id="array-of-scalars-parent"),
         pytest.param(
@@ -348,12 +462,19 @@ def test_arrays_in_events(pattern, event, expected):
 
 # -- $or ---------------------------------------------------------------------------------------
 
-OR_SIMPLE = {"source": ["aws.cloudwatch"], "$or": [{"metricName": ["CPU", "Latency"]}, {"namespace": ["AWS/EC2"]}]}
+OR_SIMPLE = {
+    "source": ["aws.cloudwatch"],
+    "$or": [{"metricName": ["CPU", "Latency"]}, {"namespace": ["AWS/EC2"]}],
+}
 OR_NESTED = {
     "source": ["aws.cloudwatch"],
     "$or": [
         {"metricName": ["CPU"]},
-        {"metricType": ["MetricType"], "namespace": ["AWS/EC2"], "$or": [{"metricId": [1234]}, {"spaceId": [1000]}]},
+        {
+            "metricType": ["MetricType"],
+            "namespace": ["AWS/EC2"],
+            "$or": [{"metricId": [1234]}, {"spaceId": [1000]}],
+        },
         {"scope": ["Service"]},
     ],
 }
@@ -367,10 +488,36 @@ OR_NESTED = {
         (OR_SIMPLE, {"source": "aws.cloudwatch", "namespace": "AWS/ES"}, False),
         (OR_SIMPLE, {"metricName": "CPU"}, False),  # the ANDed field is still required
         (OR_NESTED, {"source": "aws.cloudwatch", "scope": "Service"}, True),
-        (OR_NESTED, {"source": "aws.cloudwatch", "metricType": "MetricType", "namespace": "AWS/EC2", "spaceId": 1000}, True),
-        (OR_NESTED, {"source": "aws.cloudwatch", "metricType": "MetricType", "namespace": "AWS/EC2", "metricId": 1234.0}, True),
-        (OR_NESTED, {"source": "aws.cloudwatch", "metricType": "MetricType", "namespace": "AWS/EC2"}, False),
-        (OR_NESTED, {"source": "aws.cloudwatch", "metricType": "MetricType", "spaceId": 1000}, False),
+        (
+            OR_NESTED,
+            {
+                "source": "aws.cloudwatch",
+                "metricType": "MetricType",
+                "namespace": "AWS/EC2",
+                "spaceId": 1000,
+            },
+            True,
+        ),
+        (
+            OR_NESTED,
+            {
+                "source": "aws.cloudwatch",
+                "metricType": "MetricType",
+                "namespace": "AWS/EC2",
+                "metricId": 1234.0,
+            },
+            True,
+        ),
+        (
+            OR_NESTED,
+            {"source": "aws.cloudwatch", "metricType": "MetricType", "namespace": "AWS/EC2"},
+            False,
+        ),
+        (
+            OR_NESTED,
+            {"source": "aws.cloudwatch", "metricType": "MetricType", "spaceId": 1000},
+            False,
+        ),
         # $or inside a nested object applies to that object
         ({"detail": {"$or": [{"a": ["1"]}, {"b": ["2"]}]}}, {"detail": {"b": "2"}}, True),
         ({"detail": {"$or": [{"a": ["1"]}, {"b": ["2"]}]}}, {"b": "2"}, False),
@@ -459,7 +606,9 @@ def test_patterns_from_yaml_like_subclasses_compile_as_builtins():
     class Number(float):
         pass
 
-    source = OrderedDict([(Text("a"), (Text("x"), Number(1.5))), ("b", [{"numeric": (">", Number(0))}])])
+    source = OrderedDict(
+        [(Text("a"), (Text("x"), Number(1.5))), ("b", [{"numeric": (">", Number(0))}])]
+    )
     pattern = compile(source)
     assert pattern.source is source
     assert pattern.matches({"a": 1.5, "b": 1}) is True

@@ -11,7 +11,15 @@ from triggers.rules.patterns import compile, exact_key, values_at
 
 @pytest.mark.parametrize(
     ("left", "right"),
-    [(300, 300.0), (3e2, 300), (0, -0.0), ("x", "x"), (None, None), (True, True), (9007199254740993, 9007199254740992)],
+    [
+        (300, 300.0),
+        (3e2, 300),
+        (0, -0.0),
+        ("x", "x"),
+        (None, None),
+        (True, True),
+        (9007199254740993, 9007199254740992),
+    ],
 )
 def test_exact_key_equal_for_literals_patterns_consider_equal(left, right):
     assert exact_key(left) == exact_key(right)
@@ -20,7 +28,19 @@ def test_exact_key_equal_for_literals_patterns_consider_equal(left, right):
 
 @pytest.mark.parametrize(
     ("left", "right"),
-    [(True, 1), (False, 0), (1.0, True), ("300", 300), ("true", True), (None, "null"), (None, ""), (None, 0), (None, False), ("x", "X"), (1, 2)],
+    [
+        (True, 1),
+        (False, 0),
+        (1.0, True),
+        ("300", 300),
+        ("true", True),
+        (None, "null"),
+        (None, ""),
+        (None, 0),
+        (None, False),
+        ("x", "X"),
+        (1, 2),
+    ],
 )
 def test_exact_key_distinguishes_what_patterns_distinguish(left, right):
     assert exact_key(left) != exact_key(right)

@@ -20,17 +20,32 @@ STORAGE = compile(
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
-        ({"data": {"bucket": "other", "name": "incoming/a.csv", "size": 1}}, 'data.bucket: "other" is not one of ["raw-data"]'),
-        ({"data": {"bucket": "raw-data", "name": "a.txt", "size": 1}}, 'data.name: "a.txt" does not match wildcard "incoming/*.csv"'),
+        (
+            {"data": {"bucket": "other", "name": "incoming/a.csv", "size": 1}},
+            'data.bucket: "other" is not one of ["raw-data"]',
+        ),
+        (
+            {"data": {"bucket": "raw-data", "name": "a.txt", "size": 1}},
+            'data.name: "a.txt" does not match wildcard "incoming/*.csv"',
+        ),
         ({"data": {"bucket": "raw-data", "name": "incoming/a.csv"}}, "data.size: missing"),
-        ({"data": {"bucket": "raw-data", "name": "incoming/a.csv", "size": "5"}}, 'data.size: "5" does not match numeric [">", 0]'),
+        (
+            {"data": {"bucket": "raw-data", "name": "incoming/a.csv", "size": "5"}},
+            'data.size: "5" does not match numeric [">", 0]',
+        ),
         # the first failing field, in pattern order
-        ({"data": {"bucket": "other", "name": "a.txt"}}, 'data.bucket: "other" is not one of ["raw-data"]'),
+        (
+            {"data": {"bucket": "other", "name": "a.txt"}},
+            'data.bucket: "other" is not one of ["raw-data"]',
+        ),
         ({}, "data.bucket: missing"),
         ({"data": "flat"}, "data.bucket: missing"),
         ({"data": {"bucket": {"nested": 1}}}, "data.bucket: is an object, not a value"),
         ({"data": {"bucket": []}}, "data.bucket: missing (no values in [])"),
-        ({"data": {"bucket": ["a", "b"]}}, 'data.bucket: no element of ["a", "b"] matches ["raw-data"]'),
+        (
+            {"data": {"bucket": ["a", "b"]}},
+            'data.bucket: no element of ["a", "b"] matches ["raw-data"]',
+        ),
         (
             {"data": [{"bucket": "raw-data", "name": "a.txt"}, {"bucket": "x"}]},
             'data: no element matches (first: data.name: "a.txt" does not match wildcard "incoming/*.csv")',
@@ -71,19 +86,39 @@ def test_explain_is_none_when_the_event_matches():
         ({"a": [{"exists": True}]}, {"a": {}}, "a: is an object, not a value"),
         ({"a": [{"exists": True}]}, {}, "a: missing"),
         ({"a": [{"anything-but": "x"}]}, {"a": "x"}, 'a: "x" does not match anything-but "x"'),
-        ({"a": [{"anything-but": {"prefix": ["p", "q"]}}]}, {"a": "px"}, 'a: "px" does not match anything-but prefix ["p", "q"]'),
-        ({"a": [{"cidr": "10.0.0.0/8"}]}, {"a": "11.0.0.1"}, 'a: "11.0.0.1" does not match cidr "10.0.0.0/8"'),
+        (
+            {"a": [{"anything-but": {"prefix": ["p", "q"]}}]},
+            {"a": "px"},
+            'a: "px" does not match anything-but prefix ["p", "q"]',
+        ),
+        (
+            {"a": [{"cidr": "10.0.0.0/8"}]},
+            {"a": "11.0.0.1"},
+            'a: "11.0.0.1" does not match cidr "10.0.0.0/8"',
+        ),
         ({"a": [{"numeric": ["=", 5]}]}, {"a": 6}, 'a: 6 does not match numeric ["=", 5]'),
-        ({"a": [{"prefix": {"equals-ignore-case": "ab"}}]}, {"a": "x"}, 'a: "x" does not match prefix (ignoring case) "ab"'),
+        (
+            {"a": [{"prefix": {"equals-ignore-case": "ab"}}]},
+            {"a": "x"},
+            'a: "x" does not match prefix (ignoring case) "ab"',
+        ),
         ({"a": [{"suffix": ".csv"}]}, {"a": 5}, 'a: 5 does not match suffix ".csv"'),
-        ({"a": [{"equals-ignore-case": "ab"}]}, {"a": "abc"}, 'a: "abc" does not match equals-ignore-case "ab"'),
+        (
+            {"a": [{"equals-ignore-case": "ab"}]},
+            {"a": "abc"},
+            'a: "abc" does not match equals-ignore-case "ab"',
+        ),
         ({"a": [300, None, True]}, {"a": "300"}, 'a: "300" is not one of [300, null, true]'),
         (
             {"a": ["x", {"prefix": "y"}, {"numeric": [">", 1, "<=", 2]}]},
             {"a": "q"},
             'a: "q" does not match any of: "x", prefix "y", numeric [">", 1, "<=", 2]',
         ),
-        ({"a": ["x"]}, [{"a": "y"}], '(event): no element matches (first: a: "y" is not one of ["x"])'),
+        (
+            {"a": ["x"]},
+            [{"a": "y"}],
+            '(event): no element matches (first: a: "y" is not one of ["x"])',
+        ),
         ({"a": ["x"]}, None, "a: missing"),
     ],
 )

@@ -54,7 +54,9 @@ OPERATORS = [
 ]
 
 literals = st.one_of(st.none(), st.booleans(), st.sampled_from(STRINGS), st.sampled_from(NUMBERS))
-leaf_patterns = st.lists(st.one_of(literals, literals, st.sampled_from(OPERATORS)), min_size=1, max_size=3)
+leaf_patterns = st.lists(
+    st.one_of(literals, literals, st.sampled_from(OPERATORS)), min_size=1, max_size=3
+)
 
 
 @st.composite
@@ -72,7 +74,12 @@ def object_patterns(draw, depth: int = 0) -> dict:
 
 
 def _is_or(key, value) -> bool:
-    return key == "$or" and isinstance(value, list) and len(value) >= 2 and all(isinstance(v, dict) for v in value)
+    return (
+        key == "$or"
+        and isinstance(value, list)
+        and len(value) >= 2
+        and all(isinstance(v, dict) for v in value)
+    )
 
 
 def _merge(target: dict, extra: dict) -> None:
@@ -98,7 +105,11 @@ def events_resembling(draw, pattern: dict) -> dict:
             value = draw(events_resembling(sub))
         else:
             plain = [v for v in sub if not isinstance(v, dict)]
-            value = draw(st.sampled_from(plain)) if plain and draw(st.booleans()) else draw(events_values)
+            value = (
+                draw(st.sampled_from(plain))
+                if plain and draw(st.booleans())
+                else draw(events_values)
+            )
         shape = draw(st.integers(0, 4))
         if shape == 0:
             value = [value]
@@ -123,8 +134,18 @@ FIXED_PATTERNS = [
     {"a": ["x", 1], "b": {"c": [{"prefix": "a"}, {"numeric": [">", 0]}]}},
     {"a": {"b": ["x"], "c": [{"exists": False}]}},
     {"a": [{"anything-but": ["x", ""]}], "$or": [{"b": [None]}, {"c": {"a": [{"exists": True}]}}]},
-    {"a": [{"wildcard": "*b*"}, {"cidr": "10.0.0.0/24"}], "b": {"b": {"b": [{"exists": False}, "x"]}}},
-    {"c": {"$or": [{"a": [300]}, {"b": [{"equals-ignore-case": "X"}], "$or": [{"c": [True]}, {"a": [""]}]}]}},
+    {
+        "a": [{"wildcard": "*b*"}, {"cidr": "10.0.0.0/24"}],
+        "b": {"b": {"b": [{"exists": False}, "x"]}},
+    },
+    {
+        "c": {
+            "$or": [
+                {"a": [300]},
+                {"b": [{"equals-ignore-case": "X"}], "$or": [{"c": [True]}, {"a": [""]}]},
+            ]
+        }
+    },
 ]
 
 
@@ -234,13 +255,21 @@ def test_wildcard_agrees_with_a_regex_reference(pattern, text):
     expected = reference.fullmatch(text) is not None
     assert compile({"k": [{"wildcard": pattern}]}).matches({"k": text}) == expected
     # anything-but wildcard is its exact negation for strings
-    assert compile({"k": [{"anything-but": {"wildcard": pattern}}]}).matches({"k": text}) == (not expected)
+    assert compile({"k": [{"anything-but": {"wildcard": pattern}}]}).matches({"k": text}) == (
+        not expected
+    )
 
 
 # -- numeric against plain comparisons ---------------------------------------------------------
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-COMPARE = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__, "=": float.__eq__}
+COMPARE = {
+    ">": float.__gt__,
+    ">=": float.__ge__,
+    "<": float.__lt__,
+    "<=": float.__le__,
+    "=": float.__eq__,
+}
 
 
 @given(

@@ -32,7 +32,10 @@ INVALID = [
     ({"a": 5}, [(("a",), "must be an object or an array of match values, not a number")]),
     ({"a": None}, [(("a",), "must be an object or an array of match values, not null")]),
     ({"a": True}, [(("a",), "must be an object or an array of match values, not true")]),
-    ({"a": {"b": "x"}}, [(("a", "b"), "must be an object or an array of match values, not a string")]),
+    (
+        {"a": {"b": "x"}},
+        [(("a", "b"), "must be an object or an array of match values, not a string")],
+    ),
     ({"a": []}, [(("a",), "empty arrays are not allowed")]),
     ({"a": [["x"]]}, [(("a", 0), f"{ANY_OP}, not an array")]),
     ({"a": ["x", ["y"]]}, [(("a", 1), f"{ANY_OP}, not an array")]),
@@ -40,103 +43,357 @@ INVALID = [
     # numbers in patterns must be doubles
     ({"a": [float("nan")]}, [(("a", 0), "NaN is not a finite number")]),
     ({"a": [float("inf")]}, [(("a", 0), "Infinity is not a finite number")]),
-    ({"a": [10**400]}, [(("a", 0), "1" + "0" * 38 + "… is too large to be a JSON number (a double)")]),
+    (
+        {"a": [10**400]},
+        [(("a", 0), "1" + "0" * 38 + "… is too large to be a JSON number (a double)")],
+    ),
     # operator objects
     ({"a": [{}]}, [(("a", 0), "an operator object must have exactly one key, not 0")]),
-    ({"a": [{"prefix": "a", "suffix": "b"}]}, [(("a", 0), "an operator object must have exactly one key, not 2")]),
+    (
+        {"a": [{"prefix": "a", "suffix": "b"}]},
+        [(("a", 0), "an operator object must have exactly one key, not 2")],
+    ),
     ({"a": [{"foo": 1}]}, [(("a", 0), 'unknown operator "foo"')]),
     ({"a": [{"Prefix": "x"}]}, [(("a", 0), 'unknown operator "Prefix"')]),  # case-sensitive
     ({"a": [{"exact": "x"}]}, [(("a", 0), 'unknown operator "exact"')]),
     # prefix / suffix
-    ({"a": [{"prefix": 5}]}, [(("a", 0, "prefix"), 'prefix must be a string or {"equals-ignore-case": string}, not 5')]),
-    ({"a": [{"prefix": ["a"]}]}, [(("a", 0, "prefix"), 'prefix must be a string or {"equals-ignore-case": string}, not ["a"]')]),
-    ({"a": [{"prefix": {"other": "x"}}]}, [(("a", 0, "prefix"), 'prefix must be a string or {"equals-ignore-case": string}, not {"other": "x"}')]),
-    ({"a": [{"prefix": {"equals-ignore-case": 5}}]}, [(("a", 0, "prefix", "equals-ignore-case"), "equals-ignore-case must be a string, not a number")]),
-    ({"a": [{"suffix": None}]}, [(("a", 0, "suffix"), 'suffix must be a string or {"equals-ignore-case": string}, not null')]),
-    ({"a": [{"suffix": {"equals-ignore-case": ["x"]}}]}, [(("a", 0, "suffix", "equals-ignore-case"), "equals-ignore-case must be a string, not an array")]),
+    (
+        {"a": [{"prefix": 5}]},
+        [(("a", 0, "prefix"), 'prefix must be a string or {"equals-ignore-case": string}, not 5')],
+    ),
+    (
+        {"a": [{"prefix": ["a"]}]},
+        [
+            (
+                ("a", 0, "prefix"),
+                'prefix must be a string or {"equals-ignore-case": string}, not ["a"]',
+            )
+        ],
+    ),
+    (
+        {"a": [{"prefix": {"other": "x"}}]},
+        [
+            (
+                ("a", 0, "prefix"),
+                'prefix must be a string or {"equals-ignore-case": string}, not {"other": "x"}',
+            )
+        ],
+    ),
+    (
+        {"a": [{"prefix": {"equals-ignore-case": 5}}]},
+        [
+            (
+                ("a", 0, "prefix", "equals-ignore-case"),
+                "equals-ignore-case must be a string, not a number",
+            )
+        ],
+    ),
+    (
+        {"a": [{"suffix": None}]},
+        [
+            (
+                ("a", 0, "suffix"),
+                'suffix must be a string or {"equals-ignore-case": string}, not null',
+            )
+        ],
+    ),
+    (
+        {"a": [{"suffix": {"equals-ignore-case": ["x"]}}]},
+        [
+            (
+                ("a", 0, "suffix", "equals-ignore-case"),
+                "equals-ignore-case must be a string, not an array",
+            )
+        ],
+    ),
     # equals-ignore-case
-    ({"a": [{"equals-ignore-case": ["a"]}]}, [(("a", 0, "equals-ignore-case"), "equals-ignore-case must be a string, not an array")]),
-    ({"a": [{"equals-ignore-case": None}]}, [(("a", 0, "equals-ignore-case"), "equals-ignore-case must be a string, not null")]),
+    (
+        {"a": [{"equals-ignore-case": ["a"]}]},
+        [(("a", 0, "equals-ignore-case"), "equals-ignore-case must be a string, not an array")],
+    ),
+    (
+        {"a": [{"equals-ignore-case": None}]},
+        [(("a", 0, "equals-ignore-case"), "equals-ignore-case must be a string, not null")],
+    ),
     # wildcard
     ({"a": [{"wildcard": 5}]}, [(("a", 0, "wildcard"), "wildcard must be a string, not a number")]),
-    ({"a": [{"wildcard": "a**b"}]}, [(("a", 0, "wildcard"), 'consecutive wildcard characters are not allowed in "a**b"')]),
-    ({"a": [{"wildcard": "**"}]}, [(("a", 0, "wildcard"), 'consecutive wildcard characters are not allowed in "**"')]),
-    ({"a": [{"wildcard": "a\\b"}]}, [(("a", 0, "wildcard"), 'invalid escape character at position 1 in wildcard "a\\\\b" (only \\* and \\\\ are allowed)')]),
-    ({"a": [{"wildcard": "ab\\"}]}, [(("a", 0, "wildcard"), 'invalid escape character at position 2 in wildcard "ab\\\\" (only \\* and \\\\ are allowed)')]),
-    ({"a": [{"wildcard": "\\n"}]}, [(("a", 0, "wildcard"), 'invalid escape character at position 0 in wildcard "\\\\n" (only \\* and \\\\ are allowed)')]),
+    (
+        {"a": [{"wildcard": "a**b"}]},
+        [(("a", 0, "wildcard"), 'consecutive wildcard characters are not allowed in "a**b"')],
+    ),
+    (
+        {"a": [{"wildcard": "**"}]},
+        [(("a", 0, "wildcard"), 'consecutive wildcard characters are not allowed in "**"')],
+    ),
+    (
+        {"a": [{"wildcard": "a\\b"}]},
+        [
+            (
+                ("a", 0, "wildcard"),
+                'invalid escape character at position 1 in wildcard "a\\\\b" (only \\* and \\\\ are allowed)',
+            )
+        ],
+    ),
+    (
+        {"a": [{"wildcard": "ab\\"}]},
+        [
+            (
+                ("a", 0, "wildcard"),
+                'invalid escape character at position 2 in wildcard "ab\\\\" (only \\* and \\\\ are allowed)',
+            )
+        ],
+    ),
+    (
+        {"a": [{"wildcard": "\\n"}]},
+        [
+            (
+                ("a", 0, "wildcard"),
+                'invalid escape character at position 0 in wildcard "\\\\n" (only \\* and \\\\ are allowed)',
+            )
+        ],
+    ),
     # anything-but
-    ({"a": [{"anything-but": None}]}, [(("a", 0, "anything-but"), f"{ANYTHING_BUT_FORMS}, not null")]),
-    ({"a": [{"anything-but": True}]}, [(("a", 0, "anything-but"), f"{ANYTHING_BUT_FORMS}, not true")]),
+    (
+        {"a": [{"anything-but": None}]},
+        [(("a", 0, "anything-but"), f"{ANYTHING_BUT_FORMS}, not null")],
+    ),
+    (
+        {"a": [{"anything-but": True}]},
+        [(("a", 0, "anything-but"), f"{ANYTHING_BUT_FORMS}, not true")],
+    ),
     ({"a": [{"anything-but": []}]}, [(("a", 0, "anything-but"), "empty arrays are not allowed")]),
-    ({"a": [{"anything-but": ["a", None]}]}, [(("a", 0, "anything-but", 1), "null is not allowed in anything-but (only strings or numbers)")]),
-    ({"a": [{"anything-but": [None, 1]}]}, [(("a", 0, "anything-but", 0), "null is not allowed in anything-but (only strings or numbers)")]),
-    ({"a": [{"anything-but": ["a", True]}]}, [(("a", 0, "anything-but", 1), "true is not allowed in anything-but (only strings or numbers)")]),
-    ({"a": [{"anything-but": [["a"]]}]}, [(("a", 0, "anything-but", 0), "an array is not allowed in anything-but (only strings or numbers)")]),
-    ({"a": [{"anything-but": ["a", 1]}]}, [(("a", 0, "anything-but"), "anything-but arrays must be all strings or all numbers, not a mix")]),
-    ({"a": [{"anything-but": {"prefix": ""}}]}, [(("a", 0, "anything-but", "prefix"), "anything-but prefix must not be empty")]),
-    ({"a": [{"anything-but": {"suffix": ""}}]}, [(("a", 0, "anything-but", "suffix"), "anything-but suffix must not be empty")]),
-    ({"a": [{"anything-but": {"suffix": ["x", ""]}}]}, [(("a", 0, "anything-but", "suffix", 1), "anything-but suffix must not be empty")]),
+    (
+        {"a": [{"anything-but": ["a", None]}]},
+        [
+            (
+                ("a", 0, "anything-but", 1),
+                "null is not allowed in anything-but (only strings or numbers)",
+            )
+        ],
+    ),
+    (
+        {"a": [{"anything-but": [None, 1]}]},
+        [
+            (
+                ("a", 0, "anything-but", 0),
+                "null is not allowed in anything-but (only strings or numbers)",
+            )
+        ],
+    ),
+    (
+        {"a": [{"anything-but": ["a", True]}]},
+        [
+            (
+                ("a", 0, "anything-but", 1),
+                "true is not allowed in anything-but (only strings or numbers)",
+            )
+        ],
+    ),
+    (
+        {"a": [{"anything-but": [["a"]]}]},
+        [
+            (
+                ("a", 0, "anything-but", 0),
+                "an array is not allowed in anything-but (only strings or numbers)",
+            )
+        ],
+    ),
+    (
+        {"a": [{"anything-but": ["a", 1]}]},
+        [
+            (
+                ("a", 0, "anything-but"),
+                "anything-but arrays must be all strings or all numbers, not a mix",
+            )
+        ],
+    ),
+    (
+        {"a": [{"anything-but": {"prefix": ""}}]},
+        [(("a", 0, "anything-but", "prefix"), "anything-but prefix must not be empty")],
+    ),
+    (
+        {"a": [{"anything-but": {"suffix": ""}}]},
+        [(("a", 0, "anything-but", "suffix"), "anything-but suffix must not be empty")],
+    ),
+    (
+        {"a": [{"anything-but": {"suffix": ["x", ""]}}]},
+        [(("a", 0, "anything-but", "suffix", 1), "anything-but suffix must not be empty")],
+    ),
     (
         {"a": [{"anything-but": {"prefix": {"equals-ignore-case": "x"}}}]},
-        [(("a", 0, "anything-but", "prefix"), "anything-but prefix must be a string or an array of strings, not an object")],
+        [
+            (
+                ("a", 0, "anything-but", "prefix"),
+                "anything-but prefix must be a string or an array of strings, not an object",
+            )
+        ],
     ),
-    ({"a": [{"anything-but": {"numeric": [">", 1]}}]}, [(("a", 0, "anything-but"), 'unsupported anything-but operator "numeric"')]),
-    ({"a": [{"anything-but": {"exists": True}}]}, [(("a", 0, "anything-but"), 'unsupported anything-but operator "exists"')]),
-    ({"a": [{"anything-but": {"prefix": "a", "suffix": "b"}}]}, [(("a", 0, "anything-but"), "an anything-but object must have exactly one key, not 2")]),
-    ({"a": [{"anything-but": {}}]}, [(("a", 0, "anything-but"), "an anything-but object must have exactly one key, not 0")]),
-    ({"a": [{"anything-but": {"wildcard": "a**"}}]}, [(("a", 0, "anything-but", "wildcard"), 'consecutive wildcard characters are not allowed in "a**"')]),
+    (
+        {"a": [{"anything-but": {"numeric": [">", 1]}}]},
+        [(("a", 0, "anything-but"), 'unsupported anything-but operator "numeric"')],
+    ),
+    (
+        {"a": [{"anything-but": {"exists": True}}]},
+        [(("a", 0, "anything-but"), 'unsupported anything-but operator "exists"')],
+    ),
+    (
+        {"a": [{"anything-but": {"prefix": "a", "suffix": "b"}}]},
+        [(("a", 0, "anything-but"), "an anything-but object must have exactly one key, not 2")],
+    ),
+    (
+        {"a": [{"anything-but": {}}]},
+        [(("a", 0, "anything-but"), "an anything-but object must have exactly one key, not 0")],
+    ),
+    (
+        {"a": [{"anything-but": {"wildcard": "a**"}}]},
+        [
+            (
+                ("a", 0, "anything-but", "wildcard"),
+                'consecutive wildcard characters are not allowed in "a**"',
+            )
+        ],
+    ),
     (
         {"a": [{"anything-but": {"wildcard": ["ok*", "a\\x"]}}]},
-        [(("a", 0, "anything-but", "wildcard", 1), 'invalid escape character at position 1 in wildcard "a\\\\x" (only \\* and \\\\ are allowed)')],
+        [
+            (
+                ("a", 0, "anything-but", "wildcard", 1),
+                'invalid escape character at position 1 in wildcard "a\\\\x" (only \\* and \\\\ are allowed)',
+            )
+        ],
     ),
-    ({"a": [{"anything-but": {"prefix": []}}]}, [(("a", 0, "anything-but", "prefix"), "empty arrays are not allowed")]),
+    (
+        {"a": [{"anything-but": {"prefix": []}}]},
+        [(("a", 0, "anything-but", "prefix"), "empty arrays are not allowed")],
+    ),
     (
         {"a": [{"anything-but": {"equals-ignore-case": 5}}]},
-        [(("a", 0, "anything-but", "equals-ignore-case"), "anything-but equals-ignore-case must be a string or an array of strings, not a number")],
+        [
+            (
+                ("a", 0, "anything-but", "equals-ignore-case"),
+                "anything-but equals-ignore-case must be a string or an array of strings, not a number",
+            )
+        ],
     ),
     (
         {"a": [{"anything-but": {"equals-ignore-case": ["a", None]}}]},
-        [(("a", 0, "anything-but", "equals-ignore-case", 1), "anything-but equals-ignore-case values must be strings, not null")],
+        [
+            (
+                ("a", 0, "anything-but", "equals-ignore-case", 1),
+                "anything-but equals-ignore-case values must be strings, not null",
+            )
+        ],
     ),
     # numeric
-    ({"a": [{"numeric": 5}]}, [(("a", 0, "numeric"), 'numeric must be a non-empty array such as [">", 0, "<=", 5], not 5')]),
-    ({"a": [{"numeric": []}]}, [(("a", 0, "numeric"), 'numeric must be a non-empty array such as [">", 0, "<=", 5], not []')]),
+    (
+        {"a": [{"numeric": 5}]},
+        [
+            (
+                ("a", 0, "numeric"),
+                'numeric must be a non-empty array such as [">", 0, "<=", 5], not 5',
+            )
+        ],
+    ),
+    (
+        {"a": [{"numeric": []}]},
+        [
+            (
+                ("a", 0, "numeric"),
+                'numeric must be a non-empty array such as [">", 0, "<=", 5], not []',
+            )
+        ],
+    ),
     ({"a": [{"numeric": [">"]}]}, [(("a", 0, "numeric", 0), '">" must be followed by a number')]),
     ({"a": [{"numeric": ["!=", 5]}]}, [(("a", 0, "numeric", 0), 'unknown numeric operator "!="')]),
     ({"a": [{"numeric": [5, ">"]}]}, [(("a", 0, "numeric", 0), "unknown numeric operator 5")]),
     ({"a": [{"numeric": [">", "5"]}]}, [(("a", 0, "numeric", 1), '">" needs a number, not "5"')]),
     ({"a": [{"numeric": [">", True]}]}, [(("a", 0, "numeric", 1), '">" needs a number, not true')]),
     ({"a": [{"numeric": [">", None]}]}, [(("a", 0, "numeric", 1), '">" needs a number, not null')]),
-    ({"a": [{"numeric": [">", float("inf")]}]}, [(("a", 0, "numeric", 1), "Infinity is not a finite number")]),
-    ({"a": [{"numeric": [">", 1, ">", 2]}]}, [(("a", 0, "numeric", 2), "numeric takes at most one lower bound (> or >=)")]),
-    ({"a": [{"numeric": [">=", 1, "<", 9, ">", 2]}]}, [(("a", 0, "numeric", 4), "numeric takes at most one lower bound (> or >=)")]),
-    ({"a": [{"numeric": ["<", 1, "<=", 2]}]}, [(("a", 0, "numeric", 2), "numeric takes at most one upper bound (< or <=)")]),
-    ({"a": [{"numeric": ["=", 1, "<", 2]}]}, [(("a", 0, "numeric", 0), '"=" cannot be combined with other numeric operators')]),
-    ({"a": [{"numeric": ["<", 2, "=", 1]}]}, [(("a", 0, "numeric", 2), '"=" cannot be combined with other numeric operators')]),
-    ({"a": [{"numeric": [">", 5, "<", 1]}]}, [(("a", 0, "numeric"), 'numeric range [">", 5, "<", 1] can match no number')]),
-    ({"a": [{"numeric": [">", 5, "<=", 5]}]}, [(("a", 0, "numeric"), 'numeric range [">", 5, "<=", 5] can match no number')]),
-    ({"a": [{"numeric": [">=", 5, "<", 5]}]}, [(("a", 0, "numeric"), 'numeric range [">=", 5, "<", 5] can match no number')]),
+    (
+        {"a": [{"numeric": [">", float("inf")]}]},
+        [(("a", 0, "numeric", 1), "Infinity is not a finite number")],
+    ),
+    (
+        {"a": [{"numeric": [">", 1, ">", 2]}]},
+        [(("a", 0, "numeric", 2), "numeric takes at most one lower bound (> or >=)")],
+    ),
+    (
+        {"a": [{"numeric": [">=", 1, "<", 9, ">", 2]}]},
+        [(("a", 0, "numeric", 4), "numeric takes at most one lower bound (> or >=)")],
+    ),
+    (
+        {"a": [{"numeric": ["<", 1, "<=", 2]}]},
+        [(("a", 0, "numeric", 2), "numeric takes at most one upper bound (< or <=)")],
+    ),
+    (
+        {"a": [{"numeric": ["=", 1, "<", 2]}]},
+        [(("a", 0, "numeric", 0), '"=" cannot be combined with other numeric operators')],
+    ),
+    (
+        {"a": [{"numeric": ["<", 2, "=", 1]}]},
+        [(("a", 0, "numeric", 2), '"=" cannot be combined with other numeric operators')],
+    ),
+    (
+        {"a": [{"numeric": [">", 5, "<", 1]}]},
+        [(("a", 0, "numeric"), 'numeric range [">", 5, "<", 1] can match no number')],
+    ),
+    (
+        {"a": [{"numeric": [">", 5, "<=", 5]}]},
+        [(("a", 0, "numeric"), 'numeric range [">", 5, "<=", 5] can match no number')],
+    ),
+    (
+        {"a": [{"numeric": [">=", 5, "<", 5]}]},
+        [(("a", 0, "numeric"), 'numeric range [">=", 5, "<", 5] can match no number')],
+    ),
     # exists
-    ({"a": [{"exists": "true"}]}, [(("a", 0, "exists"), 'exists must be true or false, not "true"')]),
+    (
+        {"a": [{"exists": "true"}]},
+        [(("a", 0, "exists"), 'exists must be true or false, not "true"')],
+    ),
     ({"a": [{"exists": None}]}, [(("a", 0, "exists"), "exists must be true or false, not null")]),
     ({"a": [{"exists": 1}]}, [(("a", 0, "exists"), "exists must be true or false, not 1")]),
     # cidr
     ({"a": [{"cidr": 5}]}, [(("a", 0, "cidr"), "cidr must be a string, not a number")]),
-    ({"a": [{"cidr": "10.0.0.0"}]}, [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.0" {CIDR_HINT}')]),
-    ({"a": [{"cidr": "10.0.0.0/33"}]}, [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.0/33" {CIDR_HINT}')]),
-    ({"a": [{"cidr": "10.0.0.256/8"}]}, [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.256/8" {CIDR_HINT}')]),
+    (
+        {"a": [{"cidr": "10.0.0.0"}]},
+        [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.0" {CIDR_HINT}')],
+    ),
+    (
+        {"a": [{"cidr": "10.0.0.0/33"}]},
+        [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.0/33" {CIDR_HINT}')],
+    ),
+    (
+        {"a": [{"cidr": "10.0.0.256/8"}]},
+        [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.256/8" {CIDR_HINT}')],
+    ),
     ({"a": [{"cidr": "x/8"}]}, [(("a", 0, "cidr"), f'invalid CIDR block "x/8" {CIDR_HINT}')]),
-    ({"a": [{"cidr": "2001:db8::/129"}]}, [(("a", 0, "cidr"), f'invalid CIDR block "2001:db8::/129" {CIDR_HINT}')]),
-    ({"a": [{"cidr": "10.0.0.0/8/8"}]}, [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.0/8/8" {CIDR_HINT}')]),
+    (
+        {"a": [{"cidr": "2001:db8::/129"}]},
+        [(("a", 0, "cidr"), f'invalid CIDR block "2001:db8::/129" {CIDR_HINT}')],
+    ),
+    (
+        {"a": [{"cidr": "10.0.0.0/8/8"}]},
+        [(("a", 0, "cidr"), f'invalid CIDR block "10.0.0.0/8/8" {CIDR_HINT}')],
+    ),
     # $or: alternatives are checked like any object; fewer than two objects is a plain field
     ({"$or": [{"a": ["1"]}, {}]}, [(("$or", 1), "empty objects are not allowed")]),
     ({"$or": [{"a": ["1"]}]}, [(("$or", 0), 'unknown operator "a"')]),
     (
-        {"x": {"$or": [{"a": "1"}, {"b": [], "c": {"$or": [{"d": [{"exists": 2}]}, {"e": ["ok"]}]}}]}},
+        {
+            "x": {
+                "$or": [
+                    {"a": "1"},
+                    {"b": [], "c": {"$or": [{"d": [{"exists": 2}]}, {"e": ["ok"]}]}},
+                ]
+            }
+        },
         [
             (("x", "$or", 0, "a"), "must be an object or an array of match values, not a string"),
             (("x", "$or", 1, "b"), "empty arrays are not allowed"),
-            (("x", "$or", 1, "c", "$or", 0, "d", 0, "exists"), "exists must be true or false, not 2"),
+            (
+                ("x", "$or", 1, "c", "$or", 0, "d", 0, "exists"),
+                "exists must be true or false, not 2",
+            ),
         ],
     ),
 ]

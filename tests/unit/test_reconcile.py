@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.fakes import Clock
 from triggers.errors import RetryableRunError
 from triggers.events.model import EventRef
 from triggers.ledger.base import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.plan import Overrides, RunRequest
 from triggers.ops.reconcile import NOT_FOUND, reconcile
+from triggers.plan import Overrides, RunRequest
 
-from tests.fakes import Clock
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 JOB = "projects/demo-project/locations/europe-west1/jobs/probe"
 
 
@@ -99,8 +98,16 @@ def test_finished_executions_get_their_outcome_and_details(ledger, clock):
     report = reconcile(ledger, runner)
 
     assert report.as_dict() | {"error_details": None} == {
-        "checked": 3, "updated": 3, "succeeded": 1, "failed": 1, "cancelled": 1, "running": 0,
-        "not_found": 0, "conflicts": 0, "errors": 0, "error_details": None,
+        "checked": 3,
+        "updated": 3,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 1,
+        "running": 0,
+        "not_found": 0,
+        "conflicts": 0,
+        "errors": 0,
+        "error_details": None,
     }
     for outcome, key in keys.items():
         record = ledger.get(key)
@@ -194,15 +201,22 @@ def test_since_and_limit(ledger, clock):
 
 def test_the_outcome_keeps_the_execution_details_and_the_message_is_the_reason(ledger, clock):
     key = launch(ledger, "failed")
-    runner = FakeRunner({execution("failed"): state("failed", failed_count=2, task_count=4,
-                                                     message="timed out")})
+    runner = FakeRunner(
+        {execution("failed"): state("failed", failed_count=2, task_count=4, message="timed out")}
+    )
     reconcile(ledger, runner)
     record = ledger.get(key)
     assert record.reason == "timed out"
     assert record.outcome == {
-        "outcome": "failed", "succeeded_count": 0, "failed_count": 2, "cancelled_count": 0,
-        "task_count": 4, "retried_count": 0, "started_at": "2026-11-21T12:00:01.5Z",
-        "completed_at": "2026-11-21T12:00:09.25Z", "log_uri": record.outcome["log_uri"],
+        "outcome": "failed",
+        "succeeded_count": 0,
+        "failed_count": 2,
+        "cancelled_count": 0,
+        "task_count": 4,
+        "retried_count": 0,
+        "started_at": "2026-11-21T12:00:01.5Z",
+        "completed_at": "2026-11-21T12:00:09.25Z",
+        "log_uri": record.outcome["log_uri"],
         "message": "timed out",
     }
 

@@ -10,20 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from triggers.function.deadletter import attributes
+from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.events import decode, parse_event_file
+from triggers.function.deadletter import attributes
 from triggers.ledger import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.ops.redrive import Letter, NotRedrivable, redrive, request_of, resolve_subscription
 from triggers.rules import load_text
 
-from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
-
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
 RULES = load_text(STORAGE_RULES_YAML, environ={})
-FIXED = load_text(STORAGE_RULES_YAML.replace("{{ data.missing_field }}", "{{ data.name }}"),
-                  environ={})
+FIXED = load_text(
+    STORAGE_RULES_YAML.replace("{{ data.missing_field }}", "{{ data.name }}"), environ={}
+)
 
 
 class Subscription:
@@ -48,8 +48,9 @@ class Subscription:
             if message_id in self.held or len(out) >= max_messages:
                 continue
             self._ack_ids += 1
-            out.append(Letter(f"{message_id}@{self._ack_ids}", message_id, letter.data,
-                              letter.attributes))
+            out.append(
+                Letter(f"{message_id}@{self._ack_ids}", message_id, letter.data, letter.attributes)
+            )
             self.held.add(message_id)  # out for delivery until acked or released
         return out
 
@@ -74,11 +75,13 @@ def sample(name: str) -> tuple[dict[str, str], bytes]:
     return parse_event_file(path.read_text(), path.name)
 
 
-def dead_letter_of(headers, body, *, reason: str, rule: str | None = None,
-                   event_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+def dead_letter_of(
+    headers, body, *, reason: str, rule: str | None = None, event_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
     """What triggers/function/deadletter.py publishes for a rejected request."""
-    return body, attributes(body, headers, reason=reason, rule=rule, event_id=event_id,
-                            detail=reason)
+    return body, attributes(
+        body, headers, reason=reason, rule=rule, event_id=event_id, detail=reason
+    )
 
 
 def letters_of_a_removed_rule(count: int) -> Subscription:
@@ -108,8 +111,7 @@ def ledger():
 def test_a_dead_letter_rebuilds_a_request_that_decodes_to_the_same_event(path):
     headers, body = parse_event_file(path.read_text(), path.name)
     # Transport headers are not kept: the event must not depend on them.
-    headers = {k: v for k, v in headers.items() if k.lower() not in ("user-agent",
-                                                                     "authorization")}
+    headers = {k: v for k, v in headers.items() if k.lower() not in ("user-agent", "authorization")}
     data, attrs = dead_letter_of(headers, body, reason="r")
     rebuilt_headers, rebuilt_body = request_of(Letter("a", "m", data, attrs))
     clock = Clock()
@@ -140,12 +142,14 @@ def test_a_fixed_rule_runs_once_under_the_scope_and_its_letter_is_acknowledged(l
     strict = {**event.data, "name": "strict/" + event.data["name"]}
     body = json.dumps(strict).encode()
     old = Dispatcher(RULES, ledger, runner)
-    rejected = next(o for o in old.dispatch(decode(headers, body)).outcomes
-                    if o.rule == "needs-field")
+    rejected = next(
+        o for o in old.dispatch(decode(headers, body)).outcomes if o.rule == "needs-field"
+    )
     assert rejected.outcome is Outcome.REJECTED
     subscription = Subscription()
-    data, attrs = dead_letter_of(headers, body, reason=rejected.reason, rule="needs-field",
-                                 event_id=event.id)
+    data, attrs = dead_letter_of(
+        headers, body, reason=rejected.reason, rule="needs-field", event_id=event.id
+    )
     subscription.add("m-1", data, attrs)
     runs_before = runner.run_calls
 
@@ -167,18 +171,21 @@ def test_letters_that_still_fail_are_left_and_released_at_the_end(ledger, runner
     subscription = Subscription()
     # a rule rejection that is still rejected (the rules were not fixed)
     strict = {**decode(headers, body).data, "name": "strict/a.csv"}
-    data, attrs = dead_letter_of(headers, json.dumps(strict).encode(), reason="template",
-                                 rule="needs-field")
+    data, attrs = dead_letter_of(
+        headers, json.dumps(strict).encode(), reason="template", rule="needs-field"
+    )
     subscription.add("still-broken", data, attrs)
     # a request that still cannot be decoded
-    subscription.add("garbage", b"{not json", {"reason": "bad_json",
-                                               "content_type": "application/json"})
+    subscription.add(
+        "garbage", b"{not json", {"reason": "bad_json", "content_type": "application/json"}
+    )
     # a rule that no longer exists
     data, attrs = dead_letter_of(headers, body, reason="r", rule="gone")
     subscription.add("gone", data, attrs)
 
-    results = {r.message_id: r for r in redrive(subscription, Dispatcher(RULES, ledger, runner),
-                                                 scope="s")}
+    results = {
+        r.message_id: r for r in redrive(subscription, Dispatcher(RULES, ledger, runner), scope="s")
+    }
 
     assert not any(r.resolved for r in results.values()) and subscription.acked == []
     assert "needs-field: rejected" in results["still-broken"].note
@@ -221,8 +228,9 @@ def test_a_dry_run_plans_acknowledges_nothing_and_releases_everything(ledger, ru
 
 def test_max_messages_bounds_a_pass(ledger, runner):
     subscription = letters_of_a_removed_rule(5)
-    results = list(redrive(subscription, Dispatcher(RULES, ledger, runner), scope="s",
-                           max_messages=3, batch=2))
+    results = list(
+        redrive(subscription, Dispatcher(RULES, ledger, runner), scope="s", max_messages=3, batch=2)
+    )
     assert [r.message_id for r in results] == ["m0", "m1", "m2"]
 
 
@@ -264,13 +272,18 @@ def test_a_subscription_is_used_as_given_and_a_topic_resolves_to_its_only_subscr
 
 def forwarded_order() -> Letter:
     """The sample order as Pub/Sub forwards it after too many failed push deliveries."""
-    return Letter("a", "dl-77", b'{"order_id": "A-1", "status": "paid"}', {
-        "kind": "order",
-        "CloudPubSubDeadLetterSourceSubscription": "orders-push",
-        "CloudPubSubDeadLetterSourceSubscriptionProject": "demo-project",
-        "CloudPubSubDeadLetterSourceDeliveryCount": "5",
-        "CloudPubSubDeadLetterSourceTopicPublishTime": "2026-11-21T10:00:00.123Z",
-    })
+    return Letter(
+        "a",
+        "dl-77",
+        b'{"order_id": "A-1", "status": "paid"}',
+        {
+            "kind": "order",
+            "CloudPubSubDeadLetterSourceSubscription": "orders-push",
+            "CloudPubSubDeadLetterSourceSubscriptionProject": "demo-project",
+            "CloudPubSubDeadLetterSourceDeliveryCount": "5",
+            "CloudPubSubDeadLetterSourceTopicPublishTime": "2026-11-21T10:00:00.123Z",
+        },
+    )
 
 
 def test_a_forwarded_message_becomes_the_push_request_it_was():
@@ -284,7 +297,8 @@ def test_a_forwarded_message_becomes_the_push_request_it_was():
 
 
 def test_a_forwarded_message_runs_every_matching_rule_and_says_where_it_came_from(ledger, runner):
-    rules = load_text("""\
+    rules = load_text(
+        """\
 project: demo-project
 region: europe-west1
 rules:
@@ -293,7 +307,9 @@ rules:
     subscription: orders-push
     match: {data: {message: {json: {status: [paid]}}}}
     job: orders
-""", environ={})
+""",
+        environ={},
+    )
     subscription = Subscription()
     letter = forwarded_order()
     subscription.add(letter.message_id, letter.data, dict(letter.attributes))

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import STORAGE_RULES_YAML, storage_event
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import PermanentRunError
 from triggers.events import decode, parse_event_file
 from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE
 from triggers.ledger.memory import MemoryBackend
-from triggers.plan import RUN_KEY_ENV, Overrides, RunRequest
 from triggers.ops.replay import (
     Change,
     NotReplayable,
@@ -27,14 +27,12 @@ from triggers.ops.replay import (
     replay,
     select,
 )
+from triggers.plan import RUN_KEY_ENV, Overrides, RunRequest
 from triggers.rules import load_text
-
-from tests.fakes import STORAGE_RULES_YAML, storage_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
 SAMPLE_RULES = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
 RULES = load_text(STORAGE_RULES_YAML, environ={})
-
 
 
 def mark(ledger: Ledger, key: str, status: Status) -> None:
@@ -61,9 +59,14 @@ def test_every_sample_event_is_rebuilt_exactly_from_its_record(path, clock):
     ledger = Ledger(MemoryBackend(), clock=clock)
     headers, body = parse_event_file(path.read_text(), path.name)
     event = decode(headers, body, now=clock)
-    request = RunRequest(rule="any", job="projects/p/locations/r/jobs/j", overrides=Overrides(),
-                         dedup_key=event.default_dedup_key, dedup_window_seconds=60,
-                         event=event.ref)
+    request = RunRequest(
+        rule="any",
+        job="projects/p/locations/r/jobs/j",
+        overrides=Overrides(),
+        dedup_key=event.default_dedup_key,
+        dedup_window_seconds=60,
+        event=event.ref,
+    )
     claim = ledger.claim(request, dict(event.document))
 
     # WHEN the event is rebuilt from what the ledger recorded
@@ -71,7 +74,12 @@ def test_every_sample_event_is_rebuilt_exactly_from_its_record(path, clock):
 
     # THEN it is the decoded event: same identity, form, document and default key
     assert (rebuilt.id, rebuilt.source, rebuilt.type, rebuilt.kind, rebuilt.form) == (
-        event.id, event.source, event.type, event.kind, event.form)
+        event.id,
+        event.source,
+        event.type,
+        event.kind,
+        event.form,
+    )
     assert rebuilt.document == event.document
     assert rebuilt.default_dedup_key == event.default_dedup_key
     # AND the sample rules route and plan it exactly as they did the original
@@ -192,10 +200,13 @@ def test_all_rules_sends_each_event_once_through_every_matching_rule(dispatcher,
 def test_a_rule_that_no_longer_matches_or_exists_is_skipped_with_its_reason(ledger, runner):
     old = Dispatcher(RULES, ledger, runner)
     old.dispatch(storage_event(name="incoming/a.csv"))
-    changed = load_text(STORAGE_RULES_YAML.replace(
-        "  - name: audit\n    on: storage.finalized\n",
-        "  - name: audit\n    on: storage.finalized\n    match: {data: {name: [{prefix: 'x/'}]}}\n",
-    ).replace("name: load", "name: load-v2"), environ={})
+    changed = load_text(
+        STORAGE_RULES_YAML.replace(
+            "  - name: audit\n    on: storage.finalized\n",
+            "  - name: audit\n    on: storage.finalized\n    match: {data: {name: [{prefix: 'x/'}]}}\n",
+        ).replace("name: load", "name: load-v2"),
+        environ={},
+    )
     results = list(replay(Dispatcher(changed, ledger, runner), records(ledger), scope="s"))
     skipped = {r.record.rule: r.skipped for r in results}
     assert skipped["load"] == "no rule of this name in the current rules"
@@ -227,8 +238,10 @@ def test_compare_says_same_for_unchanged_rules_and_diffs_changed_requests(dispat
     same = compare(RULES, records(ledger))
     assert {c.rule: c.change for c in same} == {"load": Change.SAME, "audit": Change.SAME}
     # a changed template: CHANGED, with a diff of the request
-    changed = load_text(STORAGE_RULES_YAML.replace('args: ["{{ data.name }}"]',
-                                                   'args: ["--in={{ data.name }}"]'), environ={})
+    changed = load_text(
+        STORAGE_RULES_YAML.replace('args: ["{{ data.name }}"]', 'args: ["--in={{ data.name }}"]'),
+        environ={},
+    )
     [load] = [c for c in compare(changed, records(ledger)) if c.rule == "load"]
     assert load.change is Change.CHANGED and load.reason == "the request differs"
     diff = load.diff()
@@ -276,8 +289,9 @@ def test_a_rejected_record_that_would_now_run_is_changed(ledger, runner):
     Dispatcher(RULES, ledger, runner).dispatch(storage_event(name="strict/a.csv"))
     [rejected] = records(ledger, status=[Status.REJECTED])
     # WHEN the template is fixed
-    fixed = load_text(STORAGE_RULES_YAML.replace("{{ data.missing_field }}", "{{ data.name }}"),
-                      environ={})
+    fixed = load_text(
+        STORAGE_RULES_YAML.replace("{{ data.missing_field }}", "{{ data.name }}"), environ={}
+    )
     [c] = [c for c in compare(fixed, [rejected])]
     # THEN the comparison says it would run now, and why it did not before
     assert c.change is Change.CHANGED and c.change.would_run

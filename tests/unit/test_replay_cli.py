@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import ScriptedRunner
 from triggers.cli import main
 from triggers.dispatch import Dispatcher
 from triggers.events import decode, parse_event_file
 from triggers.ledger import Ledger, Status
 from triggers.ledger.sqlite import SQLiteBackend
 from triggers.rules import load
-
-from tests.fakes import ScriptedRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "rules.yaml"
@@ -33,7 +32,9 @@ def ledger_path(tmp_path, monkeypatch) -> Path:
     backend = SQLiteBackend(path)
     ledger = Ledger(backend)
     headers, body = parse_event_file(EVENT.read_text(), EVENT.name)
-    decision = Dispatcher(load(str(RULES)), ledger, ScriptedRunner()).dispatch(decode(headers, body))
+    decision = Dispatcher(load(str(RULES)), ledger, ScriptedRunner()).dispatch(
+        decode(headers, body)
+    )
     [outcome] = decision.outcomes
     record = ledger.get(outcome.ledger_key)
     assert backend.update(record.key, record.token, {"status": Status.FAILED})
@@ -59,12 +60,13 @@ def test_dry_run_shows_the_same_request_and_runs_nothing(ledger_path, capsys):
 def test_dry_run_diffs_a_changed_rule(ledger_path, tmp_path, capsys):
     changed = tmp_path / "rules.yaml"
     changed.write_text(RULES.read_text().replace("--input=", "--in="))
-    code = main(["replay", "--config", str(changed), "--sqlite-path", str(ledger_path),
-                 "--dry-run"])
+    code = main(
+        ["replay", "--config", str(changed), "--sqlite-path", str(ledger_path), "--dry-run"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "~ csv-ingest" in out and "the request differs" in out
-    assert "-          \"--input=gs://" in out and "+          \"--in=gs://" in out
+    assert '-          "--input=gs://' in out and '+          "--in=gs://' in out
 
 
 def test_a_replay_runs_once_per_scope_and_resumes_without_running_twice(ledger_path, capsys):
@@ -86,8 +88,7 @@ def test_a_replay_runs_once_per_scope_and_resumes_without_running_twice(ledger_p
 
 
 def test_json_output_names_the_scope_and_totals(ledger_path, capsys):
-    code, out, _ = run(capsys, "--sqlite-path", str(ledger_path), "--rule", "csv-ingest",
-                       "--json")
+    code, out, _ = run(capsys, "--sqlite-path", str(ledger_path), "--rule", "csv-ingest", "--json")
     result = json.loads(out)
     assert code == 0
     assert result["scope"].startswith("replay-") and result["totals"] == {"launched": 1}
@@ -115,16 +116,16 @@ def test_usage_errors_exit_2_with_a_reason(ledger_path, capsys, argv, message):
 def test_a_broken_rules_file_exits_1_with_its_problems(ledger_path, tmp_path, capsys):
     broken = tmp_path / "rules.yaml"
     broken.write_text("rules:\n  - name: x\n")
-    code = main(["replay", "--config", str(broken), "--sqlite-path", str(ledger_path),
-                 "--dry-run"])
+    code = main(["replay", "--config", str(broken), "--sqlite-path", str(ledger_path), "--dry-run"])
     assert code == 1
     assert f"{broken}:" in capsys.readouterr().err
 
 
 def test_one_event_can_be_replayed_by_its_id(ledger_path, capsys):
     event_id = json.loads(EVENT.read_text())["headers"]["ce-id"]
-    code, out, _ = run(capsys, "--sqlite-path", str(ledger_path), "--event", "no-such-id",
-                       "--dry-run")
+    code, out, _ = run(
+        capsys, "--sqlite-path", str(ledger_path), "--event", "no-such-id", "--dry-run"
+    )
     assert (code, out.strip()) == (0, "no recorded events to replay")
     code, out, _ = run(capsys, "--sqlite-path", str(ledger_path), "--event", event_id)
     assert code == 0

@@ -102,7 +102,11 @@ def test_index_evaluates_only_the_rules_whose_anchor_value_matches(monkeypatch):
 
     monkeypatch.setattr(Rule, "matches_content", counting)
     event = Event(
-        id="1", source="s", type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
+        id="1",
+        source="s",
+        type=STORAGE_FINALIZED,
+        kind="storage",
+        form="cloudevent-binary",
         data={"bucket": "b150", "name": "n"},
     )
     # WHEN routed THEN exactly one rule is evaluated and found
@@ -129,7 +133,11 @@ def test_rules_are_indexed_under_their_most_selective_field(monkeypatch):
         Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
     )
     event = Event(
-        id="1", source="s", type=STORAGE_FINALIZED, kind="storage", form="cloudevent-binary",
+        id="1",
+        source="s",
+        type=STORAGE_FINALIZED,
+        kind="storage",
+        form="cloudevent-binary",
         data={"bucket": "b7", "kind": "a"},
     )
     # WHEN routed THEN the bucket, not the shared kind, picked the candidates

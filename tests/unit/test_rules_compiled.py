@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from triggers.function.app import App
 from triggers.cli import main
 from triggers.errors import RulesError
 from triggers.events import decode, parse_event_file
+from triggers.function.app import App
+from triggers.function.settings import Settings
 from triggers.rules import load, loader
 from triggers.rules.compiled import artifact_path, compile_rules
 from triggers.rules.condition import compile_condition, deferred_condition
 from triggers.rules.templates import compile_template, deferred_template
-from triggers.function.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RULES = ROOT / "config" / "rules.yaml"
@@ -66,18 +66,26 @@ def _events():
 def _summary(ruleset) -> list[dict]:
     out = []
     for rule in ruleset:
-        out.append({
-            "name": rule.name, "types": rule.types, "job": rule.job, "location": str(rule.location),
-            "spec": rule.spec.model_dump(), "fields_set": rule.spec.model_fields_set,
-            "scope": rule.scope.source if rule.scope else None,
-            "pattern": rule.pattern.source if rule.pattern else None,
-            "when": rule.condition.source if rule.condition else None,
-            "args": None if rule.args is None else [t.source for t in rule.args],
-            "env": [(k, t.source) for k, t in rule.env],
-            "dedup_key": rule.dedup_key.source if rule.dedup_key else None,
-            "schedule": None if rule.schedule is None else (rule.schedule.cron, rule.schedule.time_zone),
-            "template_lines": dict(rule.template_lines),
-        })
+        out.append(
+            {
+                "name": rule.name,
+                "types": rule.types,
+                "job": rule.job,
+                "location": str(rule.location),
+                "spec": rule.spec.model_dump(),
+                "fields_set": rule.spec.model_fields_set,
+                "scope": rule.scope.source if rule.scope else None,
+                "pattern": rule.pattern.source if rule.pattern else None,
+                "when": rule.condition.source if rule.condition else None,
+                "args": None if rule.args is None else [t.source for t in rule.args],
+                "env": [(k, t.source) for k, t in rule.env],
+                "dedup_key": rule.dedup_key.source if rule.dedup_key else None,
+                "schedule": None
+                if rule.schedule is None
+                else (rule.schedule.cron, rule.schedule.time_zone),
+                "template_lines": dict(rule.template_lines),
+            }
+        )
     return out
 
 
@@ -85,8 +93,15 @@ def _verdicts(ruleset) -> list:
     out = []
     for event in _events():
         for v in ruleset.verdicts(event):
-            out.append((v.rule.name, v.matched, v.reason, v.request and v.request.as_dict(),
-                        v.error and str(v.error)))
+            out.append(
+                (
+                    v.rule.name,
+                    v.matched,
+                    v.reason,
+                    v.request and v.request.as_dict(),
+                    v.error and str(v.error),
+                )
+            )
     return out
 
 
@@ -103,7 +118,8 @@ def test_compiled_rules_are_the_validated_rules(rules, no_validation):
     assert _summary(compiled) == _summary(validated)
     assert _verdicts(compiled) == _verdicts(validated)  # every sample event, every rule
     assert [r.name for r in compiled.route(next(_events()))] == [
-        r.name for r in validated.route(next(_events()))]
+        r.name for r in validated.route(next(_events()))
+    ]
 
 
 def test_a_directory_compiles_and_its_locations_follow_it_when_moved(tmp_path, no_validation):
@@ -119,7 +135,10 @@ def test_a_directory_compiles_and_its_locations_follow_it_when_moved(tmp_path, n
     ruleset = load(moved, environ={}, compiled=True)
 
     assert ruleset.files == (str(moved / "a.yaml"), str(moved / "team" / "b.yml"))
-    assert [str(r.location) for r in ruleset] == [f"{moved / 'a.yaml'}:4", f"{moved / 'team' / 'b.yml'}:4"]
+    assert [str(r.location) for r in ruleset] == [
+        f"{moved / 'a.yaml'}:4",
+        f"{moved / 'team' / 'b.yml'}:4",
+    ]
 
 
 def test_only_the_function_reads_the_artifact(rules):
@@ -131,7 +150,12 @@ def test_only_the_function_reads_the_artifact(rules):
 def test_the_app_starts_from_the_artifact(rules, monkeypatch, no_validation):
     compile_rules(rules, environ=dict(os.environ))
     app = App(Settings(rules=str(rules), ledger="memory", runner="dry-run"))
-    assert [r.name for r in app.rules] == ["csv-ingest", "paid-orders", "nightly-report", "csv-deleted"]
+    assert [r.name for r in app.rules] == [
+        "csv-ingest",
+        "paid-orders",
+        "nightly-report",
+        "csv-deleted",
+    ]
 
 
 # -- out of date: validate instead -------------------------------------------------------------
@@ -150,7 +174,10 @@ def test_an_edited_rules_file_is_validated_again(rules, caplog):
     compile_rules(rules, environ=ENV)
     rules.write_text(rules.read_text().replace("task_count: 2", "task_count: 3"))
     message = _stale_reason(caplog, rules, ENV)
-    assert message == f"{rules}.compiled.json is out of date: {rules} changed; validating the rules instead"
+    assert (
+        message
+        == f"{rules}.compiled.json is out of date: {rules} changed; validating the rules instead"
+    )
     rule = load(rules, environ=ENV, compiled=True).get("csv-ingest")
     assert rule.spec.overrides.task_count == 3
 
@@ -158,9 +185,13 @@ def test_an_edited_rules_file_is_validated_again(rules, caplog):
 def test_a_changed_referenced_variable_is_validated_again(rules, caplog):
     compile_rules(rules, environ=ENV)
     assert "TRIGGERS_REGION changed" in _stale_reason(caplog, rules, {})
-    assert "TRIGGERS_PROJECT changed" in _stale_reason(caplog, rules, {**ENV, "TRIGGERS_PROJECT": "p-123456"})
+    assert "TRIGGERS_PROJECT changed" in _stale_reason(
+        caplog, rules, {**ENV, "TRIGGERS_PROJECT": "p-123456"}
+    )
     ruleset = load(rules, environ={**ENV, "TRIGGERS_PROJECT": "p-123456"}, compiled=True)
-    assert ruleset.get("csv-ingest").job == "projects/p-123456/locations/us-central1/jobs/csv-loader"
+    assert (
+        ruleset.get("csv-ingest").job == "projects/p-123456/locations/us-central1/jobs/csv-loader"
+    )
     # a variable the rules do not reference changes nothing
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="triggers.rules"):
@@ -212,28 +243,49 @@ def test_the_function_start_fails_on_a_broken_file_despite_an_old_artifact(rules
     text = rules.read_text().replace("job: csv-loader", "job: Not_A_Job", 1)
     rules.write_text(text)
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "Not_A_Job" in l)
-    env = {**os.environ, "TRIGGERS_RULES": str(rules), "TRIGGERS_LEDGER": "memory",
-           "TRIGGERS_RUNNER": "dry-run"}
+    env = {
+        **os.environ,
+        "TRIGGERS_RULES": str(rules),
+        "TRIGGERS_LEDGER": "memory",
+        "TRIGGERS_RUNNER": "dry-run",
+    }
     env.pop("TRIGGERS_PROJECT", None)
     env.pop("TRIGGERS_REGION", None)
     result = subprocess.run(
-        [sys.executable, "-c",
-         "import functions_framework; "
-         "functions_framework.create_app(target='handle_http', source='triggers/main.py')"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import functions_framework; "
+            "functions_framework.create_app(target='handle_http', source='triggers/main.py')",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
-    assert f"{rules}:{line}: rule 'csv-ingest': job id 'Not_A_Job' is not a valid Cloud Run job name" in result.stderr
+    assert (
+        f"{rules}:{line}: rule 'csv-ingest': job id 'Not_A_Job' is not a valid Cloud Run job name"
+        in result.stderr
+    )
     assert "compiled.json is out of date" in result.stdout  # the start log says why it validated
 
 
 # -- deferred templates and conditions ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", [
-    "plain --flag", "{{ data.name | stem }}", "{{ data.name }}#{{ event.bucket }}",
-    "{% if data.size > 10 %}big{% else %}small{% endif %}", "{# note #}x", "{{ data.missing }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "plain --flag",
+        "{{ data.name | stem }}",
+        "{{ data.name }}#{{ event.bucket }}",
+        "{% if data.size > 10 %}big{% else %}small{% endif %}",
+        "{# note #}x",
+        "{{ data.missing }}",
+    ],
+)
 def test_a_deferred_template_renders_as_the_compiled_one(source):
     document = {"data": {"name": "in/a.csv", "size": 20}, "bucket": "b"}
     compiled, deferred = compile_template(source), deferred_template(source)
@@ -249,10 +301,14 @@ def test_a_deferred_template_renders_as_the_compiled_one(source):
     assert outcome(deferred) == outcome(deferred)  # and again, once compiled
 
 
-@pytest.mark.parametrize("source", ['data.name.startsWith("in/")', "data.size > 100", "data.nope > 1"])
+@pytest.mark.parametrize(
+    "source", ['data.name.startsWith("in/")', "data.size > 100", "data.nope > 1"]
+)
 def test_a_deferred_condition_evaluates_as_the_compiled_one(source):
     document = {"data": {"name": "in/a.csv", "size": 20}}
-    assert deferred_condition(source).evaluate(document) == compile_condition(source).evaluate(document)
+    assert deferred_condition(source).evaluate(document) == compile_condition(source).evaluate(
+        document
+    )
 
 
 def test_unknown_filters_are_problems_of_the_rules_file():
@@ -275,7 +331,8 @@ def test_compile_command_writes_and_checks(rules, capsys, monkeypatch):
     assert "missing" in capsys.readouterr().err
     assert main(["compile", str(rules)]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"{rules}: 4 rules OK, compiled to {rules}.compiled.json")
+        f"{rules}: 4 rules OK, compiled to {rules}.compiled.json"
+    )
     assert main(["compile", "--check", str(rules)]) == 0
     monkeypatch.setenv("TRIGGERS_REGION", "us-central1")
     assert main(["compile", "--check", str(rules)]) == 1

@@ -97,7 +97,9 @@ def test_yaml_12_keeps_on_yes_no_and_dates_as_strings():
         job: worker
     """
     (rule,) = load_text(textwrap.dedent(text), environ={}).rules
-    assert rule.spec.match == {"data": {"message": {"attributes": {"flag": ["yes"], "day": ["2026-11-21"]}}}}
+    assert rule.spec.match == {
+        "data": {"message": {"attributes": {"flag": ["yes"], "day": ["2026-11-21"]}}}
+    }
 
 
 def test_every_problem_is_reported_at_once_with_file_line_and_rule():
@@ -170,7 +172,9 @@ def test_invalid_pattern_cel_and_templates_point_at_their_lines():
 
 def test_when_must_be_boolean():
     problems = _problems(MINIMAL + "    when: size(data)\n")
-    assert problems == ["rules.yaml:7: rule 'a': when: must be a bool expression, this one gives INT"]
+    assert problems == [
+        "rules.yaml:7: rule 'a': when: must be a bool expression, this one gives INT"
+    ]
 
 
 def test_yaml_syntax_error_and_duplicate_keys_name_their_line():
@@ -206,7 +210,9 @@ def test_missing_env_variable_is_a_problem_on_its_line():
     ],
 )
 def test_schedules_that_cannot_fire_fail_at_load(cron, message):
-    (problem,) = _problems(MINIMAL.replace("on: pubsub", "on: scheduler") + f"    schedule: '{cron}'\n")
+    (problem,) = _problems(
+        MINIMAL.replace("on: pubsub", "on: scheduler") + f"    schedule: '{cron}'\n"
+    )
     assert problem.startswith("rules.yaml:7: rule 'a': schedule: ") and message in problem
 
 

@@ -136,7 +136,9 @@ def test_scheduler_default_dedup_key_is_job_and_tick():
 
 
 def _fields(event: Event) -> dict:
-    return {k: getattr(event, k) for k in ("id", "source", "type", "kind", "form", "data", "dedup_hint")}
+    return {
+        k: getattr(event, k) for k in ("id", "source", "type", "kind", "form", "data", "dedup_hint")
+    }
 
 
 def test_scope_fields_restrict_matching(rules):
@@ -174,7 +176,9 @@ def test_sandbox_blocks_attribute_escapes():
         "    overrides:\n      args: ['{{ data.__class__.__mro__ }}']\n",
         environ={},
     )
-    event = Event(id="1", source="s", type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push", data={})
+    event = Event(
+        id="1", source="s", type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push", data={}
+    )
     with pytest.raises(RenderError, match="SecurityError"):
         rules.get("s").plan(event)
 
@@ -216,9 +220,16 @@ def test_topic_scoped_rule_explains_why_a_raw_push_cannot_match():
         environ={},
     )
     raw_push = Event(
-        id="1", source="//pubsub.googleapis.com/projects/demo-project/subscriptions/s",
-        type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push",
-        data={"message": {"attributes": {}}, "topic": None, "subscription": "projects/demo-project/subscriptions/s"},
+        id="1",
+        source="//pubsub.googleapis.com/projects/demo-project/subscriptions/s",
+        type=PUBSUB_PUBLISHED,
+        kind="pubsub",
+        form="pubsub-push",
+        data={
+            "message": {"attributes": {}},
+            "topic": None,
+            "subscription": "projects/demo-project/subscriptions/s",
+        },
     )
     reason = rules.get("t").explain(raw_push)
     assert reason.startswith("data.topic: null")
@@ -227,10 +238,17 @@ def test_topic_scoped_rule_explains_why_a_raw_push_cannot_match():
 
 def _pubsub_tick(publish_time: str, inferred: bool = True, form: str = "scheduler-pubsub") -> Event:
     return Event(
-        id=f"nightly#{publish_time}", source="//cloudscheduler.googleapis.com/jobs/nightly",
-        type="google.cloud.scheduler.job.v1.executed", kind="scheduler", form=form,
-        data={"job_name": "nightly", "schedule_time": publish_time,
-              "schedule_time_inferred": inferred, "attributes": {"scheduler_job": "nightly"}},
+        id=f"nightly#{publish_time}",
+        source="//cloudscheduler.googleapis.com/jobs/nightly",
+        type="google.cloud.scheduler.job.v1.executed",
+        kind="scheduler",
+        form=form,
+        data={
+            "job_name": "nightly",
+            "schedule_time": publish_time,
+            "schedule_time_inferred": inferred,
+            "attributes": {"scheduler_job": "nightly"},
+        },
         dedup_hint=f"nightly#{publish_time}",
     )
 

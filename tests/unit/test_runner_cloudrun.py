@@ -375,8 +375,7 @@ def test_find_stops_at_executions_older_than_since():
 def test_find_examines_at_most_find_limit_executions():
     request = make_request()
     fake = FakeExecutions(
-        [execution(f"e{i}", 1, None) for i in range(5)]
-        + [execution("mine", 2, request.ledger_key)]
+        [execution(f"e{i}", 1, None) for i in range(5)] + [execution("mine", 2, request.ledger_key)]
     )
     runner = CloudRunRunner(executions_client=fake, find_limit=5)
     assert runner.find(request, since=NOW - timedelta(hours=1)) is None

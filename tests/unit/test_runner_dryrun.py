@@ -14,19 +14,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from triggers.function.app import App
+from tests.fakes import Clock
 from triggers.cli import main
 from triggers.errors import RetryableRunError
 from triggers.events.model import EventRef
+from triggers.function.app import App
+from triggers.function.settings import Settings
 from triggers.ledger.base import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 from triggers.ledger.sqlite import SQLiteBackend
-from triggers.plan import Overrides, RunRequest
 from triggers.ops.reconcile import reconcile
+from triggers.plan import Overrides, RunRequest
 from triggers.runners.dryrun import MESSAGE, DryRunRunner, is_dry_run
-from triggers.function.settings import Settings
-
-from tests.fakes import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "projects/demo-project/locations/europe-west1/jobs/csv-loader"
@@ -94,16 +93,29 @@ def test_reconcile_records_dry_runs_as_succeeded_and_leaves_real_executions_alon
     report = reconcile(ledger, DryRunRunner())
     # THEN the dry runs are done: succeeded, no tasks, the reason says nothing ran
     assert report.as_dict() | {"error_details": []} == {
-        "checked": 3, "updated": 2, "succeeded": 2, "failed": 0, "cancelled": 0, "running": 0,
-        "not_found": 0, "conflicts": 0, "errors": 1, "error_details": [],
+        "checked": 3,
+        "updated": 2,
+        "succeeded": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "running": 0,
+        "not_found": 0,
+        "conflicts": 0,
+        "errors": 1,
+        "error_details": [],
     }
     for key in dry:
         record = ledger.get(key)
         assert record.status is Status.SUCCEEDED and record.reason == MESSAGE
         assert record.updated_at == clock.now
         assert record.outcome == {
-            "outcome": "succeeded", "task_count": 0, "succeeded_count": 0, "failed_count": 0,
-            "cancelled_count": 0, "retried_count": 0, "message": MESSAGE,
+            "outcome": "succeeded",
+            "task_count": 0,
+            "succeeded_count": 0,
+            "failed_count": 0,
+            "cancelled_count": 0,
+            "retried_count": 0,
+            "message": MESSAGE,
         }
     # AND the real execution is an error of this pass, its record untouched
     (detail,) = report.details
@@ -126,8 +138,16 @@ def test_handle_reconcile_of_a_dry_run_function_answers_200_with_no_errors():
         function.set_app(None)
     assert status == 200
     assert json.loads(body) | {"error_details": None} == {
-        "checked": 1, "updated": 1, "succeeded": 1, "failed": 0, "cancelled": 0, "running": 0,
-        "not_found": 0, "conflicts": 0, "errors": 0, "error_details": None,
+        "checked": 1,
+        "updated": 1,
+        "succeeded": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "running": 0,
+        "not_found": 0,
+        "conflicts": 0,
+        "errors": 0,
+        "error_details": None,
     }
 
 
@@ -142,8 +162,12 @@ def dry_run_env(tmp_path, monkeypatch):
 def test_cli_reconcile_under_a_dry_run_function(dry_run_env, capsys):
     # GIVEN a dry-run function (TRIGGERS_RUNNER=dry-run) that handled a sample event
     path = dry_run_env
-    settings = Settings(ledger="sqlite", sqlite_path=str(path), runner="dry-run",
-                        rules=str(ROOT / "config" / "rules.yaml"))
+    settings = Settings(
+        ledger="sqlite",
+        sqlite_path=str(path),
+        runner="dry-run",
+        rules=str(ROOT / "config" / "rules.yaml"),
+    )
     app = App(settings, dead_letters=None)
     sample = json.loads((ROOT / "config/events" / STORAGE_SAMPLE).read_text())
     answer = app.handle(sample["headers"], json.dumps(sample["body"]).encode())

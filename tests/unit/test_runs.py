@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,7 +21,7 @@ from triggers.ops.history import (
     table,
 )
 
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 EXECUTIONS = "projects/demo-project/locations/europe-west1/jobs/{job}/executions/{job}-{suffix}"
 
 
@@ -78,8 +78,8 @@ def test_since_a_duration_before_now(text, delta):
 
 
 def test_since_an_iso_time():
-    assert parse_since("2026-11-21T10:00:00Z", NOW) == datetime(2026, 11, 21, 10, tzinfo=timezone.utc)
-    assert parse_since("2026-11-21", NOW) == datetime(2026, 11, 21, tzinfo=timezone.utc)
+    assert parse_since("2026-11-21T10:00:00Z", NOW) == datetime(2026, 11, 21, 10, tzinfo=UTC)
+    assert parse_since("2026-11-21", NOW) == datetime(2026, 11, 21, tzinfo=UTC)
     assert parse_since("2026-11-21T11:00:00+01:00", NOW) == NOW - timedelta(hours=2)
 
 
@@ -91,7 +91,9 @@ def test_since_refuses_what_it_cannot_read(text):
 
 def test_statuses_comma_separated_and_repeated():
     assert parse_statuses(["launched,rejected", " Failed "]) == [
-        Status.LAUNCHED, Status.REJECTED, Status.FAILED,
+        Status.LAUNCHED,
+        Status.REJECTED,
+        Status.FAILED,
     ]
     assert parse_statuses([]) == []
     with pytest.raises(ValueError, match="--status 'done': use one of claimed, launched"):
@@ -104,20 +106,47 @@ def test_statuses_comma_separated_and_repeated():
 def test_table_columns_and_values():
     lines = table(
         [
-            record("paid-orders", job="orders-processor", event_id="1234567890123", attempts=2,
-                   duplicates=3, updated=NOW + timedelta(minutes=5)),
+            record(
+                "paid-orders",
+                job="orders-processor",
+                event_id="1234567890123",
+                attempts=2,
+                duplicates=3,
+                updated=NOW + timedelta(minutes=5),
+            ),
             record(created=NOW - timedelta(minutes=1)),
         ]
     )
     assert lines[0].split() == [
-        "CREATED", "(UTC)", "RULE", "STATUS", "EXECUTION", "ATT", "DUP", "UPDATED", "EVENT",
+        "CREATED",
+        "(UTC)",
+        "RULE",
+        "STATUS",
+        "EXECUTION",
+        "ATT",
+        "DUP",
+        "UPDATED",
+        "EVENT",
     ]
     assert lines[1].split() == [
-        "11-21", "12:00:00", "paid-orders", "launched", "orders-processor-ab1cd", "2", "3", "+5m",
+        "11-21",
+        "12:00:00",
+        "paid-orders",
+        "launched",
+        "orders-processor-ab1cd",
+        "2",
+        "3",
+        "+5m",
         "1234567890123",
     ]
     assert lines[2].split()[2:] == [
-        "csv-ingest", "launched", "csv-loader-ab1cd", "1", "0", "+0.3s", "9876543210123456",
+        "csv-ingest",
+        "launched",
+        "csv-loader-ab1cd",
+        "1",
+        "0",
+        "+0.3s",
+        "9876543210123456",
     ]
     # Columns line up: every value starts under its title.
     for title in ("RULE", "STATUS", "EXECUTION", "EVENT"):
@@ -150,8 +179,13 @@ def test_long_values_are_cut_to_fit_keeping_the_tail_of_ids(width):
     tick = "nightly-report-of-everything#2026-11-21T01:00:00Z"
     lines = table(
         [
-            record(long_rule, job="nightly-report-of-everything", event_id=tick,
-                   reason="x" * 300, duplicates=12345),
+            record(
+                long_rule,
+                job="nightly-report-of-everything",
+                event_id=tick,
+                reason="x" * 300,
+                duplicates=12345,
+            ),
         ],
         width=width,
     )
@@ -186,13 +220,26 @@ def ledger_file(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "ledger.sqlite3"
     backend = SQLiteBackend(path)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     backend.create(record("csv-ingest", created=now - timedelta(days=3), event_id="old"))
-    backend.create(record("paid-orders", job="orders-processor", created=now - timedelta(minutes=30),
-                          event_id="1234567890123"))
-    backend.create(record("csv-deleted", status=Status.REJECTED, execution=None,
-                          created=now - timedelta(minutes=5), event_id="11223344556688",
-                          reason="job csv-loader does not exist"))
+    backend.create(
+        record(
+            "paid-orders",
+            job="orders-processor",
+            created=now - timedelta(minutes=30),
+            event_id="1234567890123",
+        )
+    )
+    backend.create(
+        record(
+            "csv-deleted",
+            status=Status.REJECTED,
+            execution=None,
+            created=now - timedelta(minutes=5),
+            event_id="11223344556688",
+            reason="job csv-loader does not exist",
+        )
+    )
     backend.close()
     return path
 
@@ -209,7 +256,9 @@ def test_runs_lists_newest_first(ledger_file, capsys):
     lines = out.splitlines()
     assert lines[0].startswith("CREATED (UTC)")
     assert [line.split()[2] for line in lines[1:] if line[:1].isdigit()] == [
-        "csv-deleted", "paid-orders", "csv-ingest",
+        "csv-deleted",
+        "paid-orders",
+        "csv-ingest",
     ]
     assert "job csv-loader does not exist" in lines[2]
 
@@ -270,12 +319,16 @@ def test_until_takes_the_forms_of_since_and_must_come_after_it():
     assert parse_window(None, None, NOW) == (None, None)
     assert parse_window("2h", "1h", NOW) == (NOW - timedelta(hours=2), NOW - timedelta(hours=1))
     assert parse_window(None, "2026-11-21T10:00:00", NOW) == (
-        None, datetime(2026, 11, 21, 10, tzinfo=timezone.utc),
+        None,
+        datetime(2026, 11, 21, 10, tzinfo=UTC),
     )
     with pytest.raises(ValueError, match="--until 'later': use a duration before now"):
         parse_window("1h", "later", NOW)
-    with pytest.raises(ValueError, match=r"--since '1h' \(2026-11-21T11:00:00Z\) is not before"
-                                         r" --until '2h' \(2026-11-21T10:00:00Z\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"--since '1h' \(2026-11-21T11:00:00Z\) is not before"
+        r" --until '2h' \(2026-11-21T10:00:00Z\)",
+    ):
         parse_window("1h", "2h", NOW)
     with pytest.raises(ValueError, match="is not before"):
         parse_window("1h", "1h", NOW)
@@ -302,15 +355,37 @@ def lookup_file(tmp_path, monkeypatch):
     for name in ("TRIGGERS_LEDGER", "TRIGGERS_SQLITE_PATH"):
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "ledger.sqlite3"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with SQLiteBackend(path) as backend:
-        backend.create(record("csv-ingest", key="aaaaaaaa11" + "0" * 54, event_id="ev-1",
-                              created=now - timedelta(hours=3), execution="aaaaa"))
-        backend.create(record("csv-audit", key="aaaaaaaa22" + "0" * 54, event_id="ev-1",
-                              job="auditor", created=now - timedelta(hours=2), execution="bbbbb"))
-        backend.create(record("csv-ingest", key="bbbbbbbb33" + "0" * 54, event_id="ev-2",
-                              status=Status.SUCCEEDED, created=now - timedelta(minutes=30),
-                              execution="ccccc"))
+        backend.create(
+            record(
+                "csv-ingest",
+                key="aaaaaaaa11" + "0" * 54,
+                event_id="ev-1",
+                created=now - timedelta(hours=3),
+                execution="aaaaa",
+            )
+        )
+        backend.create(
+            record(
+                "csv-audit",
+                key="aaaaaaaa22" + "0" * 54,
+                event_id="ev-1",
+                job="auditor",
+                created=now - timedelta(hours=2),
+                execution="bbbbb",
+            )
+        )
+        backend.create(
+            record(
+                "csv-ingest",
+                key="bbbbbbbb33" + "0" * 54,
+                event_id="ev-2",
+                status=Status.SUCCEEDED,
+                created=now - timedelta(minutes=30),
+                execution="ccccc",
+            )
+        )
     return path
 
 
@@ -332,8 +407,10 @@ def test_runs_by_event_execution_and_until(lookup_file, capsys):
     full = EXECUTIONS.format(job="auditor", suffix="bbbbb")
     assert keys_of(capsys, lookup_file, "--execution", full) == ["aaaaaaaa22"]
     assert keys_of(capsys, lookup_file, "--execution", "csv-loader-bbbbb") == []
-    assert keys_of(capsys, lookup_file, "--execution", "csv-loader-ccccc",
-                   "--status", "launched") == []
+    assert (
+        keys_of(capsys, lookup_file, "--execution", "csv-loader-ccccc", "--status", "launched")
+        == []
+    )
     # --until is exclusive, and takes durations before now like --since.
     assert keys_of(capsys, lookup_file, "--until", "1h") == ["aaaaaaaa22", "aaaaaaaa11"]
     assert keys_of(capsys, lookup_file, "--since", "150m", "--until", "1h") == ["aaaaaaaa22"]
@@ -376,15 +453,30 @@ def full_record(**changes) -> Record:
     values = dict(
         dedup_key="raw-data/incoming/a.csv#1795274264336753",
         operation="projects/demo-project/locations/europe-west1/operations/op-1",
-        event={"id": "9876543210123456", "source": "//storage.googleapis.com/buckets/raw-data",
-               "type": "google.cloud.storage.object.v1.finalized", "kind": "storage"},
+        event={
+            "id": "9876543210123456",
+            "source": "//storage.googleapis.com/buckets/raw-data",
+            "type": "google.cloud.storage.object.v1.finalized",
+            "kind": "storage",
+        },
         event_document={"bucket": "raw-data", "name": "incoming/a.csv", "size": "1024"},
-        request={"overrides": {"containerOverrides": [{"args": ["--in=a.csv"], "env": [
-            {"name": "TRIGGERS_RUN_KEY", "value": KEY}]}]}},
+        request={
+            "overrides": {
+                "containerOverrides": [
+                    {"args": ["--in=a.csv"], "env": [{"name": "TRIGGERS_RUN_KEY", "value": KEY}]}
+                ]
+            }
+        },
         outcome={
-            "outcome": "failed", "succeeded_count": 0, "failed_count": 1, "cancelled_count": 0,
-            "task_count": 1, "retried_count": 2, "started_at": "2026-11-21T12:00:01.5Z",
-            "completed_at": "2026-11-21T12:00:09.25Z", "log_uri": "https://logs.example/x",
+            "outcome": "failed",
+            "succeeded_count": 0,
+            "failed_count": 1,
+            "cancelled_count": 0,
+            "task_count": 1,
+            "retried_count": 2,
+            "started_at": "2026-11-21T12:00:01.5Z",
+            "completed_at": "2026-11-21T12:00:09.25Z",
+            "log_uri": "https://logs.example/x",
             "message": "Task csv-loader-ab1cd-task0 failed with exit code 1",
         },
     )
@@ -420,7 +512,7 @@ def test_detail_shows_every_part_of_a_record():
     assert "token" not in text and "secret-token" not in text
     # The event reference, then the recorded document and the request body as pretty JSON.
     event = lines.index("event")
-    assert lines[event + 1: event + 5] == [
+    assert lines[event + 1 : event + 5] == [
         "  id         9876543210123456",
         "  source     //storage.googleapis.com/buckets/raw-data",
         "  type       google.cloud.storage.object.v1.finalized",
@@ -428,7 +520,7 @@ def test_detail_shows_every_part_of_a_record():
     ]
     document = lines.index("event document") + 1
     pretty = json.dumps(full_record().event_document, indent=2).splitlines()
-    assert lines[document: document + len(pretty)] == ["  " + line for line in pretty]
+    assert lines[document : document + len(pretty)] == ["  " + line for line in pretty]
     job = "projects/demo-project/locations/europe-west1/jobs/csv-loader"
     request = lines.index(f"jobs.run request (POST /v2/{job}:run)") + 1
     assert json.loads("\n".join(lines[request:])) == full_record().request
@@ -436,22 +528,42 @@ def test_detail_shows_every_part_of_a_record():
 
 
 def test_detail_of_records_that_lack_parts():
-    claimed = detail(full_record(status=Status.CLAIMED, outcome=None, execution=None,
-                                 operation=None, reason=None, attempts=1, ambiguous=True,
-                                 event_document=None))
+    claimed = detail(
+        full_record(
+            status=Status.CLAIMED,
+            outcome=None,
+            execution=None,
+            operation=None,
+            reason=None,
+            attempts=1,
+            ambiguous=True,
+            event_document=None,
+        )
+    )
     assert "lease until  2026-11-21T12:00:00.123456Z" in claimed
     for label in ("execution", "operation", "reason"):
         assert f"{label.ljust(12)} -" in claimed
     assert "outcome      -" in claimed
-    assert any(line.startswith("attempts     1; ambiguous: the last attempt may have started")
-               for line in claimed)
+    assert any(
+        line.startswith("attempts     1; ambiguous: the last attempt may have started")
+        for line in claimed
+    )
     assert claimed[claimed.index("event document") + 1].startswith("  (not recorded")
     launched = detail(full_record(status=Status.LAUNCHED, outcome=None))
     assert "outcome      - (not known yet: `triggers reconcile` records it)" in launched
     assert not any(line.startswith("lease until") for line in launched)
-    bad_input = detail(full_record(rule="(input)", job="", request={}, status=Status.REJECTED,
-                                   event={"content_type": "text/plain", "bytes": 3},
-                                   execution=None, outcome=None, event_document=None))
+    bad_input = detail(
+        full_record(
+            rule="(input)",
+            job="",
+            request={},
+            status=Status.REJECTED,
+            event={"content_type": "text/plain", "bytes": 3},
+            execution=None,
+            outcome=None,
+            event_document=None,
+        )
+    )
     assert "job          -" in bad_input
     assert bad_input[bad_input.index("event document") + 1] == (
         "  (not recorded: the request was not an event; `event` above sums it up)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import assume, given, settings
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from triggers.rules.schedule import Schedule, ScheduleError, next_fire_times, rfc3339
 
-UTC = timezone.utc
+UTC = UTC
 BERLIN = "Europe/Berlin"
 
 
@@ -33,7 +33,9 @@ def test_next_is_strictly_after_and_in_utc():
 
 
 def test_a_naive_start_is_utc():
-    assert Schedule("30 * * * *").next_after(datetime(2026, 1, 1, 10, 0)) == t("2026-01-01T10:30:00")
+    assert Schedule("30 * * * *").next_after(datetime(2026, 1, 1, 10, 0)) == t(
+        "2026-01-01T10:30:00"
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,11 @@ def test_days_of_week_by_number_and_name():
     # 2026-11-21 is a Saturday.
     weekdays = fires("0 9 * * 1-5", "2026-11-21T00:00:00", 5)
     assert [x[:10] for x in weekdays] == [
-        "2026-11-23", "2026-11-24", "2026-11-25", "2026-11-26", "2026-11-27",
+        "2026-11-23",
+        "2026-11-24",
+        "2026-11-25",
+        "2026-11-26",
+        "2026-11-27",
     ]
     assert fires("0 9 * * MON-FRI", "2026-11-21T00:00:00", 5) == weekdays
     assert fires("0 9 * * mon-fri", "2026-11-21T00:00:00", 5) == weekdays
@@ -66,7 +72,9 @@ def test_days_of_week_by_number_and_name():
     assert fires("0 9 * * 7", "2026-11-21T00:00:00", 2) == sundays
     assert fires("0 9 * * SUN", "2026-11-21T00:00:00", 2) == sundays
     assert [x[:10] for x in fires("0 9 * * SAT,SUN", "2026-11-21T10:00:00", 3)] == [
-        "2026-11-22", "2026-11-28", "2026-11-29",
+        "2026-11-22",
+        "2026-11-28",
+        "2026-11-29",
     ]
 
 
@@ -82,13 +90,15 @@ def test_day_of_month_or_day_of_week_when_both_are_restricted():
     assert got == ["2026-11-28", "2026-12-01", "2026-12-05"]
     # One of them unrestricted: only the other counts.
     assert [x[:10] for x in fires("0 0 1 * *", "2026-11-22T00:00:00", 2)] == [
-        "2026-12-01", "2027-01-01",
+        "2026-12-01",
+        "2027-01-01",
     ]
 
 
 def test_february_29th_is_found_years_ahead():
     assert fires("0 0 29 2 *", "2026-11-21T00:00:00", 2) == [
-        "2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z",
+        "2028-02-29T00:00:00Z",
+        "2032-02-29T00:00:00Z",
     ]
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from triggers.local import send
 from triggers.cli import main
 from triggers.events import (
     PUBSUB_PUBLISHED,
@@ -24,11 +23,12 @@ from triggers.events import (
     decode,
     parse_event_file,
 )
+from triggers.local import send
 from triggers.rules import load
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = load(str(ROOT / "config" / "rules.yaml"))
-WHEN = datetime(2026, 11, 21, 10, 15, 30, 123000, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 21, 10, 15, 30, 123000, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,10 @@ def test_pubsub_cloudevent_names_its_topic_and_runs_the_sample_rule():
     request = send.pubsub_message(
         "orders", send.SAMPLE_ORDER, {"kind": "order"}, message_id="42", publish_time=WHEN
     )
-    assert request.headers["ce-source"] == "//pubsub.googleapis.com/projects/demo-project/topics/orders"
+    assert (
+        request.headers["ce-source"]
+        == "//pubsub.googleapis.com/projects/demo-project/topics/orders"
+    )
     assert request.headers["ce-type"] == PUBSUB_PUBLISHED
     assert request.headers["ce-id"] == "42"
     event = decoded(request)
@@ -79,7 +82,10 @@ def test_pubsub_push_names_only_its_subscription():
 
 def test_pubsub_full_topic_path_and_explicit_subscription():
     request = send.pubsub_message(
-        "projects/other/topics/t", b"", subscription="projects/other/subscriptions/s", message_id="1"
+        "projects/other/topics/t",
+        b"",
+        subscription="projects/other/subscriptions/s",
+        message_id="1",
     )
     data = decoded(request).document["data"]
     assert data["topic"] == "projects/other/topics/t"
@@ -88,7 +94,9 @@ def test_pubsub_full_topic_path_and_explicit_subscription():
 
 
 def test_every_message_gets_a_new_id_unless_one_is_given():
-    ids = {json.loads(send.pubsub_message("t", "x").body)["message"]["messageId"] for _ in range(20)}
+    ids = {
+        json.loads(send.pubsub_message("t", "x").body)["message"]["messageId"] for _ in range(20)
+    }
     assert len(ids) == 20 and all(i.isdigit() and len(i) == 16 for i in ids)
 
 
@@ -121,8 +129,15 @@ def test_pubsub_rejects_an_unknown_form():
 @pytest.mark.parametrize("form", ["cloudevent", "notification"])
 def test_storage_events_decode_to_the_same_object_in_both_forms(event, type_, form):
     request = send.storage_object(
-        "raw-data", "incoming/a b.csv", generation=1763683200000000, size=52311, event=event,
-        form=form, metadata={"by": "me"}, event_id="5", time=WHEN,
+        "raw-data",
+        "incoming/a b.csv",
+        generation=1763683200000000,
+        size=52311,
+        event=event,
+        form=form,
+        metadata={"by": "me"},
+        event_id="5",
+        time=WHEN,
     )
     decoded_event = decoded(request)
     assert decoded_event.type == type_
@@ -130,7 +145,11 @@ def test_storage_events_decode_to_the_same_object_in_both_forms(event, type_, fo
     assert decoded_event.subject == "objects/incoming/a b.csv"
     data = decoded_event.document["data"]
     assert (data["bucket"], data["name"]) == ("raw-data", "incoming/a b.csv")
-    assert (data["generation"], data["size"], data["metageneration"]) == (1763683200000000, 52311, 1)
+    assert (data["generation"], data["size"], data["metageneration"]) == (
+        1763683200000000,
+        52311,
+        1,
+    )
     assert data["contentType"] == "text/csv"
     assert data["metadata"] == {"by": "me"}
     assert "incoming%2Fa%20b.csv" in data["selfLink"]
@@ -162,12 +181,14 @@ def test_storage_notification_carries_the_gcs_attributes():
 
 
 def test_storage_content_type_is_guessed_or_given():
-    assert json.loads(send.storage_object("b", "a.json", generation=1, size=1).body)[
-        "contentType"
-    ] == "application/json"
-    assert json.loads(send.storage_object("b", "blob", generation=1, size=1).body)[
-        "contentType"
-    ] == "application/octet-stream"
+    assert (
+        json.loads(send.storage_object("b", "a.json", generation=1, size=1).body)["contentType"]
+        == "application/json"
+    )
+    assert (
+        json.loads(send.storage_object("b", "blob", generation=1, size=1).body)["contentType"]
+        == "application/octet-stream"
+    )
     given = send.storage_object("b", "a.csv", generation=1, size=1, content_type="text/plain")
     assert json.loads(given.body)["contentType"] == "text/plain"
 
@@ -232,9 +253,9 @@ def test_a_malformed_event_file_is_a_value_error(tmp_path):
 
 
 def test_parse_time():
-    assert send.parse_time("2026-11-21T02:00:00Z") == datetime(2026, 11, 21, 2, tzinfo=timezone.utc)
-    assert send.parse_time("2026-11-21T02:00:00").tzinfo == timezone.utc
-    assert send.parse_time("2026-11-21T03:00:00+01:00") == datetime(2026, 11, 21, 2, tzinfo=timezone.utc)
+    assert send.parse_time("2026-11-21T02:00:00Z") == datetime(2026, 11, 21, 2, tzinfo=UTC)
+    assert send.parse_time("2026-11-21T02:00:00").tzinfo == UTC
+    assert send.parse_time("2026-11-21T03:00:00+01:00") == datetime(2026, 11, 21, 2, tzinfo=UTC)
     with pytest.raises(ValueError, match="not an ISO time"):
         send.parse_time("yesterday")
 
@@ -274,7 +295,9 @@ class Stub:
 
     def answer(self, status: int, body, headers: dict | None = None) -> None:
         payload = json.dumps(body).encode() if not isinstance(body, bytes) else body
-        self.answers.append((status, {"Content-Type": "application/json", **(headers or {})}, payload))
+        self.answers.append(
+            (status, {"Content-Type": "application/json", **(headers or {})}, payload)
+        )
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -328,7 +351,9 @@ def test_post_returns_an_error_answer_instead_of_raising(stub):
 def test_post_to_nothing_says_how_to_start_a_server(stub):
     url = stub.url
     stub.close()
-    with pytest.raises(send.Unreachable, match=r"no server at http://127\.0\.0\.1:\d+/ .*triggers serve"):
+    with pytest.raises(
+        send.Unreachable, match=r"no server at http://127\.0\.0\.1:\d+/ .*triggers serve"
+    ):
         send.post(url, send.scheduler_tick("j", WHEN), timeout=5)
 
 
@@ -395,14 +420,68 @@ def test_send_options_reach_the_request(stub, capsys):
     stub.answer(200, ACK)
     stub.answer(200, ACK)
     stub.answer(200, ACK)
-    assert run(capsys, "send", "--url", stub.url, "pubsub", "--topic", "projects/x/topics/y",
-               "--data", "plain text", "--attribute", "a=1", "--attribute", "b==2",
-               "--form", "push", "--id", "77")[0] == 0
-    assert run(capsys, "send", "storage", "--url", stub.url, "--bucket", "bk", "--name", "d/f.txt",
-               "--generation", "5", "--size", "9", "--event", "archived", "--form",
-               "notification", "--metadata", "k=v")[0] == 0
-    assert run(capsys, "send", "scheduler", "--url", stub.url, "--job", "j",
-               "--schedule-time", "2026-11-21T03:00:00+01:00", "--body", "{}")[0] == 0
+    assert (
+        run(
+            capsys,
+            "send",
+            "--url",
+            stub.url,
+            "pubsub",
+            "--topic",
+            "projects/x/topics/y",
+            "--data",
+            "plain text",
+            "--attribute",
+            "a=1",
+            "--attribute",
+            "b==2",
+            "--form",
+            "push",
+            "--id",
+            "77",
+        )[0]
+        == 0
+    )
+    assert (
+        run(
+            capsys,
+            "send",
+            "storage",
+            "--url",
+            stub.url,
+            "--bucket",
+            "bk",
+            "--name",
+            "d/f.txt",
+            "--generation",
+            "5",
+            "--size",
+            "9",
+            "--event",
+            "archived",
+            "--form",
+            "notification",
+            "--metadata",
+            "k=v",
+        )[0]
+        == 0
+    )
+    assert (
+        run(
+            capsys,
+            "send",
+            "scheduler",
+            "--url",
+            stub.url,
+            "--job",
+            "j",
+            "--schedule-time",
+            "2026-11-21T03:00:00+01:00",
+            "--body",
+            "{}",
+        )[0]
+        == 0
+    )
     (h1, b1), (h2, b2), (h3, b3) = stub.received
     event = decode(h1, b1).document
     assert event["data"]["message"]["text"] == "plain text"
@@ -429,9 +508,17 @@ def test_send_files_and_json_output(stub, capsys):
     stub.answer(200, ACK)
     stub.answer(200, {"decision": "ack", "event": "e", "rules": []})
     events = ROOT / "config" / "events"
-    code, out, _ = run(capsys, "send", "--url", stub.url, "--json",
-                       "--file", str(events / "pubsub-order.push.json"),
-                       "--file", str(events / "generic-custom.cloudevent-structured.json"))
+    code, out, _ = run(
+        capsys,
+        "send",
+        "--url",
+        stub.url,
+        "--json",
+        "--file",
+        str(events / "pubsub-order.push.json"),
+        "--file",
+        str(events / "generic-custom.cloudevent-structured.json"),
+    )
     assert code == 0
     printed = json.loads(out)
     assert [p["status"] for p in printed] == [200, 200]

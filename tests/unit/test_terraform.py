@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from triggers.rules.schema import RuleSpec, RulesFile
 from triggers.function.settings import Settings
+from triggers.rules.schema import RulesFile, RuleSpec
 
 hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is in the test extra")
 
@@ -188,7 +188,9 @@ def test_no_count_over_rules() -> None:
 
 def test_rules_map_is_keyed_by_rule_name() -> None:
     rules = str(_locals()["rules"])
-    assert re.search(r"for rule in lookup\(local\.rules_doc, \"rules\", \[\]\) : rule\.name =>", rules)
+    assert re.search(
+        r"for rule in lookup\(local\.rules_doc, \"rules\", \[\]\) : rule\.name =>", rules
+    )
     scheduled = str(_locals()["scheduled_rules"])
     assert re.search(r"for name, r in local\.rules : name =>", scheduled)
     # Scheduler jobs are named after the rule's scheduler_job, else the rule name.
@@ -205,7 +207,11 @@ def test_function_is_gen2_http_with_packaged_rules() -> None:
     env = str(_locals()["shared_env"])
     for name, value in {"TRIGGERS_LEDGER": "firestore", "TRIGGERS_RULES": "rules.yaml"}.items():
         assert re.search(rf'\b{name}\s*=\s*"{re.escape(value)}"', env), name
-    for name in ("TRIGGERS_FIRESTORE_DATABASE", "TRIGGERS_FIRESTORE_COLLECTION", "TRIGGERS_LEASE_SECONDS"):
+    for name in (
+        "TRIGGERS_FIRESTORE_DATABASE",
+        "TRIGGERS_FIRESTORE_COLLECTION",
+        "TRIGGERS_LEASE_SECONDS",
+    ):
         assert re.search(rf"\b{name}\s*=", env), name
     archive = (MODULE / "function.tf").read_text()
     assert 'filename = "rules.yaml"' in archive and "file(var.rules_file)" in archive
@@ -271,11 +277,18 @@ def test_invokers_on_the_function_only() -> None:
 
 def test_firestore_user_on_the_ledger_database() -> None:
     condition = str(_locals()["ledger_database_condition"])
-    assert "databases/${var.firestore.database}" in condition and condition.startswith('"resource.name ==')
-    for name, account in {"firestore_user": "function", "reconcile_firestore_user": "reconcile"}.items():
+    assert "databases/${var.firestore.database}" in condition and condition.startswith(
+        '"resource.name =='
+    )
+    for name, account in {
+        "firestore_user": "function",
+        "reconcile_firestore_user": "reconcile",
+    }.items():
         binding = _resources()[("google_project_iam_member", name)]
         assert _unquote(binding["role"]) == "roles/datastore.user"
-        assert re.search(rf"google_service_account\.{account}(\[0\])?\.member", binding["member"]), name
+        assert re.search(
+            rf"google_service_account\.{account}(\[0\])?\.member", binding["member"]
+        ), name
         assert binding["condition"][0]["expression"] == "${local.ledger_database_condition}", name
 
 
@@ -283,7 +296,8 @@ def test_project_level_roles_are_the_expected_few() -> None:
     project_roles = {
         key[1]: _unquote(body["role"])
         for key, body in _resources().items()
-        if key[0] in {"google_project_iam_member", "google_project_iam_binding", "google_project_iam_policy"}
+        if key[0]
+        in {"google_project_iam_member", "google_project_iam_binding", "google_project_iam_policy"}
     }
     assert project_roles == {
         "firestore_user": "roles/datastore.user",
@@ -296,7 +310,13 @@ def test_project_level_roles_are_the_expected_few() -> None:
 def test_no_primitive_roles_anywhere() -> None:
     for path in _all_tf():
         text = path.read_text()
-        for role in ("roles/owner", "roles/editor", "roles/viewer", "roles/run.admin", "roles/iam."):
+        for role in (
+            "roles/owner",
+            "roles/editor",
+            "roles/viewer",
+            "roles/run.admin",
+            "roles/iam.",
+        ):
             assert role not in text, f"{path}: {role}"
 
 
@@ -316,7 +336,16 @@ def _fields_read() -> tuple[set[str], set[str]]:
 def test_rules_fields_read_exist_in_schema() -> None:
     rule_fields, top_fields = _fields_read()
     # The module does read these: an empty set would mean the patterns no longer find anything.
-    assert {"name", "on", "job", "enabled", "bucket", "topic", "schedule", "time_zone"} <= rule_fields
+    assert {
+        "name",
+        "on",
+        "job",
+        "enabled",
+        "bucket",
+        "topic",
+        "schedule",
+        "time_zone",
+    } <= rule_fields
     assert {"rules", "project", "region"} <= top_fields
     assert rule_fields <= set(RuleSpec.model_fields), rule_fields - set(RuleSpec.model_fields)
     assert top_fields <= set(RulesFile.model_fields), top_fields - set(RulesFile.model_fields)
@@ -352,7 +381,8 @@ def test_example_rules_validate(example: str) -> None:
     from triggers.rules import load
 
     ruleset = load(
-        MODULE / "examples" / example / "rules.yaml", environ={"TRIGGERS_PROJECT": "example-project"}
+        MODULE / "examples" / example / "rules.yaml",
+        environ={"TRIGGERS_PROJECT": "example-project"},
     )
     assert ruleset
 
@@ -365,18 +395,24 @@ def test_firestore_ttl_and_exemptions() -> None:
     for field in ("updated_at", "lease_until", "token", "request", "event", "event_document"):
         assert f'"{field}"' in exempt, field
     assert "index_config" in resources[("google_firestore_field", "exempt")]
-    assert "var.firestore.collection" in resources[("google_firestore_field", "exempt")]["collection"]
+    assert (
+        "var.firestore.collection" in resources[("google_firestore_field", "exempt")]["collection"]
+    )
 
 
 def test_push_subscriptions_dead_letter_and_oidc() -> None:
     push = _resources()[("google_pubsub_subscription", "push")]
     config = push["push_config"][0]
     assert "google_cloudfunctions2_function.this.url" in config["push_endpoint"]
-    assert "google_service_account.trigger.email" in config["oidc_token"][0]["service_account_email"]
+    assert (
+        "google_service_account.trigger.email" in config["oidc_token"][0]["service_account_email"]
+    )
     assert "google_pubsub_topic.dead_letter" in str(push["dynamic"])
     scheduler = _resources()[("google_cloud_scheduler_job", "rule")]
     target = scheduler["http_target"][0]
-    assert "google_service_account.scheduler.email" in target["oidc_token"][0]["service_account_email"]
+    assert (
+        "google_service_account.scheduler.email" in target["oidc_token"][0]["service_account_email"]
+    )
     assert "retry_config" in scheduler and "time_zone" in scheduler
 
 
@@ -395,7 +431,9 @@ def _optional_defaults(type_expr: str) -> dict[str, str]:
     """`attr = optional(type, default)` of an object type expression -> {attr: default source}."""
     return {
         m.group(1): m.group(2).strip()
-        for m in re.finditer(r"(\w+)\s*=\s*optional\(\w+(?:\([^)]*\))?,\s*(\"[^\"]*\"|[^,)]+)\)", type_expr)
+        for m in re.finditer(
+            r"(\w+)\s*=\s*optional\(\w+(?:\([^)]*\))?,\s*(\"[^\"]*\"|[^,)]+)\)", type_expr
+        )
     }
 
 
@@ -411,9 +449,10 @@ def _members_of(account: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_reconciler_is_a_second_function_from_the_same_source() -> None:
     resources = _resources()
-    main, rec = resources[("google_cloudfunctions2_function", "this")], resources[
-        ("google_cloudfunctions2_function", "reconcile")
-    ]
+    main, rec = (
+        resources[("google_cloudfunctions2_function", "this")],
+        resources[("google_cloudfunctions2_function", "reconcile")],
+    )
     assert _unquote(rec["build_config"][0]["entry_point"]) == "handle_reconcile"
     assert rec["build_config"][0]["source"] == main["build_config"][0]["source"]
     assert rec["build_config"][0]["runtime"] == main["build_config"][0]["runtime"]
@@ -436,18 +475,27 @@ def test_reconcile_scheduler_job_calls_the_reconciler_with_oidc() -> None:
     target = job["http_target"][0]
     assert target["uri"] == "${google_cloudfunctions2_function.reconcile[0].url}"
     token = target["oidc_token"][0]
-    assert token["service_account_email"] == "${google_service_account.reconcile_scheduler[0].email}"
+    assert (
+        token["service_account_email"] == "${google_service_account.reconcile_scheduler[0].email}"
+    )
     assert token["audience"] == "${google_cloudfunctions2_function.reconcile[0].url}"
     for field in ("schedule", "time_zone", "attempt_deadline", "paused"):
         assert job[field] == f"${{var.reconcile.{field}}}", field
-    assert set(job["retry_config"][0]) >= {"retry_count", "min_backoff_duration", "max_backoff_duration"}
+    assert set(job["retry_config"][0]) >= {
+        "retry_count",
+        "min_backoff_duration",
+        "max_backoff_duration",
+    }
     assert "${google_cloud_run_v2_service_iam_member.reconcile_invoker}" in job["depends_on"]
     # Its account may invoke the reconciler and nothing else.
     grants = _members_of("reconcile_scheduler")
     assert set(grants) == {("google_cloud_run_v2_service_iam_member", "reconcile_invoker")}
     invoker = grants[("google_cloud_run_v2_service_iam_member", "reconcile_invoker")]
     assert _unquote(invoker["role"]) == "roles/run.invoker"
-    assert invoker["name"] == "${google_cloudfunctions2_function.reconcile[0].service_config[0].service}"
+    assert (
+        invoker["name"]
+        == "${google_cloudfunctions2_function.reconcile[0].service_config[0].service}"
+    )
 
 
 def test_reconciler_account_reads_target_jobs_and_the_ledger_only() -> None:
@@ -479,7 +527,13 @@ def test_reconcile_variable_defaults_and_validations() -> None:
     assert defaults["enabled"] == "true"
     assert defaults["schedule"] == '"*/10 * * * *"'
     assert defaults["time_zone"] == '"Etc/UTC"'
-    for attr in ("paused", "attempt_deadline", "retry_count", "timeout_seconds", "max_instance_count"):
+    for attr in (
+        "paused",
+        "attempt_deadline",
+        "retry_count",
+        "timeout_seconds",
+        "max_instance_count",
+    ):
         assert attr in defaults, attr
     # attempt_deadline (Scheduler) at least the function's timeout, both by default.
     assert int(defaults["attempt_deadline"].strip('"s')) >= int(defaults["timeout_seconds"])
@@ -489,7 +543,10 @@ def test_reconcile_variable_defaults_and_validations() -> None:
     assert re.search(regex, "*/10 * * * *") and re.search(regex, "0 2 * * 1-5")
     assert not re.search(regex, "every 10 minutes") and not re.search(regex, "*/10 * * *")
     assert any("var.reconcile.time_zone" in c for c in conditions)
-    assert any("var.reconcile.attempt_deadline" in c and ">= var.reconcile.timeout_seconds" in c for c in conditions)
+    assert any(
+        "var.reconcile.attempt_deadline" in c and ">= var.reconcile.timeout_seconds" in c
+        for c in conditions
+    )
     assert any("var.reconcile.retry_count" in c for c in conditions)
     assert any("var.reconcile.job_role" in c for c in conditions)
 
@@ -498,7 +555,8 @@ def test_ledger_has_the_composite_index_the_reconciler_queries() -> None:
     """reconcile() lists `status in [launched]` ordered by created_at DESC: real Firestore
     refuses that query without a (status ASC, created_at DESC) composite index."""
     indexes = {
-        _unquote(k): [_unquote(f) for f in v] for k, v in _locals()["ledger_composite_indexes"].items()
+        _unquote(k): [_unquote(f) for f in v]
+        for k, v in _locals()["ledger_composite_indexes"].items()
     }
     assert indexes == {"status": ["status"], "rule": ["rule"], "rule-status": ["rule", "status"]}
     index = _resources()[("google_firestore_index", "ledger")]
@@ -541,13 +599,19 @@ def test_dead_letter_topic_exists_whenever_enabled() -> None:
     being push subscriptions (storage- or Eventarc-only rule sets have none)."""
     assert _locals()["dead_letter"] == "${var.dead_letter.enabled}"
     resources = _resources()
-    for key in [("google_pubsub_topic", "dead_letter"), ("google_pubsub_subscription", "dead_letter")]:
+    for key in [
+        ("google_pubsub_topic", "dead_letter"),
+        ("google_pubsub_subscription", "dead_letter"),
+    ]:
         assert resources[key]["count"] == "${local.dead_letter ? 1 : 0}", key
     # Pub/Sub's own forwarding is only needed (and granted) when there are push subscriptions.
     agent = resources[("google_pubsub_topic_iam_member", "dead_letter_publisher")]
     assert "length(local.push_topics) > 0" in agent["count"]
     # The subscription keeps what is published (a topic without one drops messages).
-    assert resources[("google_pubsub_subscription", "dead_letter")]["topic"] == "${google_pubsub_topic.dead_letter[0].id}"
+    assert (
+        resources[("google_pubsub_subscription", "dead_letter")]["topic"]
+        == "${google_pubsub_topic.dead_letter[0].id}"
+    )
 
 
 def test_dead_letters_need_pubsub_in_the_requirements() -> None:
@@ -568,9 +632,17 @@ def test_outcome_outputs() -> None:
         for block in _load(MODULE / "outputs.tf")["output"]
         for name, body in block.items()
     }
-    assert outputs["reconcile_function_uri"] == "${one(google_cloudfunctions2_function.reconcile[*].url)}"
-    assert outputs["reconcile_scheduler_job"] == "${one(google_cloud_scheduler_job.reconcile[*].id)}"
-    assert outputs["dead_letter_subscription"] == "${one(google_pubsub_subscription.dead_letter[*].id)}"
+    assert (
+        outputs["reconcile_function_uri"]
+        == "${one(google_cloudfunctions2_function.reconcile[*].url)}"
+    )
+    assert (
+        outputs["reconcile_scheduler_job"] == "${one(google_cloud_scheduler_job.reconcile[*].id)}"
+    )
+    assert (
+        outputs["dead_letter_subscription"]
+        == "${one(google_pubsub_subscription.dead_letter[*].id)}"
+    )
     assert "google_service_account.reconcile[*].email" in outputs["service_accounts"]
 
 
@@ -596,15 +668,28 @@ def test_checkov_passes_with_every_skip_justified_inline():
 
     checkov = _checkov()
     if checkov is None:
-        message = "checkov is not installed (the README's test command installs it in .venv-checkov)"
+        message = (
+            "checkov is not installed (the README's test command installs it in .venv-checkov)"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [checkov, "-d", "terraform", "--framework", "terraform", "--skip-download", "--compact",
-         "--quiet"],
-        cwd=root, capture_output=True, text=True, timeout=600,
+        [
+            checkov,
+            "-d",
+            "terraform",
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Failed checks: 0" in result.stdout

@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import _compile, _history, _local, _replay, _rules
 from ._common import DEFAULT_RULES

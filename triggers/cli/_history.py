@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,11 @@ def add_record_filters(p, *, status_help: str, limit: int) -> None:
 def record_filters(args: argparse.Namespace) -> dict[str, Any]:
     """The `Ledger.list` filters of `add_record_filters`' options; ValueError names the option
     that is wrong."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..ops.history import parse_statuses, parse_window
 
-    since, until = parse_window(args.since, args.until, datetime.now(timezone.utc))
+    since, until = parse_window(args.since, args.until, datetime.now(UTC))
     return {
         "rule": args.rule,
         "status": parse_statuses(args.status) or None,
@@ -109,7 +110,6 @@ def add_reconcile(sub) -> None:
     p.set_defaults(run=_reconcile)
 
 
-
 def _runs(args: argparse.Namespace) -> int:
     from ..ops.history import as_json, table
 
@@ -151,8 +151,10 @@ def _show(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except AmbiguousKey as exc:
-        print(f"error: {exc.prefix} is the start of more than one ledger key; give more of it:",
-              file=sys.stderr)
+        print(
+            f"error: {exc.prefix} is the start of more than one ledger key; give more of it:",
+            file=sys.stderr,
+        )
         for key in exc.keys:
             print(f"  {key}", file=sys.stderr)
         return 2
@@ -162,8 +164,10 @@ def _show(args: argparse.Namespace) -> int:
     finally:
         close_ledger(ledger)
     if record is None:
-        print(f"error: no record with key {args.key.strip()} in the ledger ({_where(ledger)})",
-              file=sys.stderr)
+        print(
+            f"error: no record with key {args.key.strip()} in the ledger ({_where(ledger)})",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps(record_json(record), indent=2, ensure_ascii=False, default=str))
@@ -196,13 +200,13 @@ def close_ledger(ledger) -> None:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from ..ops.reconcile import reconcile
     from ..ops.history import parse_since
+    from ..ops.reconcile import reconcile
 
     try:
-        since = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -263,14 +267,17 @@ def open_ledger(args: argparse.Namespace):
         print(f"error: {exc}", file=sys.stderr)
         return None
     if settings.ledger == "memory":
-        print("error: a memory ledger lives and dies inside its server: use --ledger sqlite",
-              file=sys.stderr)
+        print(
+            "error: a memory ledger lives and dies inside its server: use --ledger sqlite",
+            file=sys.stderr,
+        )
         return None
     if settings.ledger == "sqlite" and not Path(settings.sqlite_path).exists():
         # Opening would create an empty ledger and answer "no runs": say where we looked.
-        print(f"error: no ledger at {settings.sqlite_path} (start one with `triggers serve`, or"
-              " pass --sqlite-path)", file=sys.stderr)
+        print(
+            f"error: no ledger at {settings.sqlite_path} (start one with `triggers serve`, or"
+            " pass --sqlite-path)",
+            file=sys.stderr,
+        )
         return None
     return build_ledger(settings)
-
-

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC
 
 from ._common import DEFAULT_URL, SQLITE_DEFAULT, SUPPRESS
 
@@ -133,7 +134,6 @@ def add_send(sub) -> None:
     k.add_argument("--body", help="the job's body (JSON or text; default none)")
 
 
-
 def add_demo(sub, rules_default: str) -> None:
     p = sub.add_parser(
         "demo",
@@ -148,7 +148,6 @@ def add_demo(sub, rules_default: str) -> None:
     p.add_argument("--keep", action="store_true", help="keep the ledger and task logs")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for executions")
     p.set_defaults(run=_demo)
-
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -192,8 +191,11 @@ def _send(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not requests:
-        print("error: say what to send: triggers send pubsub|storage|scheduler ... or"
-              " --file EVENT_FILE (see triggers send --help)", file=sys.stderr)
+        print(
+            "error: say what to send: triggers send pubsub|storage|scheduler ... or"
+            " --file EVENT_FILE (see triggers send --help)",
+            file=sys.stderr,
+        )
         return 2
     status = 0
     answers = []
@@ -218,7 +220,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _send_requests(args: argparse.Namespace) -> list:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..local import send
 
@@ -229,18 +231,30 @@ def _send_requests(args: argparse.Namespace) -> list:
         attributes = {"kind": "order"} if sample else _pairs(args.attribute, "--attribute")
         requests.append(
             send.pubsub_message(
-                args.topic, data, attributes, form=args.form, project=args.project,
-                subscription=args.subscription, message_id=args.id,
+                args.topic,
+                data,
+                attributes,
+                form=args.form,
+                project=args.project,
+                subscription=args.subscription,
+                message_id=args.id,
             )
         )
     elif args.kind == "storage":
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         generation = args.generation or int(now.timestamp() * 1_000_000)
         requests.append(
             send.storage_object(
-                args.bucket, args.name, generation=generation, size=args.size, event=args.event,
-                form=args.form, content_type=args.content_type,
-                metadata=_pairs(args.metadata, "--metadata"), project=args.project, time=now,
+                args.bucket,
+                args.name,
+                generation=generation,
+                size=args.size,
+                event=args.event,
+                form=args.form,
+                content_type=args.content_type,
+                metadata=_pairs(args.metadata, "--metadata"),
+                project=args.project,
+                time=now,
             )
         )
     elif args.kind == "scheduler":
@@ -259,11 +273,9 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return pairs
 
 
-
 def _demo(args: argparse.Namespace) -> int:
     from ..local.demo import demo
 
     return demo(
         rules=args.config, jobs=args.jobs, events=args.events, keep=args.keep, timeout=args.timeout
     )
-

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from datetime import UTC
 from typing import Any
 
 from ._history import (
@@ -61,11 +62,11 @@ def add_replay(sub, rules_default: str) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..ops.replay import new_scope
 
-    scope = args.scope or new_scope(datetime.now(timezone.utc))
+    scope = args.scope or new_scope(datetime.now(UTC))
     if args.scope is not None and (not args.scope.strip() or "/" in args.scope):
         return _usage("--scope: a non-empty name without '/'")
     rules = _load(args.config)
@@ -73,9 +74,11 @@ def _replay(args: argparse.Namespace) -> int:
         return 1
     if args.from_topic:
         if _selects_records(args) or args.all_rules:
-            return _usage("--from-topic re-drives dead letters: --rule, --status, --since,"
-                          " --until, --event, --execution and --all-rules select ledger records"
-                          " and do not apply")
+            return _usage(
+                "--from-topic re-drives dead letters: --rule, --status, --since,"
+                " --until, --event, --execution and --all-rules select ledger records"
+                " and do not apply"
+            )
         return _from_topic(args, rules, scope)
     return _from_ledger(args, rules, scope)
 
@@ -98,8 +101,10 @@ def _from_ledger(args: argparse.Namespace, rules, scope: str) -> int:
     # Claimed and released records are still being retried by their sender: only when named.
     filters["status"] = filters["status"] or [s for s in Status if s in FINISHED]
     if not args.dry_run and not _selects_records(args):
-        return _usage("say what to replay: --rule, --status, --since, --until, --event or"
-                      " --execution (try --dry-run first)")
+        return _usage(
+            "say what to replay: --rule, --status, --since, --until, --event or"
+            " --execution (try --dry-run first)"
+        )
     ledger = open_ledger(args)
     if ledger is None:
         return 2
@@ -130,8 +135,11 @@ def _print_comparisons(comparisons, args: argparse.Namespace) -> int:
             print("      " + line)
     counts = Counter(c.change for c in comparisons)
     would = sum(n for change, n in counts.items() if change.would_run)
-    print(f"dry run: {would} would run ("
-          + ", ".join(f"{n} {change.value}" for change, n in sorted(counts.items())) + ")")
+    print(
+        f"dry run: {would} would run ("
+        + ", ".join(f"{n} {change.value}" for change, n in sorted(counts.items()))
+        + ")"
+    )
     return 0
 
 
@@ -162,8 +170,10 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
         return 2
     dispatcher = Dispatcher(rules, ledger, runner)
     if not args.json:
-        print(f"replaying {len(records)} record{'s' if len(records) != 1 else ''} under scope"
-              f" {scope} (run again with --scope {scope} to resume: nothing runs twice)")
+        print(
+            f"replaying {len(records)} record{'s' if len(records) != 1 else ''} under scope"
+            f" {scope} (run again with --scope {scope} to resume: nothing runs twice)"
+        )
     results = []
     tally: Counter[str] = Counter()
     for result in replay(dispatcher, records, scope=scope, all_rules=args.all_rules):
@@ -175,11 +185,21 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
         if not args.json:
             _print_replayed(result)
     if args.json:
-        print(json.dumps({"scope": scope, "results": [r.as_dict() for r in results],
-                          "totals": dict(tally)}, indent=2, default=str))
+        print(
+            json.dumps(
+                {"scope": scope, "results": [r.as_dict() for r in results], "totals": dict(tally)},
+                indent=2,
+                default=str,
+            )
+        )
     else:
-        print("done: " + ", ".join(f"{tally[name]} {name}" for name in
-                                    ("launched", "duplicate", "rejected", "retry", "skipped")))
+        print(
+            "done: "
+            + ", ".join(
+                f"{tally[name]} {name}"
+                for name in ("launched", "duplicate", "rejected", "retry", "skipped")
+            )
+        )
     return 1 if tally["rejected"] or tally["retry"] else 0
 
 
@@ -219,8 +239,9 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
         print(f"{verb} dead letters from {subscription}")
     results = []
     try:
-        for result in redrive(letters, dispatcher, scope=scope,
-                              max_messages=args.max_messages, dry_run=args.dry_run):
+        for result in redrive(
+            letters, dispatcher, scope=scope, max_messages=args.max_messages, dry_run=args.dry_run
+        ):
             results.append(result)
             if not args.json:
                 _print_redriven(result)
@@ -233,12 +254,24 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
             close_ledger(ledger)
     resolved = sum(r.resolved for r in results)
     if args.json:
-        print(json.dumps({"subscription": subscription, "scope": scope, "dry_run": args.dry_run,
-                          "results": [r.as_dict() for r in results]}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "subscription": subscription,
+                    "scope": scope,
+                    "dry_run": args.dry_run,
+                    "results": [r.as_dict() for r in results],
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         left = len(results) - resolved
-        print(f"done: {len(results)} dead letter{'s' if len(results) != 1 else ''}, {resolved}"
-              f" re-driven and acknowledged, {left} left in the subscription")
+        print(
+            f"done: {len(results)} dead letter{'s' if len(results) != 1 else ''}, {resolved}"
+            f" re-driven and acknowledged, {left} left in the subscription"
+        )
     return 0 if args.dry_run or resolved == len(results) else 1
 
 

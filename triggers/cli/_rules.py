@@ -61,13 +61,19 @@ def _validate(args: argparse.Namespace) -> int:
         rules = load(args.path)
     except RulesError as exc:
         if args.json:
-            print(json.dumps({"valid": False, "problems": [_problem(p) for p in exc.problems]}, indent=2))
+            print(
+                json.dumps(
+                    {"valid": False, "problems": [_problem(p) for p in exc.problems]}, indent=2
+                )
+            )
         else:
             print(str(exc), file=sys.stderr)
         return 1
     kinds = Counter(on.split(".")[0] for rule in rules for on in rule.spec.on)
     if args.json:
-        print(json.dumps({"valid": True, "files": list(rules.files), "rules": len(rules)}, indent=2))
+        print(
+            json.dumps({"valid": True, "files": list(rules.files), "rules": len(rules)}, indent=2)
+        )
     else:
         summary = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
         print(f"{args.path}: {len(rules)} rule{'s' if len(rules) != 1 else ''} OK ({summary})")
@@ -75,7 +81,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _problem(problem) -> dict[str, Any]:
-    return {"file": problem.file, "line": problem.line, "rule": problem.rule, "message": problem.message}
+    return {
+        "file": problem.file,
+        "line": problem.line,
+        "rule": problem.rule,
+        "message": problem.message,
+    }
 
 
 # -- plan -------------------------------------------------------------------------------------
@@ -112,7 +123,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _print_rejected(name: str, exc, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"file": name, "rejected": {"reason": exc.reason, "message": exc.message}}))
+        print(
+            json.dumps({"file": name, "rejected": {"reason": exc.reason, "message": exc.message}})
+        )
     else:
         print(f"{name}\n  rejected ({exc.reason}): {exc.message}\n")
 
@@ -166,7 +179,9 @@ def _test_pattern(args: argparse.Namespace) -> int:
         if args.decode:
             from ..events import decode, parse_event_file
 
-            headers, body = parse_event_file(Path(args.event).read_text(encoding="utf-8"), args.event)
+            headers, body = parse_event_file(
+                Path(args.event).read_text(encoding="utf-8"), args.event
+            )
             document = decode(headers, body).document
         else:
             document = json.loads(Path(args.event).read_text(encoding="utf-8"))

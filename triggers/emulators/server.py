@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .cloudrun.api import Api, EmulatorHTTPServer
-from .faults import Faults
 from .cloudrun.jobs import JobCatalog, JobsFileError, load_jobs
-from .process import ProcessLauncher
 from .cloudrun.state import Store
+from .faults import Faults
+from .process import ProcessLauncher
 
 log = logging.getLogger("triggers.emulators")
 

@@ -10,8 +10,9 @@ that event needs.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from triggers.errors import DecodeError
 from triggers.events import _wire, cloudevent, storage
@@ -32,7 +33,7 @@ _LOOKED_FOR = (
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def decode(
@@ -81,9 +82,7 @@ def decode(
             return _from_delivery(pubsub.from_push(parsed))
         if "specversion" in parsed:
             return _from_cloudevent(cloudevent.parse_structured(lowered, body, parsed))
-    raise DecodeError(
-        "unrecognised", f"request with {_describe(parsed, mtype)} is {_LOOKED_FOR}"
-    )
+    raise DecodeError("unrecognised", f"request with {_describe(parsed, mtype)} is {_LOOKED_FOR}")
 
 
 def _sniff_json(body: bytes, mtype: str) -> Any:

@@ -11,9 +11,10 @@ which would make decoding impure and lie about when the event happened).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from triggers.errors import DecodeError
 from triggers.events import _wire

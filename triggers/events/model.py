@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 # CloudEvent types of the three sources. Scheduler has no Eventarc type of its own for HTTP
 # targets; we use the Google Events name for a Scheduler job execution.
@@ -80,7 +81,7 @@ class Event:
         return self.dedup_hint or f"{self.source}#{self.id}"
 
     @property
-    def ref(self) -> "EventRef":
+    def ref(self) -> EventRef:
         return EventRef(
             id=self.id, source=self.source, type=self.type, kind=self.kind, form=self.form
         )

@@ -11,9 +11,10 @@ our own convention: the project's Terraform module sets the ``scheduler_job`` at
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from triggers.errors import DecodeError
 from triggers.events import _wire
@@ -38,8 +39,8 @@ def is_pubsub_target(attributes: Mapping[str, str]) -> bool:
 def rfc3339(moment: datetime) -> str:
     """UTC with a ``Z``, the way Scheduler writes times; a naive datetime is taken as UTC."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    text = moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        moment = moment.replace(tzinfo=UTC)
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
     return text.replace("+00:00", "Z")
 
 

@@ -10,7 +10,8 @@ rule written against one path matches the other.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from triggers.errors import DecodeError
 from triggers.events import _wire
@@ -22,6 +23,7 @@ from triggers.events.model import (
     STORAGE_METADATA_UPDATED,
     Event,
 )
+
 if TYPE_CHECKING:  # a Storage CloudEvent needs no Pub/Sub decoding: import it only if used
     from triggers.events.pubsub import Delivery
 

@@ -18,18 +18,19 @@ Built once per function instance from Settings; Google clients are created on fi
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
-from .deadletter import DeadLetters, build_dead_letters
 from ..dispatch import Decision, Dispatcher, Outcome
 from ..errors import DecodeError, Unauthorized
 from ..events import decode
 from ..ledger import Ledger
-from .logs import current_trace, trace_id
 from ..rules import RuleSet, load
 from ..runners.base import Runner
+from .deadletter import DeadLetters, build_dead_letters
+from .logs import current_trace, trace_id
 from .settings import Settings
 
 log = logging.getLogger("triggers.function.app")
@@ -61,9 +62,13 @@ class App:
         self.rules = rules if rules is not None else load(settings.rules, compiled=True)
         self.ledger = ledger if ledger is not None else build_ledger(settings)
         self.runner = runner if runner is not None else build_runner(settings)
-        self.authenticator = authenticator if authenticator is not None else build_authenticator(settings)
+        self.authenticator = (
+            authenticator if authenticator is not None else build_authenticator(settings)
+        )
         self.dead_letters = (
-            build_dead_letters(settings.dead_letter_topic, timeout=settings.dead_letter_timeout_seconds)
+            build_dead_letters(
+                settings.dead_letter_topic, timeout=settings.dead_letter_timeout_seconds
+            )
             if dead_letters is _FROM_SETTINGS
             else dead_letters
         )
@@ -99,7 +104,12 @@ class App:
             if outcome.outcome is Outcome.REJECTED:
                 reason = outcome.reason or "rejected"
                 self._dead_letter(
-                    headers, body, reason=reason, rule=outcome.rule, event_id=event.id, detail=reason
+                    headers,
+                    body,
+                    reason=reason,
+                    rule=outcome.rule,
+                    event_id=event.id,
+                    detail=reason,
                 )
         answer = decision.as_dict()
         return self._retry(answer) if decision.retry else Response(200, answer)
@@ -122,7 +132,9 @@ class App:
             self.ledger.reject_input(body, exc.reason, exc.message, summary)
         except Exception as ledger_error:  # still acknowledge: no retry can fix the request
             log.error("could not record a rejected request: %s", ledger_error)
-        self._dead_letter(headers, body, reason=exc.reason, rule=None, event_id=None, detail=exc.message)
+        self._dead_letter(
+            headers, body, reason=exc.reason, rule=None, event_id=None, detail=exc.message
+        )
         return Response(200, {"decision": "rejected", "reason": exc.reason, "message": exc.message})
 
     def _dead_letter(
@@ -155,7 +167,11 @@ class App:
         if not decision.outcomes:
             log.info("event %s matched no rule", event.id, extra={"labels": {"event_id": event.id}})
         for outcome in decision.outcomes:
-            level = logging.WARNING if outcome.outcome in (Outcome.REJECTED, Outcome.RETRY) else logging.INFO
+            level = (
+                logging.WARNING
+                if outcome.outcome in (Outcome.REJECTED, Outcome.RETRY)
+                else logging.INFO
+            )
             detail = outcome.execution or outcome.reason or ""
             log.log(
                 level,

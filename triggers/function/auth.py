@@ -35,8 +35,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..errors import Unauthorized
 
@@ -117,8 +118,10 @@ class OIDCAuthenticator:
                 problem = _problem(str(exc), header)
                 unknown_key = problem.startswith("token signed with an unknown key")
                 # Google rotated its keys since we cached them: fetch them again, once.
-                if unknown_key and attempt == 1 and request.invalidate(
-                    self.certs_url, older_than=KEY_REFRESH_INTERVAL
+                if (
+                    unknown_key
+                    and attempt == 1
+                    and request.invalidate(self.certs_url, older_than=KEY_REFRESH_INTERVAL)
                 ):
                     log.info("OIDC: unknown key id, fetching the certificates again")
                     continue
@@ -254,11 +257,24 @@ class CachingRequest:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, url: str, method: str = "GET", body: Any = None, headers: Any = None,
-                 timeout: float | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if method.upper() != "GET" or body is not None:
-            return self.inner(url, method=method, body=body, headers=headers,
-                              timeout=timeout or self.timeout, **kwargs)
+            return self.inner(
+                url,
+                method=method,
+                body=body,
+                headers=headers,
+                timeout=timeout or self.timeout,
+                **kwargs,
+            )
         with self._lock:
             entry = self._entries.get(url)
             now = self.clock()
@@ -266,8 +282,9 @@ class CachingRequest:
                 return entry.response
             try:
                 self.fetches += 1
-                response = self.inner(url, method="GET", headers=headers,
-                                      timeout=timeout or self.timeout, **kwargs)
+                response = self.inner(
+                    url, method="GET", headers=headers, timeout=timeout or self.timeout, **kwargs
+                )
                 failure = _unusable(response)
             except Exception as exc:  # google-auth wraps transport errors in TransportError
                 if entry is None:

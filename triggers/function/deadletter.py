@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 log = logging.getLogger("triggers.function.deadletter")
 
@@ -87,7 +88,9 @@ def attributes(
     if content_type:
         out["content_type"] = content_type
     if len(body) > MAX_DATA_BYTES:
-        out["data_omitted"] = f"the body of {len(body)} bytes is over the {MAX_DATA_BYTES}-byte limit"
+        out["data_omitted"] = (
+            f"the body of {len(body)} bytes is over the {MAX_DATA_BYTES}-byte limit"
+        )
     for name, value in sorted(headers.items(), key=lambda kv: kv[0].lower()):
         lowered = name.lower()
         if not lowered.startswith(_KEPT_HEADERS) or len(out) >= MAX_ATTRIBUTES:
@@ -109,7 +112,9 @@ class PubSubDeadLetters:
 
     def __init__(self, topic: str, *, timeout: float = 10.0, client: Any = None) -> None:
         if not TOPIC_PATTERN.match(topic):
-            raise ValueError(f"dead-letter topic must be projects/PROJECT/topics/TOPIC, not {topic!r}")
+            raise ValueError(
+                f"dead-letter topic must be projects/PROJECT/topics/TOPIC, not {topic!r}"
+            )
         self.topic = topic
         self.timeout = timeout
         self._client = client

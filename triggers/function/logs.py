@@ -37,7 +37,9 @@ class CloudLoggingFormatter(logging.Formatter):
         }
         labels = getattr(record, "labels", None)
         if labels:
-            entry["logging.googleapis.com/labels"] = {k: str(v) for k, v in labels.items() if v is not None}
+            entry["logging.googleapis.com/labels"] = {
+                k: str(v) for k, v in labels.items() if v is not None
+            }
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)

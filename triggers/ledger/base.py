@@ -23,12 +23,12 @@ import enum
 import hashlib
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from ..plan import RunRequest
-
 
 # The `rule` of records about requests that never became an event (they match no rule).
 INPUT_RULE = "(input)"
@@ -234,7 +234,7 @@ class Backend(Protocol):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -273,7 +273,11 @@ class Ledger:
             # Only a finished record ages out: one still claimed or released past a short window
             # (1 min < the lease) must stay BUSY or be taken over below, which looks for the
             # execution a crashed claimer may have started; a NEW here could run it twice.
-            return Claim(ClaimKind.NEW, record) if self.backend.replace(record, current.token) else None
+            return (
+                Claim(ClaimKind.NEW, record)
+                if self.backend.replace(record, current.token)
+                else None
+            )
         if current.status in FINISHED:
             self.backend.count_duplicate(current.key, now)
             return Claim(ClaimKind.DUPLICATE, current)
@@ -287,11 +291,19 @@ class Ledger:
             duplicates=current.duplicates,
             ambiguous=current.ambiguous or current.status is Status.CLAIMED,
         )
-        return Claim(ClaimKind.TAKEOVER, taken) if self.backend.replace(taken, current.token) else None
+        return (
+            Claim(ClaimKind.TAKEOVER, taken) if self.backend.replace(taken, current.token) else None
+        )
 
     def launched(self, claim: Claim, execution: str, operation: str | None = None) -> bool:
-        return self._finish(claim, Status.LAUNCHED, execution=execution, operation=operation,
-                            reason=None, ambiguous=False)
+        return self._finish(
+            claim,
+            Status.LAUNCHED,
+            execution=execution,
+            operation=operation,
+            reason=None,
+            ambiguous=False,
+        )
 
     def rejected(self, claim: Claim, reason: str) -> bool:
         return self._finish(claim, Status.REJECTED, reason=reason, ambiguous=False)
@@ -306,7 +318,9 @@ class Ledger:
             claim.record.key, claim.record.token, {"status": status, "updated_at": now, **changes}
         )
 
-    def reject_input(self, body: bytes, reason: str, message: str, summary: dict[str, Any]) -> Record:
+    def reject_input(
+        self, body: bytes, reason: str, message: str, summary: dict[str, Any]
+    ) -> Record:
         """Record a request that could not be decoded: no rule or job, just why, once per body.
 
         Keyed by the body's digest, so a sender retrying the same bad request is counted as a

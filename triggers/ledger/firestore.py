@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from dataclasses import fields
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from .base import (
     LedgerContention,
@@ -52,7 +53,6 @@ _UPDATABLE = frozenset(_FIELDS)
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 # Remember the update time of this many of our own writes (one entry is ~150 bytes).
 _REMEMBERED_WRITES = 4096
-
 
 
 class FirestoreBackend:
@@ -174,7 +174,8 @@ class FirestoreBackend:
             # other filters and the order on this side. `event` is exempt from indexing, so
             # its id is queried as the `event_id` field written beside it.
             field, value = (
-                execution_lookup(execution) if execution is not None
+                execution_lookup(execution)
+                if execution is not None
                 else ("event_id", str(event_id))
             )
             self._count("list", query=1)
@@ -182,9 +183,17 @@ class FirestoreBackend:
             statuses = None if wanted is None else frozenset(Status(s) for s in wanted)
             found = (_decode_record(doc.id, doc.to_dict()) for doc in query.stream())
             return newest_first(
-                r for r in found
-                if matches(r, rule=rule, status=statuses, since=since, until=until,
-                           event_id=event_id, execution=execution)
+                r
+                for r in found
+                if matches(
+                    r,
+                    rule=rule,
+                    status=statuses,
+                    since=since,
+                    until=until,
+                    event_id=event_id,
+                    execution=execution,
+                )
             )[:limit]
 
         # Equality filters on rule and/or status with `order_by(created_at)` need composite
@@ -352,7 +361,7 @@ def _gave_up(exc: ValueError, exceptions: Any) -> bool:
 def _time(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _encode(name: str, value: Any) -> Any:
@@ -392,8 +401,8 @@ def _decode_record(key: str, data: dict[str, Any]) -> Record:
         if value is not None:
             if name in _TIMES:
                 # A plain datetime, not the client's DatetimeWithNanoseconds subclass.
-                value = value.astimezone(timezone.utc)
-                value = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
+                value = value.astimezone(UTC)
+                value = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=UTC)
             elif name == "status":
                 value = Status(value)
             elif name == "event_document":

@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import fields, replace
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from .base import Record, RecordExists, Status, matches, newest_first
 
@@ -91,8 +92,15 @@ class MemoryBackend:
             found = [
                 r
                 for r in self._records.values()
-                if matches(r, rule=rule, status=wanted, since=since, until=until,
-                           event_id=event_id, execution=execution)
+                if matches(
+                    r,
+                    rule=rule,
+                    status=wanted,
+                    since=since,
+                    until=until,
+                    event_id=event_id,
+                    execution=execution,
+                )
             ]
             # Newest first; the key breaks ties so the order is the same on every backend.
             return [_copy(r) for r in newest_first(found)[: max(limit, 0)]]
@@ -135,4 +143,4 @@ def _stored(record: Record) -> Record:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)

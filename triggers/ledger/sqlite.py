@@ -20,10 +20,11 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .base import Record, RecordExists, Status, event_id_of, execution_lookup, short_execution
 
@@ -232,7 +233,7 @@ class SQLiteBackend:
             connection.close()
         self._local = threading.local()
 
-    def __enter__(self) -> "SQLiteBackend":
+    def __enter__(self) -> SQLiteBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -307,7 +308,7 @@ def _time(value: datetime) -> str:
     """UTC, fixed width, microseconds always present: text order is time order."""
     if value.tzinfo is None:
         raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _migrate(connection: sqlite3.Connection) -> None:

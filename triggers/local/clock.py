@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from . import send
 from ..rules.schedule import Schedule, ScheduleError, rfc3339
-
+from . import send
 
 log = logging.getLogger("triggers.local.clock")
 
@@ -72,7 +72,7 @@ def offset_clock(start: datetime) -> Callable[[], datetime]:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SchedulerClock:
@@ -107,7 +107,7 @@ class SchedulerClock:
         ]
         return sorted(pairs, key=lambda pair: pair[1])
 
-    def start(self) -> "SchedulerClock":
+    def start(self) -> SchedulerClock:
         if self._thread is not None or not self.jobs:
             return self
         now = self.now()

@@ -7,14 +7,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
+from ..rules.schedule import rfc3339
 from . import send
 from .clock import utcnow
 from .serve import LocalServer, ServeError, ServeOptions
-from ..rules.schedule import rfc3339
 
 
 @dataclass
@@ -34,8 +35,10 @@ class _Tally:
         for outcome in rules:
             self.outcomes[outcome.get("outcome", "?")] += 1
             if outcome.get("outcome") in ("rejected", "retry"):
-                self.problems.append(f"{what}: {outcome.get('rule')} {outcome.get('outcome')}:"
-                                     f" {outcome.get('reason')}")
+                self.problems.append(
+                    f"{what}: {outcome.get('rule')} {outcome.get('outcome')}:"
+                    f" {outcome.get('reason')}"
+                )
 
 
 def demo(
@@ -130,8 +133,10 @@ def demo(
             for problem in tally.problems:
                 say(f"  {problem}")
         else:
-            say(f"Demo OK: {tally.requests} requests ({counts});"
-                f" {len(records)} executions succeeded.")
+            say(
+                f"Demo OK: {tally.requests} requests ({counts});"
+                f" {len(records)} executions succeeded."
+            )
     finally:
         server.stop()
         if keep:

@@ -21,10 +21,11 @@ import mimetypes
 import secrets
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 DEFAULT_URL = "http://127.0.0.1:8080/"
@@ -94,13 +95,13 @@ def new_message_id() -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def rfc3339(moment: datetime, *, millis: bool = True) -> str:
     """UTC with a Z; Pub/Sub and Storage write milliseconds, Scheduler whole seconds."""
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return text + (f".{moment.microsecond // 1000:03d}Z" if millis else "Z")
 
@@ -111,7 +112,7 @@ def parse_time(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO time such as 2026-11-21T02:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def topic_path(topic: str, project: str) -> str:
@@ -198,8 +199,14 @@ def storage_object(
     when = rfc3339(time or now_utc())
     event_id = event_id or new_message_id()
     resource = object_resource(
-        bucket, name, generation=generation, size=size, content_type=content_type,
-        metadata=metadata, time=when, archived=event == "archived",
+        bucket,
+        name,
+        generation=generation,
+        size=size,
+        content_type=content_type,
+        metadata=metadata,
+        time=when,
+        archived=event == "archived",
     )
     what = f"storage {event} {form}: gs://{bucket}/{name}#{generation}"
     if form == "cloudevent":

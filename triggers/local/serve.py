@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..rules.schedule import Schedule, rfc3339
 from . import send
 from .clock import ScheduledJob, SchedulerClock, offset_clock, scheduled_jobs, utcnow
-from ..rules.schedule import Schedule, rfc3339
 
 log = logging.getLogger("triggers.local.clock")  # what serve logs is the clock firing
 
@@ -111,7 +111,7 @@ class LocalServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         try:
             self._start()
         except BaseException:
@@ -129,7 +129,9 @@ class LocalServer:
         self._set_env()
         self._httpd = self._make_server()
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="function-server",
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="function-server",
             daemon=True,
         )
         self._thread.start()
@@ -202,8 +204,12 @@ class LocalServer:
             ) from None
         with listener:
             return make_server(
-                self.options.host, listener.getsockname()[1], flask_app, threaded=True,
-                request_handler=QuietHandler, fd=listener.fileno(),
+                self.options.host,
+                listener.getsockname()[1],
+                flask_app,
+                threaded=True,
+                request_handler=QuietHandler,
+                fd=listener.fileno(),
             )
 
     def fire(self, job: ScheduledJob, at: datetime) -> send.Answer:
@@ -242,7 +248,7 @@ class LocalServer:
             logging.getLogger("triggers").removeHandler(self._handler)
             self._handler = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -272,7 +278,7 @@ class LocalServer:
             lines.append("runner     dry run: runs are planned and recorded, never launched")
         for job, at in self.clock.upcoming() if self.clock else []:
             schedule = job.schedule
-            lines.append(f"scheduler  {job.name}: \"{schedule.cron}\" ({schedule.describe()})")
+            lines.append(f'scheduler  {job.name}: "{schedule.cron}" ({schedule.describe()})')
             state = "next tick" if opts.clock else clock_off
             lines.append(f"           {state} {_when(at, job.schedule)}")
         lines.extend(f"           {note}" for note in self.notes)
@@ -282,7 +288,7 @@ class LocalServer:
         url = "" if self.url == send.DEFAULT_URL else f" --url {self.url}"
         lines = [
             "Send events from another terminal (`triggers send --help`):",
-            f"  triggers send pubsub{url} --topic orders --data '{{\"status\": \"paid\"}}'",
+            f'  triggers send pubsub{url} --topic orders --data \'{{"status": "paid"}}\'',
             f"  triggers send storage{url} --bucket raw-data --name incoming/a.csv",
             f"  triggers send scheduler{url} --job nightly-report",
             f"  triggers send{url} --file config/events/pubsub-order.cloudevent-binary.json",

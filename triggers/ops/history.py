@@ -16,10 +16,11 @@ Pure functions: no I/O, no clock (callers pass `now`).
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
 import json
-from typing import Any, Iterable, Sequence
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..ledger.base import INPUT_RULE, Record, Status
 
@@ -63,7 +64,7 @@ def parse_since(text: str, now: datetime, *, option: str = "--since") -> datetim
             f"{option} {text!r}: use a duration before now (30m, 1h, 2d, 1w) or an ISO time"
             " (2026-11-21T10:00:00Z)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_window(
@@ -173,8 +174,10 @@ def detail(record: Record) -> list[str]:
         _field("job", record.job or "-"),
         _field("dedup key", record.dedup_key),
         _field("created", _stamp(record.created_at)),
-        _field("updated", f"{_stamp(record.updated_at)}"
-                          f" ({_after(record.created_at, record.updated_at)})"),
+        _field(
+            "updated",
+            f"{_stamp(record.updated_at)} ({_after(record.created_at, record.updated_at)})",
+        ),
     ]
     if record.status is Status.CLAIMED:
         lines.append(_field("lease until", _stamp(record.lease_until)))
@@ -191,8 +194,9 @@ def detail(record: Record) -> list[str]:
         *_event(record.event),
         "",
         "event document",
-        *_document(record.event_document, _NO_INPUT_DOCUMENT if record.rule == INPUT_RULE
-                   else _NO_DOCUMENT),
+        *_document(
+            record.event_document, _NO_INPUT_DOCUMENT if record.rule == INPUT_RULE else _NO_DOCUMENT
+        ),
         "",
         f"jobs.run request (POST /v2/{record.job}:run)" if record.job else "jobs.run request",
         *_document(record.request, "(none: no job was planned)"),
@@ -218,14 +222,18 @@ def _attempts(record: Record) -> str:
 def _outcome(record: Record) -> list[str]:
     outcome = record.outcome
     if not outcome:
-        hint = " (not known yet: `triggers reconcile` records it)" if (
-            record.status is Status.LAUNCHED
-        ) else ""
+        hint = (
+            " (not known yet: `triggers reconcile` records it)"
+            if (record.status is Status.LAUNCHED)
+            else ""
+        )
         return [_field("outcome", "-" + hint)]
     rest = dict(outcome)
     lines = [_field("outcome", str(rest.pop("outcome", "-")))]
-    counts = {name: rest.pop(f"{name}_count", None) for name in
-              ("task", "succeeded", "failed", "cancelled", "retried")}
+    counts = {
+        name: rest.pop(f"{name}_count", None)
+        for name in ("task", "succeeded", "failed", "cancelled", "retried")
+    }
     if any(value is not None for value in counts.values()):
         tasks = ", ".join(
             f"{counts[name] if counts[name] is not None else '?'} {name}"
@@ -255,8 +263,9 @@ def _event(event: Any) -> list[str]:
     if not isinstance(event, dict) or not event:
         return [_field("-", "", indent=2)]
     return [
-        _field(str(name), value if isinstance(value, str) else json.dumps(value, default=str),
-               indent=2)
+        _field(
+            str(name), value if isinstance(value, str) else json.dumps(value, default=str), indent=2
+        )
         for name, value in event.items()
     ]
 
@@ -335,4 +344,4 @@ def _fit(text: str, size: int, keep: str) -> str:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

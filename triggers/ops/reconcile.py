@@ -19,9 +19,10 @@ Pure orchestration: no I/O of its own besides the ledger and the runner it is gi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..ledger.base import Ledger, Record, Status
 
@@ -111,8 +112,9 @@ def reconcile(
             report.details.append(
                 {"key": record.key, "execution": record.execution, "error": _describe(exc)}
             )
-            log.warning("reconciling %s (%s) failed: %s", record.key, record.execution,
-                        _describe(exc))
+            log.warning(
+                "reconciling %s (%s) failed: %s", record.key, record.execution, _describe(exc)
+            )
     return report
 
 

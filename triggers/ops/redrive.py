@@ -34,8 +34,9 @@ google-cloud-pubsub (imported when first used).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from ..dispatch import Dispatcher, Outcome, RuleOutcome
 from ..errors import DecodeError, RenderError
@@ -92,7 +93,7 @@ def request_of(letter: Letter) -> tuple[dict[str, str], bytes]:
     for name, value in attributes.items():
         for prefix, header in _HEADER_PREFIXES:
             if name.startswith(prefix):
-                headers[header + name[len(prefix):].replace("_", "-")] = value
+                headers[header + name[len(prefix) :].replace("_", "-")] = value
     return headers, letter.data
 
 
@@ -110,8 +111,9 @@ def _push_request(letter: Letter) -> tuple[dict[str, str], bytes]:
     message: dict[str, Any] = {
         "data": base64.b64encode(letter.data).decode("ascii"),
         "messageId": letter.message_id,
-        "attributes": {k: v for k, v in attributes.items()
-                       if not k.startswith("CloudPubSubDeadLetterSource")},
+        "attributes": {
+            k: v for k, v in attributes.items() if not k.startswith("CloudPubSubDeadLetterSource")
+        },
     }
     published = attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime")
     if published:
@@ -203,14 +205,18 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
     except NotRedrivable as exc:
         return Redriven(**base, note=str(exc))
     except DecodeError as exc:
-        return Redriven(**base, event_id=attributes.get("event_id"),
-                        note=f"still cannot be decoded ({exc.reason}): {exc.message}")
+        return Redriven(
+            **base,
+            event_id=attributes.get("event_id"),
+            note=f"still cannot be decoded ({exc.reason}): {exc.message}",
+        )
     rules = dispatcher.rules
     if base["rule"] is not None:
         rule = rules.get(base["rule"])
         if rule is None:
-            return Redriven(**base, event_id=event.id,
-                            note=f"no rule {base['rule']!r} in the current rules")
+            return Redriven(
+                **base, event_id=event.id, note=f"no rule {base['rule']!r} in the current rules"
+            )
         reason = "rule is disabled" if not rule.spec.enabled else rule.explain(event)
         if reason is not None:
             return Redriven(**base, event_id=event.id, note=f"no longer matches: {reason}")
@@ -220,15 +226,21 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
         if not targets:
             return Redriven(**base, event_id=event.id, note="no current rule matches the event")
     if dry_run:
-        return Redriven(**base, event_id=event.id, plans=tuple(_plan(r, event) for r in targets),
-                        note="dry run")
+        return Redriven(
+            **base, event_id=event.id, plans=tuple(_plan(r, event) for r in targets), note="dry run"
+        )
     # A rule's rejection holds the event's own identity: run it under the replay scope.
     run_scope = scope if base["rule"] is not None else None
     outcomes = tuple(dispatcher.dispatch_rule(r, event, scope=run_scope) for r in targets)
     done = all(o.outcome in (Outcome.LAUNCHED, Outcome.DUPLICATE) for o in outcomes)
-    note = None if done else "; ".join(
-        f"{o.rule}: {o.outcome.value}" + (f" ({o.reason})" if o.reason else "")
-        for o in outcomes if o.outcome not in (Outcome.LAUNCHED, Outcome.DUPLICATE)
+    note = (
+        None
+        if done
+        else "; ".join(
+            f"{o.rule}: {o.outcome.value}" + (f" ({o.reason})" if o.reason else "")
+            for o in outcomes
+            if o.outcome not in (Outcome.LAUNCHED, Outcome.DUPLICATE)
+        )
     )
     return Redriven(**base, event_id=event.id, outcomes=outcomes, resolved=done, note=note)
 
@@ -254,8 +266,10 @@ class PubSubLetters:
 
     def __post_init__(self) -> None:
         if not SUBSCRIPTION.match(self.subscription):
-            raise ValueError(f"not a subscription name: {self.subscription!r}"
-                             " (projects/PROJECT/subscriptions/NAME)")
+            raise ValueError(
+                f"not a subscription name: {self.subscription!r}"
+                " (projects/PROJECT/subscriptions/NAME)"
+            )
         if self.client is None:
             from google.cloud import pubsub_v1
 
@@ -282,12 +296,17 @@ class PubSubLetters:
         ]
 
     def ack(self, ack_ids: Sequence[str]) -> None:
-        self.client.acknowledge(request={"subscription": self.subscription, "ack_ids": list(ack_ids)})
+        self.client.acknowledge(
+            request={"subscription": self.subscription, "ack_ids": list(ack_ids)}
+        )
 
     def hold(self, ack_ids: Sequence[str], seconds: int) -> None:
         self.client.modify_ack_deadline(
-            request={"subscription": self.subscription, "ack_ids": list(ack_ids),
-                     "ack_deadline_seconds": seconds}
+            request={
+                "subscription": self.subscription,
+                "ack_ids": list(ack_ids),
+                "ack_deadline_seconds": seconds,
+            }
         )
 
     def close(self) -> None:
@@ -300,8 +319,10 @@ def resolve_subscription(name: str, publisher: Any = None) -> str:
     if SUBSCRIPTION.match(name):
         return name
     if not TOPIC.match(name):
-        raise ValueError(f"--from-topic {name!r}: give the dead-letter topic"
-                         " (projects/P/topics/T) or its subscription (projects/P/subscriptions/S)")
+        raise ValueError(
+            f"--from-topic {name!r}: give the dead-letter topic"
+            " (projects/P/topics/T) or its subscription (projects/P/subscriptions/S)"
+        )
     if publisher is None:
         from google.cloud import pubsub_v1
 
@@ -310,7 +331,11 @@ def resolve_subscription(name: str, publisher: Any = None) -> str:
     if len(subscriptions) == 1:
         return subscriptions[0]
     if not subscriptions:
-        raise ValueError(f"topic {name} has no subscription, so its dead letters were not kept"
-                         " (create one before the next rejection: docs/deadletters.md)")
-    raise ValueError(f"topic {name} has {len(subscriptions)} subscriptions; name one: "
-                     + ", ".join(subscriptions))
+        raise ValueError(
+            f"topic {name} has no subscription, so its dead letters were not kept"
+            " (create one before the next rejection: docs/deadletters.md)"
+        )
+    raise ValueError(
+        f"topic {name} has {len(subscriptions)} subscriptions; name one: "
+        + ", ".join(subscriptions)
+    )

@@ -30,10 +30,11 @@ from __future__ import annotations
 import difflib
 import enum
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from ..dispatch import Dispatcher, Outcome, RuleOutcome
 from ..errors import RenderError
@@ -52,7 +53,7 @@ class NotReplayable(ValueError):
 
 def new_scope(now: datetime) -> str:
     """A fresh scope named after its time: `replay-20261121T170102Z`."""
-    moment = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    moment = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
     return SCOPE_PREFIX + moment.strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -183,8 +184,11 @@ class Comparison:
         return list(difflib.unified_diff(before, after, "ran", "now", lineterm="", n=2))
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"change": self.change.value, "rule": self.rule,
-                               "event_id": self.event_id}
+        out: dict[str, Any] = {
+            "change": self.change.value,
+            "rule": self.rule,
+            "event_id": self.event_id,
+        }
         if self.record is not None:
             out["key"] = self.record.key
             out["status"] = _status(self.record)
@@ -194,7 +198,9 @@ class Comparison:
         return out
 
 
-def compare(rules: RuleSet, records: Sequence[Record], *, all_rules: bool = False) -> list[Comparison]:
+def compare(
+    rules: RuleSet, records: Sequence[Record], *, all_rules: bool = False
+) -> list[Comparison]:
     """For each record, what its rule (or, with `all_rules`, every rule) would do now."""
     out: list[Comparison] = []
     seen_events: set[tuple[str, str]] = set()
@@ -203,8 +209,11 @@ def compare(rules: RuleSet, records: Sequence[Record], *, all_rules: bool = Fals
         try:
             event = event_of(record)
         except NotReplayable as exc:
-            out.append(Comparison(Change.SKIPPED, record.rule, _event_id(record), record,
-                                  None, None, str(exc)))
+            out.append(
+                Comparison(
+                    Change.SKIPPED, record.rule, _event_id(record), record, None, None, str(exc)
+                )
+            )
             continue
         out.append(_compare_rule(rules, record, event))
         if all_rules and (event.source, event.id) not in seen_events:
@@ -215,8 +224,9 @@ def compare(rules: RuleSet, records: Sequence[Record], *, all_rules: bool = Fals
                 try:
                     now = _request(rule.plan(event))
                 except RenderError as exc:
-                    out.append(Comparison(Change.FAILS, rule.name, event.id, None, None, None,
-                                          str(exc)))
+                    out.append(
+                        Comparison(Change.FAILS, rule.name, event.id, None, None, None, str(exc))
+                    )
                     continue
                 out.append(Comparison(Change.ADDED, rule.name, event.id, None, None, now))
     return out
@@ -226,11 +236,19 @@ def _compare_rule(rules: RuleSet, record: Record, event: Event) -> Comparison:
     then = _recorded_request(record)
     rule = rules.get(record.rule)
     if rule is None:
-        return Comparison(Change.REMOVED, record.rule, event.id, record, then, None,
-                          "no rule of this name in the current rules")
+        return Comparison(
+            Change.REMOVED,
+            record.rule,
+            event.id,
+            record,
+            then,
+            None,
+            "no rule of this name in the current rules",
+        )
     if not rule.spec.enabled:
-        return Comparison(Change.UNMATCHED, rule.name, event.id, record, then, None,
-                          "rule is disabled")
+        return Comparison(
+            Change.UNMATCHED, rule.name, event.id, record, then, None, "rule is disabled"
+        )
     reason = rule.explain(event)
     if reason is not None:
         return Comparison(Change.UNMATCHED, rule.name, event.id, record, then, None, reason)
@@ -239,14 +257,24 @@ def _compare_rule(rules: RuleSet, record: Record, event: Event) -> Comparison:
     except RenderError as exc:
         return Comparison(Change.FAILS, rule.name, event.id, record, then, None, str(exc))
     same = now == then and record.status is not Status.REJECTED
-    return Comparison(Change.SAME if same else Change.CHANGED, rule.name, event.id, record,
-                      then, now, None if same else _why_changed(record, then, now))
+    return Comparison(
+        Change.SAME if same else Change.CHANGED,
+        rule.name,
+        event.id,
+        record,
+        then,
+        now,
+        None if same else _why_changed(record, then, now),
+    )
 
 
 def _why_changed(record: Record, then: dict[str, Any], now: dict[str, Any]) -> str:
     if record.status is Status.REJECTED:
-        return f"was rejected ({record.reason}), would run now" if record.reason else \
-            "was rejected, would run now"
+        return (
+            f"was rejected ({record.reason}), would run now"
+            if record.reason
+            else "was rejected, would run now"
+        )
     if then.get("job") != now.get("job"):
         return f"job {then.get('job')} -> {now.get('job')}"
     return "the request differs"
@@ -302,8 +330,12 @@ class Replayed:
         return sum(o.outcome is Outcome.LAUNCHED for o in self.outcomes)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": self.record.key, "rule": self.record.rule,
-                               "event_id": self.event_id, "status": _status(self.record)}
+        out: dict[str, Any] = {
+            "key": self.record.key,
+            "rule": self.record.rule,
+            "event_id": self.event_id,
+            "status": _status(self.record),
+        }
         if self.skipped is not None:
             out["skipped"] = self.skipped
         else:
@@ -317,8 +349,10 @@ def replay(
     """Dispatch each record's event again under `scope`, one result per record as it happens
     (so that a long replay shows progress and can be stopped and resumed with the same scope)."""
     if not scope:
-        raise ValueError("a replay needs a scope: reusing the events' own dedup keys would only"
-                         " find the records being replayed")
+        raise ValueError(
+            "a replay needs a scope: reusing the events' own dedup keys would only"
+            " find the records being replayed"
+        )
     rules = dispatcher.rules
     sent: set[tuple[str, str]] = set()
     for record in records:
@@ -352,8 +386,10 @@ def replay(
 def _identity(record: Record) -> tuple[str, str]:
     reference = record.event if isinstance(record.event, dict) else {}
     document = record.event_document if isinstance(record.event_document, dict) else {}
-    return (str(document.get("source", reference.get("source"))),
-            str(document.get("id", reference.get("id"))))
+    return (
+        str(document.get("source", reference.get("source"))),
+        str(document.get("id", reference.get("id"))),
+    )
 
 
 def _event_id(record: Record) -> str | None:

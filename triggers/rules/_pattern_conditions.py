@@ -15,7 +15,8 @@ import ipaddress
 import json
 import math
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._frozen import Frozen, init
 
@@ -118,7 +119,12 @@ def wildcard_predicate(segments: tuple[str, ...]) -> Predicate:
         )
 
     def match_segments(v: Any) -> bool:
-        if type(v) is not str or len(v) < shortest or not v.startswith(head) or not v.endswith(tail):
+        if (
+            type(v) is not str
+            or len(v) < shortest
+            or not v.startswith(head)
+            or not v.endswith(tail)
+        ):
             return False
         position = head_length
         end = len(v) - tail_length
@@ -411,7 +417,9 @@ class Cidr(Frozen):
         return f"cidr {render(self.text)}"
 
 
-Condition = Literal | Prefix | Suffix | EqualsIgnoreCase | Wildcard | AnythingBut | Numeric | Exists | Cidr
+Condition = (
+    Literal | Prefix | Suffix | EqualsIgnoreCase | Wildcard | AnythingBut | Numeric | Exists | Cidr
+)
 
 
 # -- a whole array of conditions ---------------------------------------------------------------
@@ -461,9 +469,7 @@ def combined_predicate(conditions: tuple[Condition, ...]) -> Predicate:
         return _always_true
     literals = [c for c in conditions if isinstance(c, Literal)]
     predicates: list[Predicate] = [literal_predicate(literals)] if literals else []
-    predicates += [
-        c.predicate() for c in conditions if not isinstance(c, (Literal, Exists))
-    ]
+    predicates += [c.predicate() for c in conditions if not isinstance(c, (Literal, Exists))]
     if not predicates:
         return _always_false
     if len(predicates) == 1:

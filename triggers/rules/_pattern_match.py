@@ -19,9 +19,9 @@ Both follow the same rules, which live here and nowhere else:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 from ._pattern_conditions import Exists, Literal, combined_predicate, render
 from ._pattern_validate import LeafField, NestedField, ObjectSpec, OrGroup
@@ -93,7 +93,15 @@ def _dotted(field_path: tuple[str, ...]) -> str:
 class LeafNode:
     """A field whose pattern is an array of conditions."""
 
-    __slots__ = ("key", "field_path", "conditions", "test", "accepts_absent", "match", "__weakref__")
+    __slots__ = (
+        "key",
+        "field_path",
+        "conditions",
+        "test",
+        "accepts_absent",
+        "match",
+        "__weakref__",
+    )
 
     def __init__(self, spec: LeafField) -> None:
         self.key = spec.key
@@ -135,7 +143,11 @@ class LeafNode:
         if _is_array(value):
             leaves = leaf_values(value)
             if not leaves:
-                return None if self.accepts_absent else f"{where}: missing (no values in {render(value)})"
+                return (
+                    None
+                    if self.accepts_absent
+                    else f"{where}: missing (no values in {render(value)})"
+                )
             if any(self.test(leaf) for leaf in leaves):
                 return None
             if self._only_absence():
@@ -276,7 +288,7 @@ class OrNode:
 # prefix, anything-but list) across thousands of rules, and sharing keeps the objects a match
 # touches few and close together. With 10,000 rules that made routing ~25% faster. Keys use
 # repr(), not equality: Literal(True) == Literal(1) as dataclasses, but they must not merge.
-_LEAVES: "weakref.WeakValueDictionary[tuple, LeafNode]" = weakref.WeakValueDictionary()
+_LEAVES: weakref.WeakValueDictionary[tuple, LeafNode] = weakref.WeakValueDictionary()
 
 
 def _leaf_node(member: LeafField) -> LeafNode:

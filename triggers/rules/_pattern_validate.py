@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._frozen import Frozen, init
-
 from ._pattern_conditions import (
     AnythingBut,
     Cidr,
@@ -181,9 +180,7 @@ class PatternChecker:
 
     # -- structure -----------------------------------------------------------------------------
 
-    def _object(
-        self, node: Mapping, path: PatternPath, field_path: tuple[str, ...]
-    ) -> ObjectSpec:
+    def _object(self, node: Mapping, path: PatternPath, field_path: tuple[str, ...]) -> ObjectSpec:
         if not node:
             self._fail(path, "empty objects are not allowed")
         members: list[Member] = []
@@ -204,7 +201,9 @@ class PatternChecker:
             elif _is_array(value):
                 members.append(self._leaf(key, value, here, field_path + (key,)))
             else:
-                self._fail(here, f"must be an object or an array of match values, not {_kind(value)}")
+                self._fail(
+                    here, f"must be an object or an array of match values, not {_kind(value)}"
+                )
         return ObjectSpec(field_path, tuple(members))
 
     def _leaf(
@@ -270,9 +269,15 @@ class PatternChecker:
             text = argument["equals-ignore-case"]
             if isinstance(text, str):
                 return text, True
-            self._fail(path + ("equals-ignore-case",), f"equals-ignore-case must be a string, not {_kind(text)}")
+            self._fail(
+                path + ("equals-ignore-case",),
+                f"equals-ignore-case must be a string, not {_kind(text)}",
+            )
             return None, False
-        self._fail(path, f'{name} must be a string or {{"equals-ignore-case": string}}, not {render(argument)}')
+        self._fail(
+            path,
+            f'{name} must be a string or {{"equals-ignore-case": string}}, not {render(argument)}',
+        )
         return None, False
 
     def _equals_ignore_case(self, argument: Any, path: PatternPath) -> Condition | None:
@@ -297,7 +302,11 @@ class PatternChecker:
         if isinstance(argument, str):
             return AnythingBut("strings", (argument,))
         if is_number(argument):
-            return AnythingBut("numbers", (as_double(argument),)) if self._finite(argument, path) else None
+            return (
+                AnythingBut("numbers", (as_double(argument),))
+                if self._finite(argument, path)
+                else None
+            )
         if _is_array(argument):
             return self._anything_but_list(argument, path)
         if isinstance(argument, Mapping):
@@ -305,7 +314,7 @@ class PatternChecker:
         self._fail(
             path,
             "anything-but must be a string, a number, an array of strings or of numbers, or an"
-            f" object such as {{\"prefix\": ...}}, not {_kind(argument)}",
+            f' object such as {{"prefix": ...}}, not {_kind(argument)}',
         )
         return None
 
@@ -325,17 +334,26 @@ class PatternChecker:
             else:
                 valid = False
                 what = "null" if value is None else _kind(value)
-                self._fail(path + (index,), f"{what} is not allowed in anything-but (only strings or numbers)")
+                self._fail(
+                    path + (index,),
+                    f"{what} is not allowed in anything-but (only strings or numbers)",
+                )
         if strings and numbers:
             self._fail(path, "anything-but arrays must be all strings or all numbers, not a mix")
             return None
         if not valid:
             return None
-        return AnythingBut("strings", tuple(strings)) if strings else AnythingBut("numbers", tuple(numbers))
+        return (
+            AnythingBut("strings", tuple(strings))
+            if strings
+            else AnythingBut("numbers", tuple(numbers))
+        )
 
     def _anything_but_operator(self, argument: Mapping, path: PatternPath) -> Condition | None:
         if len(argument) != 1:
-            self._fail(path, f"an anything-but object must have exactly one key, not {len(argument)}")
+            self._fail(
+                path, f"an anything-but object must have exactly one key, not {len(argument)}"
+            )
             return None
         ((name, value),) = argument.items()
         if name not in ("prefix", "suffix", "equals-ignore-case", "wildcard"):
@@ -347,8 +365,12 @@ class PatternChecker:
         elif _is_array(value) and value:
             items, paths = list(value), [here + (i,) for i in range(len(value))]
         else:
-            problem = "empty arrays are not allowed" if _is_array(value) else (
-                f"anything-but {name} must be a string or an array of strings, not {_kind(value)}"
+            problem = (
+                "empty arrays are not allowed"
+                if _is_array(value)
+                else (
+                    f"anything-but {name} must be a string or an array of strings, not {_kind(value)}"
+                )
             )
             self._fail(here, problem)
             return None
@@ -373,7 +395,10 @@ class PatternChecker:
 
     def _numeric(self, argument: Any, path: PatternPath) -> Condition | None:
         if not _is_array(argument) or not argument:
-            self._fail(path, f'numeric must be a non-empty array such as [">", 0, "<=", 5], not {render(argument)}')
+            self._fail(
+                path,
+                f'numeric must be a non-empty array such as [">", 0, "<=", 5], not {render(argument)}',
+            )
             return None
         terms: list[tuple[int, str, float]] = []  # (index of the operator, operator, number)
         valid = True
@@ -386,7 +411,10 @@ class PatternChecker:
                 self._fail(path + (index,), f'"{operator}" must be followed by a number')
                 valid = False
             elif not is_number(argument[index + 1]):
-                self._fail(path + (index + 1,), f'"{operator}" needs a number, not {render(argument[index + 1])}')
+                self._fail(
+                    path + (index + 1,),
+                    f'"{operator}" needs a number, not {render(argument[index + 1])}',
+                )
                 valid = False
             elif not self._finite(argument[index + 1], path + (index + 1,)):
                 valid = False
@@ -397,7 +425,9 @@ class PatternChecker:
         equals = [term for term in terms if term[1] == "="]
         if equals:
             if len(terms) > 1:
-                self._fail(path + (equals[0][0],), '"=" cannot be combined with other numeric operators')
+                self._fail(
+                    path + (equals[0][0],), '"=" cannot be combined with other numeric operators'
+                )
                 return None
             value = equals[0][2]
             return Numeric(value, True, value, True, tuple(argument))
@@ -441,6 +471,9 @@ class PatternChecker:
                 raise ValueError("one '/' is required")
             network = ipaddress.ip_network(argument, strict=False)
         except ValueError:
-            self._fail(path, f"invalid CIDR block {render(argument)} (expected e.g. \"10.0.0.0/24\" or \"2001:db8::/32\")")
+            self._fail(
+                path,
+                f'invalid CIDR block {render(argument)} (expected e.g. "10.0.0.0/24" or "2001:db8::/32")',
+            )
             return None
         return Cidr(argument, network)

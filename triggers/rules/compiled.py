@@ -29,8 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .condition import deferred_condition
 from .loader import load_source, no_cyclic_gc, rules_files
@@ -175,9 +176,7 @@ def write(root: Path, document: Mapping[str, Any]) -> Path:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def read(
-    root: Path, environ: Mapping[str, str]
-) -> tuple[RuleSet | None, str | None]:
+def read(root: Path, environ: Mapping[str, str]) -> tuple[RuleSet | None, str | None]:
     """(rules, None) from a fresh artifact; (None, why) when there is one but it cannot be used;
     (None, None) when there is none."""
     target = artifact_path(root)

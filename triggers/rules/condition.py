@@ -15,7 +15,8 @@ events reach a rule with `when:`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _environment = None
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -79,7 +80,9 @@ def load_source(
     return RuleSet(rules, files=tuple(str(f) for f in files))
 
 
-def load_text(text: str, *, name: str = "<rules>", environ: Mapping[str, str] | None = None) -> RuleSet:
+def load_text(
+    text: str, *, name: str = "<rules>", environ: Mapping[str, str] | None = None
+) -> RuleSet:
     """Load rules from a string (tests, tools)."""
     problems: list[Problem] = []
     with no_cyclic_gc():
@@ -210,7 +213,10 @@ class _FileLoader:
             except PatternError as exc:
                 for path, message in exc.problems:
                     dotted = ".".join(str(p) for p in path)
-                    problem(at("match", *path), f"match.{dotted}: {message}" if dotted else f"match: {message}")
+                    problem(
+                        at("match", *path),
+                        f"match.{dotted}: {message}" if dotted else f"match: {message}",
+                    )
         condition = None
         if valid("when") is not None:
             try:
@@ -261,8 +267,15 @@ class _FileLoader:
             template_lines={k: v for k, v in template_lines.items() if v is not None},
         )
 
-    def _job(self, job: str, rule_project: str | None, rule_region: str | None,
-             defaults: dict[str, str], at, problem) -> str | None:
+    def _job(
+        self,
+        job: str,
+        rule_project: str | None,
+        rule_region: str | None,
+        defaults: dict[str, str],
+        at,
+        problem,
+    ) -> str | None:
         full = FULL_JOB.match(job)
         if full:
             project, region, job_id = full["project"], full["region"], full["job"]
@@ -310,7 +323,10 @@ class _FileLoader:
             if value.startswith("projects/"):
                 data[field] = [value]
             elif "/" in value:
-                problem(at(field), f"{field} {value!r}: use a short name or projects/P/{collection}/NAME")
+                problem(
+                    at(field),
+                    f"{field} {value!r}: use a short name or projects/P/{collection}/NAME",
+                )
             elif project:
                 data[field] = [f"projects/{project}/{collection}/{value}"]
             else:
@@ -344,7 +360,11 @@ def _pydantic_message(loc: tuple, error: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         parent = loc[:-1]
         known = _RULE_FIELDS if not parent else _known_fields(parent)
-        return _unknown_field(str(loc[-1]), known) if not parent else f"{'.'.join(map(str, parent))}: " + _unknown_field(str(loc[-1]), known)
+        return (
+            _unknown_field(str(loc[-1]), known)
+            if not parent
+            else f"{'.'.join(map(str, parent))}: " + _unknown_field(str(loc[-1]), known)
+        )
     if kind == "missing":
         return f"{where}: required field is missing"
     message = error["msg"].removeprefix("Value error, ")

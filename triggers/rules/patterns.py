@@ -160,7 +160,9 @@ def _find_anchors(spec: ObjectSpec) -> tuple[tuple[tuple[str, ...], frozenset], 
     for member in spec.members:
         if isinstance(member, LeafField):
             if member.conditions and all(isinstance(c, Literal) for c in member.conditions):
-                found.append((member.field_path, frozenset(exact_key(c.value) for c in member.conditions)))
+                found.append(
+                    (member.field_path, frozenset(exact_key(c.value) for c in member.conditions))
+                )
         elif isinstance(member, NestedField):
             found.extend(_find_anchors(member.spec))
         # An OrGroup is skipped: none of its alternatives is required on its own.

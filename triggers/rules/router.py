@@ -13,7 +13,7 @@ declaration order (a property test holds it to that).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..events.model import Event
 from .patterns import exact_key, values_at

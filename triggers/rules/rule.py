@@ -5,8 +5,9 @@ Everything here is pure and was compiled at load time; per event we only evaluat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import RenderError
 from ..events.model import Event
@@ -40,7 +41,7 @@ class Verdict(Frozen):
     """One rule's answer for one event, as `triggers plan` shows it."""
 
     __slots__ = ("rule", "matched", "reason", "request", "error")
-    rule: "Rule"
+    rule: Rule
     matched: bool
     reason: str | None  # why it did not match
     request: RunRequest | None
@@ -48,7 +49,7 @@ class Verdict(Frozen):
 
     def __init__(
         self,
-        rule: "Rule",
+        rule: Rule,
         matched: bool,
         reason: str | None = None,
         request: RunRequest | None = None,
@@ -65,8 +66,19 @@ class Rule(Frozen):
     """A compiled rule. Immutable; two rules are equal only if they are the same object."""
 
     __slots__ = (
-        "name", "spec", "types", "job", "location", "scope", "pattern", "condition", "args",
-        "env", "dedup_key", "schedule", "template_lines",
+        "name",
+        "spec",
+        "types",
+        "job",
+        "location",
+        "scope",
+        "pattern",
+        "condition",
+        "args",
+        "env",
+        "dedup_key",
+        "schedule",
+        "template_lines",
     )
     name: str
     spec: RuleSpec

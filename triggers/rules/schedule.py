@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -117,7 +117,7 @@ class Schedule:
                 raise ScheduleError(
                     f"schedule {self.cron!r} does not fire in the 50 years after {start}"
                 ) from None
-            yield moment.astimezone(timezone.utc)
+            yield moment.astimezone(UTC)
 
     def describe(self) -> str:
         """In words, e.g. 'at 02:00 every day, Europe/Berlin time'."""
@@ -134,8 +134,8 @@ def next_fire_times(
 
 def rfc3339(moment: datetime) -> str:
     """`2026-11-21T01:00:00Z`: how X-CloudScheduler-ScheduleTime spells a fire time."""
-    return _aware(moment).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _aware(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -8,6 +8,7 @@ limits; patterns, CEL and templates are compiled (and so checked) by the loader.
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Annotated, Any
 
 from pydantic import (
@@ -49,7 +50,9 @@ MAX_ENV_VALUE_BYTES = 32 * 1024
 JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 PROJECT_ID = re.compile(r"^([a-z][-a-z0-9]{4,28}[a-z0-9]|[0-9]{1,19})$")
 REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-FULL_JOB = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/jobs/(?P<job>[^/]+)$")
+FULL_JOB = re.compile(
+    r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/jobs/(?P<job>[^/]+)$"
+)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 RESERVED_ENV = frozenset(
     {
@@ -163,7 +166,7 @@ class OverridesSpec(_Model):
         return env
 
     @model_validator(mode="after")
-    def _args_xor_clear(self) -> "OverridesSpec":
+    def _args_xor_clear(self) -> OverridesSpec:
         if self.clear_args and self.args is not None:
             raise ValueError("set either args or clear_args, not both")
         return self
@@ -247,11 +250,11 @@ class RuleSpec(_Model):
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
             # The same evaluator the local clock uses, so whatever validates also fires.
-            from datetime import datetime, timezone
+            from datetime import datetime
 
             from .schedule import Schedule
 
-            Schedule(value).next_after(datetime(2000, 1, 1, tzinfo=timezone.utc))
+            Schedule(value).next_after(datetime(2000, 1, 1, tzinfo=UTC))
         return value
 
     @field_validator("time_zone")
@@ -267,7 +270,7 @@ class RuleSpec(_Model):
         return value
 
     @model_validator(mode="after")
-    def _source_fields(self) -> "RuleSpec":
+    def _source_fields(self) -> RuleSpec:
         kinds = {on.split(".")[0] if on in ON_SHORTHANDS else "generic" for on in self.on}
         owned = {
             "topic": "pubsub",

@@ -15,7 +15,8 @@ only the templates of the rules its first events match.
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # The names a template may use: the event document's top level, and `event` for all of it
 # (CloudEvent extensions live there, e.g. `event.bucket`).

@@ -9,7 +9,8 @@ Anchors and aliases work; merge keys (`<<`) are refused rather than half-support
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 # ruamel.yaml is imported by `parse`, not here: rules loaded from a pre-validated artifact
 # (`triggers compile`) never parse YAML, and the import costs a cold start ~15 ms.

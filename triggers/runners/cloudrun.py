@@ -207,7 +207,6 @@ class CloudRunRunner:
                 return Launch(execution=execution.name, operation=None, adopted=True)
         return None
 
-
     # ------------------------------------------------------------------ status
 
     def execution_status(self, name: str) -> dict[str, Any] | None:
@@ -259,14 +258,17 @@ def _execution_status(execution: Any) -> dict[str, Any]:
     done = bool(execution.completion_time)
     if not done:
         outcome = "running"
-    elif completed is not None and completed.execution_reason == Condition.ExecutionReason.CANCELLED:
+    elif (
+        completed is not None and completed.execution_reason == Condition.ExecutionReason.CANCELLED
+    ):
         outcome = "cancelled"
     elif completed is not None and completed.state == Condition.State.CONDITION_SUCCEEDED:
         outcome = "succeeded"
-    elif completed is not None and completed.state == Condition.State.CONDITION_FAILED:
-        outcome = "failed"
-    # No usable condition: judge by the counts.
-    elif counts["failed_count"]:
+    elif (
+        completed is not None
+        and completed.state == Condition.State.CONDITION_FAILED
+        or counts["failed_count"]
+    ):
         outcome = "failed"
     elif counts["cancelled_count"]:
         outcome = "cancelled"

@@ -35,9 +35,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..faults import Decision, Faults
+from ..rpc import ApiError
 from .overrides import parse_proto_duration, parse_run_body
 from .resources import to_int_enums
-from ..rpc import ApiError
 from .state import Store
 
 log = logging.getLogger("triggers.emulators")

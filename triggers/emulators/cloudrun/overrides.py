@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..rpc import ApiError
 from .jobs import JobSpec
 from .limits import MAX_TASK_COUNT, MAX_TIMEOUT_SECONDS, env_name_problem, env_value_problem
-from ..rpc import ApiError
 
 _PROTO_DURATION = re.compile(r"^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$")
 

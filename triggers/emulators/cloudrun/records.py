@@ -11,10 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .jobs import JobSpec
 from ..machine import AttemptResult, ExecutionMachine, Outcome
-from .overrides import EffectiveRun
 from ..rpc import RPC_CODES, ApiError, timestamp
+from .jobs import JobSpec
+from .overrides import EffectiveRun
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -8,13 +8,13 @@ camelCase field names, int64 as strings, Timestamps as RFC 3339 UTC (``...Z``), 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .jobs import JobSpec
-from .limits import format_duration
 from ..machine import AttemptResult, Outcome
 from ..rpc import timestamp
+from .jobs import JobSpec
+from .limits import format_duration
 
 if TYPE_CHECKING:
     from .records import ExecutionRecord, OperationRecord

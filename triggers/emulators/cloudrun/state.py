@@ -23,13 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..machine import ExecutionMachine, Launch
+from ..process import AttemptExit, AttemptSpec, task_environ
+from ..rpc import ApiError
 from . import resources
 from .jobs import JobCatalog, JobSpec, inherited_environ
-from ..machine import ExecutionMachine, Launch
 from .overrides import RunRequest, apply_overrides
-from ..process import AttemptExit, AttemptSpec, task_environ
 from .records import AttemptRecord, ExecutionRecord, Handle, OperationRecord, page
-from ..rpc import ApiError
 
 log = logging.getLogger("triggers.emulators")
 
