@@ -25,6 +25,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["werkzeug"]:
     _cli.main(args=sys.argv[2:], prog_name="functions-framework")
     sys.exit(0)
 
+import contextlib
 import http.client
 import json
 import math
@@ -161,10 +162,8 @@ def stop_group(process: subprocess.Popen | None, grace: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             continue
     # the leader may be gone while a child (a gunicorn worker) lingers: sweep the group
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # ---------------------------------------------------------------------------- Firestore emulator

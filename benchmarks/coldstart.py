@@ -307,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         # Run i of each variant ran back to back (alternating order): their ratio cancels most
         # of what a busy machine adds to both.
         paired_runs = median(
-            [t["answer_s"] / m["answer_s"] for t, m in zip(times[variant], times["minimal"])]
+            [
+                t["answer_s"] / m["answer_s"]
+                for t, m in zip(times[variant], times["minimal"], strict=True)
+            ]
         )
         cpu = rows[variant]["cpu"]["median_s"] / max(rows["minimal"]["cpu"]["median_s"], 1e-9)
         return of_medians, paired_runs, cpu

@@ -248,7 +248,9 @@ def main(argv=None) -> int:
             docs = [dict(e.document) for e in events]
             slow = docs[: max(50, min(len(docs), 200_000 // max(size, 1)))]
             row["moto_eps"] = rate(
-                lambda d: sum(1 for p in moto_patterns if p.matches_event(d)), slow, args.seconds
+                lambda d, ps=moto_patterns: sum(1 for p in ps if p.matches_event(d)),
+                slow,
+                args.seconds,
             )
         results.append(row)
 

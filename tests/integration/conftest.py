@@ -21,6 +21,7 @@ FIRESTORE_EMULATOR_HOST) in their own environment.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib
 import json
@@ -202,10 +203,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 continue
         # The leader may be gone while children of its group linger: make sure of them too.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.process = None
 
 
@@ -292,10 +291,8 @@ class PubSub:
         from google.api_core.exceptions import AlreadyExists
 
         path = self.topic(name)
-        try:
+        with contextlib.suppress(AlreadyExists):
             self.publisher.create_topic(name=path)
-        except AlreadyExists:
-            pass
         return path
 
     def create_push_subscription(self, name: str, topic: str, endpoint: str) -> str:
@@ -320,10 +317,8 @@ class PubSub:
     def delete_subscription(self, name: str) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             self.subscriber.delete_subscription(subscription=self.subscription(name))
-        except NotFound:
-            pass
 
     def publish(self, topic: str, data: bytes, **attributes: str) -> str:
         """Publish one message; returns its message id once the emulator has accepted it."""

@@ -8,6 +8,7 @@ exit 0 having killed its task processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -145,15 +146,15 @@ class Served:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"triggers serve did not stop on SIGTERM:\n{self.output()}")
+            raise AssertionError(
+                f"triggers serve did not stop on SIGTERM:\n{self.output()}"
+            ) from None
         self._reader.join(5)
         return code
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(10)
 
 

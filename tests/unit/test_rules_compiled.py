@@ -230,7 +230,9 @@ def test_a_broken_rules_file_fails_even_with_an_old_artifact(rules):
     compile_rules(rules, environ={})
     text = rules.read_text().replace("task_count: 2", "task_count: 0")
     rules.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "task_count: 0" in l)
+    line = next(
+        i for i, text_line in enumerate(text.splitlines(), 1) if "task_count: 0" in text_line
+    )
     with pytest.raises(RulesError) as info:
         load(rules, environ={}, compiled=True)
     assert [str(p) for p in info.value.problems] == [
@@ -242,7 +244,7 @@ def test_the_function_start_fails_on_a_broken_file_despite_an_old_artifact(rules
     compile_rules(rules, environ={})
     text = rules.read_text().replace("job: csv-loader", "job: Not_A_Job", 1)
     rules.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "Not_A_Job" in l)
+    line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "Not_A_Job" in text_line)
     env = {
         **os.environ,
         "TRIGGERS_RULES": str(rules),

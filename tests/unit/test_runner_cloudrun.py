@@ -26,7 +26,8 @@ from triggers.runners.cloudrun import CloudRunRunner, build_run_job_request, cla
 JOB = "projects/demo-project/locations/europe-west1/jobs/csv-loader"
 
 
-def make_request(overrides: Overrides = Overrides(), key: str = "a/b#1") -> RunRequest:
+def make_request(overrides: Overrides | None = None, key: str = "a/b#1") -> RunRequest:
+    overrides = Overrides() if overrides is None else overrides
     return RunRequest(
         rule="rule",
         job=JOB,

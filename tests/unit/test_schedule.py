@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from hypothesis import assume, given, settings
@@ -163,7 +164,7 @@ def test_schedules_on_the_real_clock_fire_through_both_transitions():
 def test_fire_times_always_increase_across_a_year_of_berlin_transitions():
     for cron in ("30 2 * * *", "0 1-3 * * *", "*/20 2 * * *", "15 * * * *"):
         times = next_fire_times(cron, BERLIN, t("2026-01-01T00:00:00"), 2000)
-        assert all(a < b for a, b in zip(times, times[1:])), cron
+        assert all(a < b for a, b in pairwise(times)), cron
 
 
 # -- previous fire time -----------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""replay: recorded events, or dead letters, through the current rules again (docs/operations.md)."""
+"""replay: recorded events, or dead letters, through the current rules again.
+
+See docs/operations.md.
+"""
 
 from __future__ import annotations
 

@@ -170,7 +170,8 @@ class Faults:
         unknown = set(body) - allowed
         if unknown:
             raise ValueError(
-                f"unknown field(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})"
+                f"unknown field(s) {', '.join(sorted(unknown))} "
+                f"(allowed: {', '.join(sorted(allowed))})"
             )
         if "kind" not in body:
             raise ValueError("'kind' is required: error, drop or latency")

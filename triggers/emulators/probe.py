@@ -78,7 +78,7 @@ jobs:
 
 
 def write_probe_jobs(directory: Path) -> Path:
-    """Write ``probe.py`` and a jobs file for the probe jobs into ``directory``; returns the file."""
+    """Write ``probe.py`` and a jobs file into ``directory``; return the file."""
     directory = Path(directory)
     (directory / "out").mkdir(parents=True, exist_ok=True)
     (directory / "work").mkdir(exist_ok=True)

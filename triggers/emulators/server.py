@@ -1,4 +1,8 @@
-"""Start and stop the emulator: in-process (tests, ``triggers serve``) or as a process (CLI).
+"""Start and stop the emulators: in-process (tests, ``triggers serve``) or as a process (CLI).
+
+One server serves every emulated API in ``APIS`` that it is asked for, on one port, with one
+fault model; each API is a ``Service`` of ``triggers.emulators.http`` built over the same jobs
+file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v2).
 
     with EmulatorServer("config/jobs.yaml") as emu:      # port 0 = a free port
         client = run_v2.JobsClient(
@@ -7,7 +11,8 @@
             credentials=AnonymousCredentials(),
         )
 
-``main(argv)`` implements ``triggers emulator --jobs FILE [--port N] [--host H] [--log-dir D]``.
+``main(argv)`` implements
+``triggers emulator --jobs FILE [--api NAME]... [--port N] [--host H] [--log-dir D]``.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .cloudrun.api import Api, EmulatorHTTPServer
+from .cloudrun.api import CloudRunService
 from .cloudrun.jobs import JobCatalog, JobsFileError, load_jobs
 from .cloudrun.state import Store
 from .faults import Faults
+from .http import EmulatorHTTPServer, Service
 from .process import ProcessLauncher
 
 log = logging.getLogger("triggers.emulators")
@@ -54,12 +60,17 @@ def _ensure_stderr_logging(level: int) -> None:
         log.setLevel(level)
 
 
+#: The emulated APIs a server can serve, by the name ``--api`` takes.
+APIS = ("cloudrun",)
+
+
 class EmulatorServer:
-    """A Cloud Run Admin API v2 (Jobs) emulator on ``host:port`` serving the jobs of one file.
+    """The emulated job APIs on ``host:port``, serving the jobs of one file.
 
     ``jobs`` is a path to a jobs file or an already-loaded ``JobCatalog``. ``log_dir`` holds task
     logs (a fresh temporary directory if omitted). ``kill_grace`` is the SIGTERM -> SIGKILL delay
-    when a task is cancelled or times out.
+    when a task is cancelled or times out. ``apis``: which of ``APIS`` to serve (default: all).
+    ``store`` is the Cloud Run executions store, ``faults`` the fault model of every API.
     """
 
     def __init__(
@@ -72,7 +83,11 @@ class EmulatorServer:
         kill_grace: float = 2.0,
         log_level: int = logging.INFO,
         log_to_stderr: bool = True,
+        apis: tuple[str, ...] = APIS,
     ) -> None:
+        unknown = sorted(set(apis) - set(APIS))
+        if unknown or not apis:
+            raise ValueError(f"unknown emulated API(s) {unknown}; choose from {', '.join(APIS)}")
         self.catalog = jobs if isinstance(jobs, JobCatalog) else load_jobs(jobs)
         self._own_log_dir = log_dir is None
         self.log_dir = (
@@ -86,7 +101,8 @@ class EmulatorServer:
         self.launcher = ProcessLauncher(grace=kill_grace)
         self.store = Store(self.catalog, self.log_dir, self.launcher)
         self.faults = Faults()
-        self.api = Api(self.store, self.faults)
+        builders = {"cloudrun": lambda: CloudRunService(self.store)}
+        self.services: list[Service] = [builders[name]() for name in dict.fromkeys(apis)]
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         if log_to_stderr:
@@ -97,7 +113,9 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         if self._httpd is not None:
             raise RuntimeError("the emulator is already started")
-        self._httpd = EmulatorHTTPServer((self.host, self._requested_port), self.api)
+        self._httpd = EmulatorHTTPServer(
+            (self.host, self._requested_port), self.services, self.faults
+        )
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.2},
@@ -122,7 +140,8 @@ class EmulatorServer:
         self._httpd = None
         httpd.stopping.set()
         httpd.shutdown()
-        self.store.shutdown(timeout)
+        for service in self.services:
+            service.shutdown(timeout)
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -150,7 +169,8 @@ class EmulatorServer:
     def reset(self) -> None:
         """Cancel all executions, forget them and every operation, clear every fault."""
         self.faults.clear()
-        self.store.reset()
+        for service in self.services:
+            service.reset()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         return self.store.wait_idle(timeout)
@@ -186,6 +206,12 @@ def build_parser(prog: str = "triggers emulator") -> argparse.ArgumentParser:
         default=2.0,
         help="seconds between SIGTERM and SIGKILL (default: %(default)s)",
     )
+    p.add_argument(
+        "--api",
+        action="append",
+        choices=APIS,
+        help="an emulated API to serve; repeat for several (default: all of them)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every task attempt")
     return p
 
@@ -201,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             args.log_dir,
             kill_grace=args.kill_grace,
             log_level=level,
+            apis=tuple(args.api or APIS),
         )
     except JobsFileError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -178,12 +178,10 @@ def parse_structured(headers: Mapping[str, str], body: bytes, raw: Any = None) -
     _check_structured(raw, where)
     event = _from_http(headers, text, where)
     attributes = event.get_attributes()
-    if "data" in raw:
-        # The SDK hands a "data" member over re-serialised as JSON text; the value we parsed
-        # is the same and saves another pass over a possibly large body.
-        data = raw["data"]
-    else:
-        data = event.get_data() or None  # data_base64 decoded to bytes, or no data
+    # The SDK hands a "data" member over re-serialised as JSON text; the value we parsed is the
+    # same and saves another pass over a possibly large body. Else: data_base64 decoded to
+    # bytes, or no data.
+    data = raw["data"] if "data" in raw else (event.get_data() or None)
     return CloudEventIn(
         mode="structured",
         id=raw["id"],

@@ -9,8 +9,8 @@
       401/403  an OIDC token was required and is missing or not allowed
 
 Rejections (an undecodable request, every rule outcome REJECTED) are also published to the
-dead-letter topic when one is configured (triggers/function/deadletter.py, docs/deadletters.md); a failed
-publish is logged and never changes the answer.
+dead-letter topic when one is configured (deadletter.py, docs/deadletters.md); a failed publish
+is logged and never changes the answer.
 
 Built once per function instance from Settings; Google clients are created on first use.
 """

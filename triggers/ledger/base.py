@@ -1,4 +1,4 @@
-"""The ledger: at most one Cloud Run execution per (rule, dedup key), and a record of every decision.
+"""The ledger: at most one execution per (rule, dedup key), and a record of every decision.
 
 `Ledger` owns the claim algorithm; a backend (Firestore, SQLite, memory) implements five small
 storage primitives. The algorithm, in one place so every backend behaves the same:

@@ -22,6 +22,7 @@ How the primitives map (docs/ledger.md has the round-trip counts and index advic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter, OrderedDict
@@ -145,10 +146,9 @@ class FirestoreBackend:
     def count_duplicate(self, key: str, now: datetime) -> None:
         fs, exceptions = self._firestore()
         self._count("count_duplicate", commit=1)
-        try:
+        # NotFound: deleted by the TTL policy since it was read, so there is nothing to count.
+        with contextlib.suppress(exceptions.NotFound):
             self._doc(key).update({"duplicates": fs.Increment(1), "updated_at": _time(now)})
-        except exceptions.NotFound:
-            pass  # deleted by the TTL policy since it was read: nothing left to count
 
     def list(
         self,

@@ -136,7 +136,7 @@ class SQLiteBackend:
 
     def replace(self, record: Record, expected_token: str) -> bool:
         self._count("replace")
-        values = [v for c, v in zip(_ROW_COLUMNS, _to_row(record)) if c != "key"]
+        values = [v for c, v in zip(_ROW_COLUMNS, _to_row(record), strict=True) if c != "key"]
         cursor = self._db().execute(_REPLACE, (*values, record.key, expected_token))
         return cursor.rowcount == 1
 

@@ -126,7 +126,7 @@ def table(
     ]
     _squeeze(widths, width)
     lines = [_line([column[0] for column in _COLUMNS], widths)]
-    for record, row in zip(records, rows):
+    for record, row in zip(records, rows, strict=True):
         lines.append(_line(row, widths))
         if record.reason:
             indent = " " * (widths[0] + len(_GAP))
@@ -137,7 +137,9 @@ def table(
             for record in records
             for i in range(2 if record.reason else 1)
         ]
-        lines = [(start.ljust(prefix) + line).rstrip() for start, line in zip(starts, lines)]
+        lines = [
+            (start.ljust(prefix) + line).rstrip() for start, line in zip(starts, lines, strict=True)
+        ]
     return lines
 
 
@@ -328,7 +330,7 @@ def _squeeze(widths: list[int], width: int) -> None:
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     parts = []
-    for (_, right, _, keep), cell, size in zip(_COLUMNS, cells, widths):
+    for (_, right, _, keep), cell, size in zip(_COLUMNS, cells, widths, strict=True):
         cell = _fit(cell, size, keep)
         parts.append(cell.rjust(size) if right else cell.ljust(size))
     return _GAP.join(parts).rstrip()

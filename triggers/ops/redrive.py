@@ -4,9 +4,9 @@
     for result in redrive(letters, dispatcher, scope=new_scope(now)):
         print(result.message_id, result.resolved, result.note)
 
-A dead letter (triggers/function/deadletter.py) carries the original request body as data and enough of
-its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`) to rebuild the request
-and decode it again. Then:
+A dead letter (triggers/function/deadletter.py) carries the original request body as data and
+enough of its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`) to rebuild
+the request and decode it again. Then:
 
   a rule's rejection (attribute `rule`)  that rule only, if it still exists and matches, under
                                          the replay scope: the rejected record holds the event's
@@ -78,8 +78,8 @@ def request_of(letter: Letter) -> tuple[dict[str, str], bytes]:
     """The HTTP request a dead letter was made from: headers rebuilt from its attributes.
 
     Two kinds of letter share the topic: requests the function rejected (published by
-    triggers/function/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a push
-    subscription after too many failed deliveries (with `CloudPubSubDeadLetterSource*`
+    triggers/function/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a
+    push subscription after too many failed deliveries (with `CloudPubSubDeadLetterSource*`
     attributes); those become the push request they were meant to be.
     """
     attributes = letter.attributes

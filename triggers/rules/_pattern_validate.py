@@ -369,13 +369,14 @@ class PatternChecker:
                 "empty arrays are not allowed"
                 if _is_array(value)
                 else (
-                    f"anything-but {name} must be a string or an array of strings, not {_kind(value)}"
+                    f"anything-but {name} must be a string or an array of strings, "
+                    f"not {_kind(value)}"
                 )
             )
             self._fail(here, problem)
             return None
         valid = True
-        for item, where in zip(items, paths):
+        for item, where in zip(items, paths, strict=True):
             if not isinstance(item, str):
                 self._fail(where, f"anything-but {name} values must be strings, not {_kind(item)}")
                 valid = False
@@ -397,7 +398,8 @@ class PatternChecker:
         if not _is_array(argument) or not argument:
             self._fail(
                 path,
-                f'numeric must be a non-empty array such as [">", 0, "<=", 5], not {render(argument)}',
+                f'numeric must be a non-empty array such as [">", 0, "<=", 5], '
+                f"not {render(argument)}",
             )
             return None
         terms: list[tuple[int, str, float]] = []  # (index of the operator, operator, number)
@@ -473,7 +475,8 @@ class PatternChecker:
         except ValueError:
             self._fail(
                 path,
-                f'invalid CIDR block {render(argument)} (expected e.g. "10.0.0.0/24" or "2001:db8::/32")',
+                f"invalid CIDR block {render(argument)} "
+                f'(expected e.g. "10.0.0.0/24" or "2001:db8::/32")',
             )
             return None
         return Cidr(argument, network)

@@ -56,7 +56,7 @@ class Router:
             return (len(distinct[path]), popularity[path], -len(keys))
 
         self._by_type: dict[str, _TypeIndex] = defaultdict(_TypeIndex)
-        for position, (rule, anchors) in enumerate(zip(self.rules, candidates)):
+        for position, (rule, anchors) in enumerate(zip(self.rules, candidates, strict=True)):
             best = max(anchors, key=selectivity, default=None)
             for event_type in rule.types:
                 index = self._by_type[event_type]

@@ -57,7 +57,7 @@ class Schedule:
                 f"schedule {self.cron!r} has {len(fields)} fields; unix-cron has 5 "
                 "(minute hour day-of-month month day-of-week), e.g. '0 2 * * *'"
             )
-        for name, value in zip(_FIELD_NAMES, fields):
+        for name, value in zip(_FIELD_NAMES, fields, strict=True):
             if name in ("day-of-month", "day-of-week") and _LAST.search(value):
                 raise ScheduleError(
                     f"schedule {self.cron!r}: {name} {value!r}: Cloud Scheduler does not support L"

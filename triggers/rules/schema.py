@@ -85,7 +85,8 @@ def parse_duration(value: Any) -> int:
             parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
             return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
     raise ValueError(
-        f"{value!r} is not a duration: use seconds (90) or a string like '90s', '30m', '1h30m', '7d'"
+        f"{value!r} is not a duration: "
+        f"use seconds (90) or a string like '90s', '30m', '1h30m', '7d'"
     )
 
 

@@ -131,7 +131,7 @@ def substitute_env(
         if "${" not in value:
             continue
 
-        def replace(match: re.Match) -> str:
+        def replace(match: re.Match[str], line: int | None = line) -> str:
             name, default = match.group(1), match.group(2)
             if name in environ:
                 return environ[name]

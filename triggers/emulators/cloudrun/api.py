@@ -1,5 +1,6 @@
-"""The HTTP layer: Cloud Run Admin API v2 REST routes (as the google-cloud-run client calls them),
-the ``/_emulator/*`` control routes, fault injection, one log line per request.
+"""The Cloud Run Admin API v2 REST routes, as the google-cloud-run client calls them, over the
+store; served by the shared shell (``triggers.emulators.http``), which owns sockets, faults and
+the common control routes.
 
 Routes (``{name}`` segments are single path segments):
 
@@ -15,48 +16,24 @@ Routes (``{name}`` segments are single path segments):
     POST   /v2/projects/{p}/locations/{l}/operations/{op}:wait                   WaitOperation
     DELETE /v2/projects/{p}/locations/{l}/operations/{op}                        DeleteOperation
 
-    GET    /_emulator/health | /_emulator/jobs | /_emulator/executions
-    GET|POST|DELETE /_emulator/faults      DELETE /_emulator/faults/{id}
-    POST   /_emulator/reset
+    GET    /_emulator/jobs | /_emulator/executions      (this service's control routes)
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
-import socket
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
-from ..faults import Decision, Faults
+from ..http import Call, Handler
 from ..rpc import ApiError
 from .overrides import parse_proto_duration, parse_run_body
 from .resources import to_int_enums
 from .state import Store
 
-log = logging.getLogger("triggers.emulators")
-
-MAX_BODY_BYTES = 4 * 1024 * 1024
 _SEG = r"([^/:]+)"
 _LOC = rf"/v2/projects/{_SEG}/locations/{_SEG}"
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One parsed request, handed to a route handler."""
-
-    params: tuple[str, ...]
-    query: Mapping[str, str]
-    body: Any
-
-
-Handler = Callable[[Call], dict[str, Any]]
 
 
 def _q_int(call: Call, json_name: str, proto_name: str) -> int:
@@ -92,12 +69,12 @@ def _body_obj(call: Call) -> Mapping[str, Any]:
     return call.body
 
 
-class Api:
-    """Maps requests to the store; knows nothing about sockets (see ``RequestHandler``)."""
+class CloudRunService:
+    """The Cloud Run Admin API v2 as a ``triggers.emulators.http.Service``: requests to the
+    store; knows nothing about sockets."""
 
-    def __init__(self, store: Store, faults: Faults) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.faults = faults
         s = store
         job = rf"{_LOC}/jobs/{_SEG}"
         execution = rf"{job}/executions/{_SEG}"
@@ -144,6 +121,31 @@ class Api:
             if m:
                 return rpc, handler, tuple(unquote(g) for g in m.groups())
         return None
+
+    def control(self, verb: str, path: str, body: Any) -> tuple[int, dict[str, Any]] | None:
+        if verb != "GET":
+            return None
+        if path == "/_emulator/jobs":
+            jobs = [{"name": j.full_name, "source": j.source} for j in self.store.catalog]
+            return 200, {"jobs": jobs}
+        if path == "/_emulator/executions":
+            return 200, self.store.dump()
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {"jobs": len(self.store.catalog)}
+
+    def render(self, result: dict[str, Any], query: Mapping[str, str]) -> dict[str, Any]:
+        # The Python client asks with `$alt=json;enum-encoding=int`.
+        if "enum-encoding=int" in query.get("$alt", ""):
+            return to_int_enums(result)
+        return result
+
+    def reset(self) -> None:
+        self.store.reset()
+
+    def shutdown(self, timeout: float) -> None:
+        self.store.shutdown(timeout)
 
     # ------------------------------------------------------------------ v2 handlers
 
@@ -222,209 +224,3 @@ def _exec_name(p: tuple[str, ...]) -> str:
 
 def _op_name(p: tuple[str, ...]) -> str:
     return f"projects/{p[0]}/locations/{p[1]}/operations/{p[2]}"
-
-
-class RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "triggers-cloud-run-emulator"
-    # Headers and body go out in two writes on a keep-alive connection; with Nagle on, the body
-    # waits for the client's delayed ACK: ~40 ms added to every response.
-    disable_nagle_algorithm = True
-    server: EmulatorHTTPServer
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("http: " + format, *args)
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise ApiError(413, "Request body too large", "INVALID_ARGUMENT")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise ApiError(413, "Request body too large", "INVALID_ARGUMENT")
-        return self.rfile.read(length) if length else b""
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        self._log_request(status)  # before the client can see the response and move on
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _log_request(self, status: int, extra: str = "") -> None:
-        if self._logged:
-            return
-        self._logged = True
-        elapsed = (time.monotonic() - self._started) * 1000
-        note = ", ".join(x for x in (self._note, extra) if x)
-        shown = str(status) if status else "dropped"
-        log.info(
-            "%s %s %s -> %s %.1fms%s",
-            self.command,
-            self.path,
-            self._rpc,
-            shown,
-            elapsed,
-            f" [{note}]" if note else "",
-        )
-
-    def _dispatch(self, verb: str) -> None:
-        self._started = time.monotonic()
-        self._rpc, self._note, self._logged = "-", "", False
-        parts = urlsplit(self.path)
-        path = parts.path
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        try:
-            try:
-                raw = self._read_body()
-                body = None
-                if raw.strip():
-                    try:
-                        body = json.loads(raw)
-                    except ValueError as exc:
-                        raise ApiError.invalid(f"Invalid JSON payload received. {exc}") from None
-                if path.startswith("/_emulator/") or path == "/_emulator":
-                    self._rpc = "emulator"
-                    status, result = self._control(verb, path, body)
-                    self._send(status, result)
-                    return
-                routed = self.server.api.route(verb, path)
-                if routed is None:
-                    raise ApiError(
-                        404,
-                        f"The requested URL {verb} {path} was not found on this server.",
-                        "NOT_FOUND",
-                    )
-                self._rpc, handler, params = routed
-                decision = self.server.api.faults.take(self._rpc, path)
-                self._note = _describe(decision)
-                if decision.latency:
-                    self.server.stopping.wait(decision.latency)
-                if decision.error is not None:
-                    f = decision.error
-                    raise ApiError.injected(f.status, f.message or None)
-                result = handler(Call(params, query, body))
-                if decision.drop is not None:
-                    self._drop(decision)
-                    return
-                if "enum-encoding=int" in query.get("$alt", ""):
-                    result = to_int_enums(result)
-                self._send(200, result)
-            except ApiError as err:
-                self._send(err.http_status, err.body())
-        except (TimeoutError, BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-            self._log_request(0, "client went away")
-        except Exception as exc:  # a bug: answer 500, keep serving
-            log.exception("internal error handling %s %s", verb, path)
-            try:
-                self._send(500, ApiError(500, f"emulator internal error: {exc}").body())
-            except OSError:
-                self.close_connection = True
-        finally:
-            self._log_request(0)
-
-    def _drop(self, decision: Decision) -> None:
-        fault = decision.drop
-        assert fault is not None
-        if fault.mode == "status":
-            err = ApiError.injected(fault.status, fault.message or None)
-            self._send(err.http_status, err.body())
-            return
-        self._log_request(0)
-        if fault.mode == "timeout":
-            self.server.stopping.wait(fault.seconds)
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _control(self, verb: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
-        api = self.server.api
-        if path == "/_emulator/health" and verb == "GET":
-            return 200, {"status": "ok", "jobs": len(api.store.catalog)}
-        if path == "/_emulator/jobs" and verb == "GET":
-            return 200, {
-                "jobs": [{"name": j.full_name, "source": j.source} for j in api.store.catalog]
-            }
-        if path == "/_emulator/executions" and verb == "GET":
-            return 200, api.store.dump()
-        if path == "/_emulator/reset" and verb == "POST":
-            api.faults.clear()
-            api.store.reset()
-            return 200, {}
-        if path == "/_emulator/faults":
-            if verb == "GET":
-                return 200, {"faults": api.faults.list()}
-            if verb == "DELETE":
-                api.faults.clear()
-                return 200, {}
-            if verb == "POST":
-                try:
-                    fault = api.faults.add_from_json(body)
-                except (ValueError, TypeError) as exc:
-                    raise ApiError.invalid(str(exc)) from None
-                return 200, fault.as_json()
-        m = re.fullmatch(r"/_emulator/faults/(\d+)", path)
-        if m and verb == "DELETE":
-            if api.faults.remove(int(m.group(1))):
-                return 200, {}
-            raise ApiError(404, f"no fault {m.group(1)}", "NOT_FOUND")
-        raise ApiError(
-            404, f"The requested URL {verb} {path} was not found on this server.", "NOT_FOUND"
-        )
-
-
-def _describe(decision: Decision) -> str:
-    parts = []
-    if decision.latency:
-        parts.append(f"fault: +{decision.latency:g}s")
-    if decision.error is not None:
-        parts.append(f"fault: error {decision.error.status}")
-    if decision.drop is not None:
-        parts.append(f"fault: drop ({decision.drop.mode})")
-    return ", ".join(parts)
-
-
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], api: Api) -> None:
-        self.api = api
-        self.stopping = threading.Event()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, RequestHandler)

@@ -72,7 +72,8 @@ def parse_proto_duration(value: Any, field: str) -> float:
     """Seconds from the proto3 JSON form of a Duration (``"600s"``, ``"1.5s"``)."""
     if not isinstance(value, str):
         raise ApiError.invalid(
-            f"Invalid value at '{field}' (type.googleapis.com/google.protobuf.Duration), {_js(value)}",
+            f"Invalid value at '{field}' "
+            f"(type.googleapis.com/google.protobuf.Duration), {_js(value)}",
             field,
         )
     m = _PROTO_DURATION.match(value)
@@ -221,7 +222,8 @@ def _parse_container(raw: Any) -> ContainerOverride:
         _check_keys(item, {"name": "name", "value": "value", "valueSource": "value_source"}, at)
         if _get(item, "valueSource", "value_source") is not None:
             raise ApiError.invalid(
-                f"{at}.value_source: secret references are not supported by the emulator; pass a value",
+                f"{at}.value_source: secret references are "
+                f"not supported by the emulator; pass a value",
                 f"{at}.value_source",
             )
         env_name = item.get("name", "")

@@ -299,7 +299,8 @@ class Store:
             if rec.done:
                 raise ApiError(
                     400,
-                    f"Execution '{name}' has already completed ({rec.state}) and cannot be cancelled",
+                    f"Execution '{name}' has already completed ({rec.state}) "
+                    f"and cannot be cancelled",
                     "FAILED_PRECONDITION",
                 )
             self._cancel(rec)
