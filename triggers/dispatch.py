@@ -50,7 +50,7 @@ class RuleOutcome:
     adopted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"rule": self.rule, "outcome": self.outcome.value}
+        out: dict[str, Any] = {"rule": self.rule, "outcome": self.outcome.value}
         for name in ("reason", "dedup_key", "ledger_key", "execution"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)

@@ -7,9 +7,12 @@ import json
 import sys
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._common import SQLITE_DEFAULT
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 
 
 def add_ledger_options(p) -> None:
@@ -193,7 +196,7 @@ def _where(ledger) -> str:
     return f"firestore collection {collection}" if collection else repr(backend)
 
 
-def close_ledger(ledger) -> None:
+def close_ledger(ledger: Ledger) -> None:
     close = getattr(ledger.backend, "close", None)
     if close is not None:
         close()
@@ -251,7 +254,7 @@ def function_runner():
         return None
 
 
-def open_ledger(args: argparse.Namespace):
+def open_ledger(args: argparse.Namespace) -> Ledger | None:
     """The ledger the function would use, with --ledger/--sqlite-path over TRIGGERS_*."""
     from ..function.app import build_ledger
     from ..function.settings import Settings

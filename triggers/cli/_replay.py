@@ -233,8 +233,14 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
         print(f"error: cannot read {args.from_topic}: {exc}", file=sys.stderr)
         return 2
     runner = _DryRun() if args.dry_run else function_runner()
-    ledger = None if args.dry_run else open_ledger(args)
-    if runner is None or (ledger is None and not args.dry_run):
+    if args.dry_run:  # nothing is dispatched: a throwaway ledger that nothing reads
+        from ..ledger import Ledger
+        from ..ledger.memory import MemoryBackend
+
+        ledger: Ledger | None = Ledger(MemoryBackend())
+    else:
+        ledger = open_ledger(args)
+    if runner is None or ledger is None:
         return 2
     dispatcher = Dispatcher(rules, ledger, runner)
     if not args.json:
@@ -253,8 +259,7 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
         return 2
     finally:
         letters.close()
-        if ledger is not None:
-            close_ledger(ledger)
+        close_ledger(ledger)
     resolved = sum(r.resolved for r in results)
     if args.json:
         print(
@@ -305,6 +310,9 @@ class _DryRun:
         raise AssertionError("a dry run runs nothing")
 
     def find(self, request, *, since) -> Any:  # pragma: no cover
+        raise AssertionError("a dry run runs nothing")
+
+    def execution_status(self, name: str) -> Any:  # pragma: no cover
         raise AssertionError("a dry run runs nothing")
 
 

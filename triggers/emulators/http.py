@@ -91,6 +91,11 @@ class RequestHandler(BaseHTTPRequestHandler):
     # waits for the client's delayed ACK: ~40 ms added to every response.
     disable_nagle_algorithm = True
     server: EmulatorHTTPServer
+    # per request, set first thing in _dispatch
+    _started: float
+    _rpc: str
+    _note: str
+    _logged: bool
 
     def do_GET(self) -> None:
         self._dispatch("GET")

@@ -124,9 +124,9 @@ class PubSubDeadLetters:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    from google.cloud import pubsub_v1
+                    from google.cloud.pubsub_v1 import PublisherClient
 
-                    self._client = pubsub_v1.PublisherClient()
+                    self._client = PublisherClient()
         return self._client
 
     def publish(

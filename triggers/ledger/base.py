@@ -19,6 +19,7 @@ after jobs.run, a lost response), which is why the runner looks before it launch
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import re
@@ -229,7 +230,7 @@ class Backend(Protocol):
         exclusive (on `created_at`); `event_id` is `event["id"]`; `execution` is a full
         execution name or its last segment (see `execution_lookup`)."""
 
-    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+    def with_prefix(self, prefix: str, limit: int = 2) -> builtins.list[Record]:
         """The records whose key starts with `prefix`, in key order, at most `limit`."""
 
 

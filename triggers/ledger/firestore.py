@@ -22,6 +22,7 @@ How the primitives map (docs/ledger.md has the round-trip counts and index advic
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import threading
@@ -179,9 +180,9 @@ class FirestoreBackend:
                 else ("event_id", str(event_id))
             )
             self._count("list", query=1)
-            query = collection.where(filter=FieldFilter(field, "==", value))
+            lookup = collection.where(filter=FieldFilter(field, "==", value))
             statuses = None if wanted is None else frozenset(Status(s) for s in wanted)
-            found = (_decode_record(doc.id, doc.to_dict()) for doc in query.stream())
+            found = (_decode_record(doc.id, doc.to_dict() or {}) for doc in lookup.stream())
             return newest_first(
                 r
                 for r in found
@@ -212,9 +213,9 @@ class FirestoreBackend:
         # Ties on created_at fall back to the document id, descending too (Firestore's implicit
         # last ordering): the same order as the other backends.
         query = query.order_by("created_at", direction=fs.Query.DESCENDING).limit(limit)
-        return [_decode_record(doc.id, doc.to_dict()) for doc in query.stream()]
+        return [_decode_record(doc.id, doc.to_dict() or {}) for doc in query.stream()]
 
-    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+    def with_prefix(self, prefix: str, limit: int = 2) -> builtins.list[Record]:
         fs, _ = self._firestore()
         if limit <= 0:
             return []
@@ -228,7 +229,7 @@ class FirestoreBackend:
             .limit(limit)
         )
         self._count("with_prefix", query=1)
-        return [_decode_record(doc.id, doc.to_dict()) for doc in query.stream()]
+        return [_decode_record(doc.id, doc.to_dict() or {}) for doc in query.stream()]
 
     # -- the client ---------------------------------------------------------------------------
 
@@ -402,7 +403,16 @@ def _decode_record(key: str, data: dict[str, Any]) -> Record:
             if name in _TIMES:
                 # A plain datetime, not the client's DatetimeWithNanoseconds subclass.
                 value = value.astimezone(UTC)
-                value = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=UTC)
+                value = datetime(
+                    value.year,
+                    value.month,
+                    value.day,
+                    value.hour,
+                    value.minute,
+                    value.second,
+                    value.microsecond,
+                    tzinfo=UTC,
+                )
             elif name == "status":
                 value = Status(value)
             elif name == "event_document":

@@ -7,6 +7,7 @@ back: the memory backend must behave like a real store, or tests written against
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections import Counter
@@ -105,7 +106,7 @@ class MemoryBackend:
             # Newest first; the key breaks ties so the order is the same on every backend.
             return [_copy(r) for r in newest_first(found)[: max(limit, 0)]]
 
-    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+    def with_prefix(self, prefix: str, limit: int = 2) -> builtins.list[Record]:
         with self._lock:
             self.calls["with_prefix"] += 1
             keys = sorted(k for k in self._records if k.startswith(prefix))[: max(limit, 0)]
@@ -137,7 +138,8 @@ def _copy(record: Record) -> Record:
 
 def _stored(record: Record) -> Record:
     """A private copy, with times in UTC as the other backends return them."""
-    return replace(_copy(record), **{name: _utc(getattr(record, name)) for name in _TIMES})
+    times: dict[str, Any] = {name: _utc(getattr(record, name)) for name in _TIMES}
+    return replace(_copy(record), **times)
 
 
 def _utc(value: datetime) -> datetime:

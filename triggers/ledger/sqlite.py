@@ -14,6 +14,7 @@ and a forked child opens its own instead of inheriting its parent's.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -210,7 +211,7 @@ class SQLiteBackend:
         self._count("list")
         return [_from_row(row) for row in self._db().execute(sql, params)]
 
-    def with_prefix(self, prefix: str, limit: int = 2) -> list[Record]:
+    def with_prefix(self, prefix: str, limit: int = 2) -> builtins.list[Record]:
         self._count("with_prefix")
         # A range on the primary key, not LIKE (case-insensitive, and it would scan the table).
         rows = self._db().execute(

@@ -348,7 +348,7 @@ class _ConsoleHandler(logging.StreamHandler):
         self.verbose = verbose
         self.setFormatter(logging.Formatter("%(asctime)s %(label)-8s %(message)s", "%H:%M:%S"))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -125,6 +125,7 @@ def _reconcile_one(
     clock: Callable[[], datetime],
     report: ReconcileReport,
 ) -> None:
+    reason: str | None
     if not record.execution:
         # launched without an execution name: nothing to ask about, and never will be
         status, reason, not_found = Status.FAILED, NOT_FOUND, True

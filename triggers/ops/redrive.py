@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from ..dispatch import Dispatcher, Outcome, RuleOutcome
@@ -198,39 +199,37 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
     if reason is None and FORWARDED_FROM in attributes:
         attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
         reason = f"not delivered from {attributes[FORWARDED_FROM]} in {attempts} attempts"
-    base = dict(message_id=letter.message_id, reason=reason, rule=attributes.get("rule"))
+    rule_name = attributes.get("rule")
+    redriven = partial(Redriven, message_id=letter.message_id, reason=reason, rule=rule_name)
     try:
         headers, body = request_of(letter)
         event = decode(headers, body)
     except NotRedrivable as exc:
-        return Redriven(**base, note=str(exc))
+        return redriven(note=str(exc))
     except DecodeError as exc:
-        return Redriven(
-            **base,
+        return redriven(
             event_id=attributes.get("event_id"),
             note=f"still cannot be decoded ({exc.reason}): {exc.message}",
         )
     rules = dispatcher.rules
-    if base["rule"] is not None:
-        rule = rules.get(base["rule"])
+    if rule_name is not None:
+        rule = rules.get(rule_name)
         if rule is None:
-            return Redriven(
-                **base, event_id=event.id, note=f"no rule {base['rule']!r} in the current rules"
-            )
+            return redriven(event_id=event.id, note=f"no rule {rule_name!r} in the current rules")
         reason = "rule is disabled" if not rule.spec.enabled else rule.explain(event)
         if reason is not None:
-            return Redriven(**base, event_id=event.id, note=f"no longer matches: {reason}")
+            return redriven(event_id=event.id, note=f"no longer matches: {reason}")
         targets = [rule]
     else:
         targets = rules.route(event)
         if not targets:
-            return Redriven(**base, event_id=event.id, note="no current rule matches the event")
+            return redriven(event_id=event.id, note="no current rule matches the event")
     if dry_run:
-        return Redriven(
-            **base, event_id=event.id, plans=tuple(_plan(r, event) for r in targets), note="dry run"
+        return redriven(
+            event_id=event.id, plans=tuple(_plan(r, event) for r in targets), note="dry run"
         )
     # A rule's rejection holds the event's own identity: run it under the replay scope.
-    run_scope = scope if base["rule"] is not None else None
+    run_scope = scope if rule_name is not None else None
     outcomes = tuple(dispatcher.dispatch_rule(r, event, scope=run_scope) for r in targets)
     done = all(o.outcome in (Outcome.LAUNCHED, Outcome.DUPLICATE) for o in outcomes)
     note = (
@@ -242,7 +241,7 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
             if o.outcome not in (Outcome.LAUNCHED, Outcome.DUPLICATE)
         )
     )
-    return Redriven(**base, event_id=event.id, outcomes=outcomes, resolved=done, note=note)
+    return redriven(event_id=event.id, outcomes=outcomes, resolved=done, note=note)
 
 
 def _plan(rule, event) -> dict[str, Any]:
@@ -271,9 +270,9 @@ class PubSubLetters:
                 " (projects/PROJECT/subscriptions/NAME)"
             )
         if self.client is None:
-            from google.cloud import pubsub_v1
+            from google.cloud.pubsub_v1 import SubscriberClient
 
-            self.client = pubsub_v1.SubscriberClient()
+            self.client = SubscriberClient()
 
     def pull(self, max_messages: int) -> list[Letter]:
         from google.api_core import exceptions
@@ -324,9 +323,9 @@ def resolve_subscription(name: str, publisher: Any = None) -> str:
             " (projects/P/topics/T) or its subscription (projects/P/subscriptions/S)"
         )
     if publisher is None:
-        from google.cloud import pubsub_v1
+        from google.cloud.pubsub_v1 import PublisherClient
 
-        publisher = pubsub_v1.PublisherClient()
+        publisher = PublisherClient()
     subscriptions = sorted(publisher.list_topic_subscriptions(request={"topic": name}))
     if len(subscriptions) == 1:
         return subscriptions[0]

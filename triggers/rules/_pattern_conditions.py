@@ -16,7 +16,7 @@ import json
 import math
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ._frozen import Frozen, init
 
@@ -436,7 +436,9 @@ def _always_false(value: Any) -> bool:
 def literal_predicate(literals: list[Literal]) -> Predicate:
     """One set-lookup predicate for all the literals of one pattern array."""
     strings = frozenset(lit.value for lit in literals if type(lit.value) is str)
-    numbers = frozenset(as_double(lit.value) for lit in literals if is_number(lit.value))
+    numbers = frozenset(
+        as_double(cast(float, lit.value)) for lit in literals if is_number(lit.value)
+    )
     booleans = frozenset(lit.value for lit in literals if type(lit.value) is bool)
     accepts_null = any(lit.value is None for lit in literals)
     if strings and not (numbers or booleans or accepts_null):

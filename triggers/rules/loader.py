@@ -16,9 +16,9 @@ import os
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import PatternError, Problem, RulesError
 from .condition import ConditionProblem, compile_condition
@@ -260,8 +260,9 @@ class _FileLoader:
             scope=scope,
             pattern=pattern,
             condition=condition,
-            args=args,
-            env=env,
+            # No new problem above: every template compiled (a failed one adds a problem).
+            args=cast("tuple[Template, ...] | None", args),
+            env=cast("tuple[tuple[str, Template], ...]", env),
             dedup_key=dedup_key,
             schedule=_schedule(spec),
             template_lines={k: v for k, v in template_lines.items() if v is not None},
@@ -374,6 +375,6 @@ def _pydantic_message(loc: tuple, error: Mapping[str, Any]) -> str:
 def _known_fields(parent: tuple) -> tuple[str, ...]:
     from .schema import DedupSpec, OverridesSpec
 
-    models = {"overrides": OverridesSpec, "dedup": DedupSpec}
+    models: dict[str, type[BaseModel]] = {"overrides": OverridesSpec, "dedup": DedupSpec}
     model = models.get(str(parent[0]))
     return tuple(model.model_fields) if model else ()

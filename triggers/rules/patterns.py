@@ -51,8 +51,8 @@ each with the path of the offending node.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, cast
 
 from ..errors import PatternError
 from ._pattern_conditions import Literal, as_double
@@ -66,6 +66,10 @@ class Pattern:
     """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
 
     __slots__ = ("source", "_root", "_match", "_anchors")
+    source: Mapping[str, Any]
+    _root: ObjectNode
+    _match: Callable[[Mapping[str, Any]], bool]
+    _anchors: tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]
 
     def __init__(self, source: Mapping[str, Any], spec: ObjectSpec) -> None:
         root = ObjectNode(spec)
@@ -155,14 +159,13 @@ def values_at(document: Mapping, path: tuple[str, ...]) -> list:
     return values
 
 
-def _find_anchors(spec: ObjectSpec) -> tuple[tuple[tuple[str, ...], frozenset], ...]:
-    found = []
+def _find_anchors(spec: ObjectSpec) -> tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]:
+    found: list[tuple[tuple[str, ...], frozenset[Hashable]]] = []
     for member in spec.members:
         if isinstance(member, LeafField):
             if member.conditions and all(isinstance(c, Literal) for c in member.conditions):
-                found.append(
-                    (member.field_path, frozenset(exact_key(c.value) for c in member.conditions))
-                )
+                literals = cast(tuple[Literal, ...], member.conditions)
+                found.append((member.field_path, frozenset(exact_key(c.value) for c in literals)))
         elif isinstance(member, NestedField):
             found.extend(_find_anchors(member.spec))
         # An OrGroup is skipped: none of its alternatives is required on its own.

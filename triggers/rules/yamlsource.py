@@ -19,16 +19,20 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-class LineMap(dict):
+class LineMap(dict[Any, Any]):
     """A dict that remembers the 1-based line of each key."""
 
     __slots__ = ("line", "key_lines")
+    line: int
+    key_lines: dict[Any, int]
 
 
-class LineSeq(list):
+class LineSeq(list[Any]):
     """A list that remembers the 1-based line of each item."""
 
     __slots__ = ("line", "item_lines")
+    line: int
+    item_lines: list[int]
 
 
 class YAMLProblem(ValueError):
@@ -60,10 +64,10 @@ def parse(text: str) -> Any:
         raise YAMLProblem(mark.line + 1 if mark else None, f"YAML: {detail}") from None
 
 
-_NODES: tuple[type, type, type] | None = None
+_NODES: tuple[Any, Any, Any] | None = None
 
 
-def _node_classes() -> tuple[type, type, type]:
+def _node_classes() -> tuple[Any, Any, Any]:
     global _NODES
     if _NODES is None:
         from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..plan import RunRequest
 
@@ -27,3 +27,7 @@ class Runner(Protocol):
 
     def find(self, request: RunRequest, *, since: datetime) -> Launch | None:
         """A recent execution of the request's job that carries its run key, if any."""
+
+    def execution_status(self, name: str) -> dict[str, Any] | None:
+        """How an execution stands, for the reconciler: ``done``, ``outcome`` (succeeded,
+        failed, cancelled), counts and times; None if the API no longer knows it."""

@@ -61,4 +61,4 @@ class DryRunRunner:
 
 def is_dry_run(execution: str | None) -> bool:
     """Whether an execution name is one `DryRunRunner.run` made up."""
-    return bool(execution) and _FAKE.search(execution) is not None
+    return execution is not None and _FAKE.search(execution) is not None

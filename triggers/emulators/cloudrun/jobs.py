@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from triggers.errors import TriggersError
 
@@ -397,17 +397,17 @@ def _parse_job(
         else:
             for k, v in raw_env.items():
                 problem = env_name_problem(k)
-                value = _scalar_str(v)
+                env_value = _scalar_str(v)
                 if problem:
                     out.add(_line(raw_env, k) or line0, who, f"env: {problem}")
-                elif value is None:
+                elif env_value is None:
                     out.add(
                         _line(raw_env, k) or line0,
                         who,
                         f"env: {k}: value must be a string or a number (quote booleans)",
                     )
                 else:
-                    value = _placeholders(value, here)
+                    value = _placeholders(env_value, here)
                     vp = env_value_problem(k, value)
                     if vp:
                         out.add(_line(raw_env, k) or line0, who, f"env: {vp}")
@@ -462,6 +462,7 @@ def _parse_job(
         bad("container_name", "must be a lowercase DNS label")
     if len(out.problems) != before or "project" not in where or "region" not in where:
         return None
+    name = cast(str, name)  # else a problem was added above
     return JobSpec(
         project=where["project"],
         region=where["region"],
