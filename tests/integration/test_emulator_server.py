@@ -97,6 +97,8 @@ def test_cli_serves_until_sigterm(tmp_path):
             "triggers.emulators",
             "--jobs",
             str(jobs_file),
+            "--api",
+            "cloudrun",
             "--port",
             "0",
             "--log-dir",
@@ -138,3 +140,38 @@ def test_cli_rejects_an_invalid_jobs_file(tmp_path):
     )
     assert result.returncode == 2
     assert f"{bad}:4: job 'Bad_Name': name:" in result.stderr
+
+
+def test_an_unknown_api_is_refused_by_the_server_and_the_cli(tmp_path):
+    jobs_file = write_probe_jobs(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown emulated API\(s\) \['tasks'\]; choose from"):
+        EmulatorServer(jobs_file, apis=("tasks",))
+    result = subprocess.run(
+        [sys.executable, "-m", "triggers.emulators", "--jobs", str(jobs_file), "--api", "tasks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'tasks'" in result.stderr
+
+
+def test_the_shell_answers_control_routes_for_every_service(tmp_path):
+    import json
+    import urllib.request
+
+    with EmulatorServer(write_probe_jobs(tmp_path), log_dir=tmp_path / "logs") as emu:
+        with urllib.request.urlopen(f"{emu.url}/_emulator/health", timeout=5) as answer:
+            health = json.load(answer)
+        assert health["status"] == "ok" and health["jobs"] >= 1  # the Cloud Run service's fact
+        with urllib.request.urlopen(f"{emu.url}/_emulator/jobs", timeout=5) as answer:
+            names = [job["name"] for job in json.load(answer)["jobs"]]
+        assert PROBE_JOB in names
+        try:
+            urllib.request.urlopen(f"{emu.url}/v9/nothing", timeout=5)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+            assert json.load(exc)["error"]["status"] == "NOT_FOUND"
+        else:
+            raise AssertionError("an unrouted path must be 404")
