@@ -76,7 +76,49 @@ _PUBLIC = {
 # public name -> its name in the defining module, where they differ
 _RENAMED = {"compile_pattern": "compile"}
 
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "AmbiguousRunError",
+    "App",
+    "Backend",
+    "CloudRunRunner",
+    "Decision",
+    "DecodeError",
+    "Dispatcher",
+    "DryRunRunner",
+    "Event",
+    "FirestoreBackend",
+    "Launch",
+    "Ledger",
+    "MemoryBackend",
+    "Outcome",
+    "Overrides",
+    "Pattern",
+    "PatternError",
+    "PermanentRunError",
+    "Problem",
+    "Record",
+    "RenderError",
+    "Response",
+    "RetryableRunError",
+    "Rule",
+    "RuleOutcome",
+    "RuleSet",
+    "RulesError",
+    "RunError",
+    "RunRequest",
+    "Runner",
+    "SQLiteBackend",
+    "Settings",
+    "Status",
+    "TriggersError",
+    "Unauthorized",
+    "Verdict",
+    "compile_pattern",
+    "decode",
+    "load",
+    "load_text",
+    "parse_event_file",
+]
 
 
 def __getattr__(name: str) -> Any:

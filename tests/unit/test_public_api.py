@@ -92,3 +92,7 @@ def test_decode_errors_and_rule_errors_are_the_documented_classes() -> None:
         triggers.compile_pattern({"data": "not-a-list"})
     assert issubclass(triggers.AmbiguousRunError, triggers.RunError)
     assert issubclass(triggers.RunError, triggers.TriggersError)
+
+
+def test_all_lists_exactly_the_lazily_exported_names() -> None:
+    assert sorted(triggers.__all__) == sorted(triggers._PUBLIC)
