@@ -1,12 +1,14 @@
-"""`RunRequest`: what the rules hand to a runner — one Cloud Run `jobs.run` call plus its identity.
+"""`RunRequest`: what the rules hand to a runner — one job run plus its identity.
 
-A RunRequest is pure data. It knows how to render itself as the exact Cloud Run Admin API v2
-`jobs.run` REST body, so `triggers plan` shows users byte for byte what would be sent.
+A RunRequest is pure data. It renders itself as the exact request its system is sent (the Cloud
+Run Admin API v2 `jobs.run` REST body by default, another system's through the renderer its rule
+gave it), so `triggers plan` shows users byte for byte what would be sent.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,6 +65,12 @@ class RunRequest:
     dedup_key: str
     dedup_window_seconds: int
     event: EventRef
+    # The job system that runs it (triggers.runners.systems), and how its exact request is
+    # rendered there; None: the Cloud Run v2 `jobs.run` body.
+    system: str = "cloudrun"
+    renderer: Callable[[RunRequest], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
     _ledger_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,13 +107,22 @@ class RunRequest:
         """The exact JSON body of `POST /v2/{job}:run`, run key included."""
         return {"overrides": self.overrides.to_rest(((RUN_KEY_ENV, self.ledger_key),))}
 
+    def request_body(self) -> dict[str, Any]:
+        """The exact request its system is sent (run key included), as the ledger records it:
+        the `jobs.run` body for Cloud Run v2, the system's own request otherwise."""
+        if self.renderer is None:
+            return self.run_job_body()
+        return self.renderer(self)
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready description, for the CLI, logs and the ledger."""
+        request = {"name": self.job, **self.run_job_body()} if self.renderer is None else None
         return {
             "rule": self.rule,
+            "system": self.system,
             "job": self.job,
             "dedup_key": self.dedup_key,
             "ledger_key": self.ledger_key,
             "event": self.event.as_dict(),
-            "request": {"name": self.job, **self.run_job_body()},
+            "request": request if request is not None else self.request_body(),
         }

@@ -149,6 +149,8 @@ def _plan_json(name: str, event, verdicts) -> dict[str, Any]:
 
 
 def _print_plan(name: str, event, verdicts) -> None:
+    from ..runners.systems import get as get_system
+
     print(name)
     print(f"  event  {event.type}  ({event.form})")
     print(f"         id={event.id}  source={event.source}")
@@ -161,8 +163,11 @@ def _print_plan(name: str, event, verdicts) -> None:
             request = v.request
             print(f"  + {v.rule.name}: run {request.job}")
             print(f"      dedup key: {request.dedup_key}")
-            print(f"      POST {API_ROOT}/{request.job}:run")
-            body = json.dumps(request.run_job_body(), indent=2)
+            if request.renderer is None:
+                print(f"      POST {API_ROOT}/{request.job}:run")
+            else:
+                print(f"      {get_system(request.system).title}:")
+            body = json.dumps(request.request_body(), indent=2)
             print("      " + body.replace("\n", "\n      "))
     print()
 

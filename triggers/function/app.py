@@ -226,9 +226,10 @@ def build_runner(settings: Settings) -> Runner:
         from ..runners.dryrun import DryRunRunner
 
         return DryRunRunner()
-    from ..runners.cloudrun import CloudRunRunner
+    from ..runners.routed import SystemRunners
 
-    return CloudRunRunner(endpoint=settings.cloud_run_endpoint)
+    options = settings.model_dump()
+    return SystemRunners(lambda system: system.build_runner(options))
 
 
 def build_authenticator(settings: Settings) -> Any:

@@ -396,7 +396,7 @@ class Ledger:
             status=Status.CLAIMED,
             token=uuid.uuid4().hex,
             event=request.event.as_dict(),
-            request=request.run_job_body(),
+            request=request.request_body(),
             created_at=now,
             updated_at=now,
             lease_until=now + self.lease,

@@ -249,7 +249,7 @@ def _plan(rule, event) -> dict[str, Any]:
         request = rule.plan(event)
     except RenderError as exc:
         return {"rule": rule.name, "would": "fail", "error": str(exc)}
-    return {"rule": rule.name, "would": "run", "job": request.job, **request.run_job_body()}
+    return {"rule": rule.name, "would": "run", "job": request.job, **request.request_body()}
 
 
 # -- Pub/Sub ----------------------------------------------------------------------------------

@@ -285,7 +285,7 @@ def _recorded_request(record: Record) -> dict[str, Any]:
 
 
 def _request(request) -> dict[str, Any]:
-    return {"job": request.job, **_without_run_key(request.run_job_body())}
+    return {"job": request.job, **_without_run_key(request.request_body())}
 
 
 def _without_run_key(body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 
 from ..errors import PatternError, Problem, RulesError
+from ..runners.systems import get as get_system
+from ..runners.systems import unsupported
 from .condition import ConditionProblem, compile_condition
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
@@ -203,8 +205,20 @@ class _FileLoader:
 
         # Deeper checks run on every field that passed the schema, so one run reports all.
         job = None
-        if valid("job") is not None:
+        system = get_system(spec.system) if spec is not None else None
+        if valid("job") is not None and system is not None and system.job_pattern is not None:
+            job = valid("job")
+            if not system.job_pattern.fullmatch(job):
+                problem(at("job"), f"job {job!r}: {system.title} takes {system.job_help}")
+                job = None
+        elif valid("job") is not None:
             job = self._job(valid("job"), valid("project"), valid("region"), defaults, at, problem)
+        if system is not None and spec is not None:
+            for name in unsupported(system, set(spec.overrides.model_fields_set)):
+                problem(
+                    at("overrides", name),
+                    f"overrides.{name}: {system.title} (system: {system.name}) has no {name}",
+                )
         scope = self._scope(spec, defaults, at, problem) if spec is not None else None
         pattern = None
         if valid("match", kind=dict) is not None:

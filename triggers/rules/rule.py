@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import RenderError
 from ..events.model import Event
 from ..plan import Overrides, RunRequest
+from ..runners.systems import renderer_of
 from ._frozen import Frozen, init
 from .condition import Condition
 from .patterns import Pattern
@@ -196,6 +197,8 @@ class Rule(Frozen):
             dedup_key=key,
             dedup_window_seconds=self.spec.dedup.window,
             event=event.ref,
+            system=self.spec.system,
+            renderer=renderer_of(self.spec.system),
         )
 
     def _default_key(self, event: Event) -> str:

@@ -205,6 +205,11 @@ class RuleSpec(_Model):
         None, description="Amazon EventBridge content pattern over the event document."
     )
     when: str | None = Field(None, description="CEL condition over `event` and `data`.")
+    system: str = Field(
+        "cloudrun",
+        description="The job system that runs `job`: cloudrun (Cloud Run Admin API v2, the "
+        "default) or another of triggers.runners.systems (docs/runners.md).",
+    )
     job: str = Field(description="Job id (uses project/region) or projects/P/locations/R/jobs/J.")
     project: str | None = None
     region: str | None = None
@@ -232,6 +237,17 @@ class RuleSpec(_Model):
                 "lowercase letters, digits, '-' and '_' (at most 63 characters)"
             )
         return name
+
+    @field_validator("system")
+    @classmethod
+    def _system_known(cls, value: str) -> str:
+        from ..runners.systems import get
+
+        try:
+            get(value)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        return value
 
     @field_validator("on")
     @classmethod

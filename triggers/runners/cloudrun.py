@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -232,6 +233,11 @@ class CloudRunRunner:
                 status=status if isinstance(status, int) else None,
             ) from exc
         return _execution_status(execution)
+
+
+def from_options(options: Mapping[str, Any]) -> CloudRunRunner:
+    """The runner the function uses, from its settings (`TRIGGERS_CLOUD_RUN_ENDPOINT`, ...)."""
+    return CloudRunRunner(endpoint=options.get("cloud_run_endpoint"))
 
 
 def _carries_key(execution: Any, key: str) -> bool:
