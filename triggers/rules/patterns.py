@@ -66,6 +66,7 @@ class Pattern:
     """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
 
     __slots__ = ("source", "_root", "_match", "_anchors")
+    source: Mapping[str, Any]  # the pattern as written, for artifacts and sample events
 
     def __init__(self, source: Mapping[str, Any], spec: ObjectSpec) -> None:
         root = ObjectNode(spec)
