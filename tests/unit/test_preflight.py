@@ -97,3 +97,13 @@ def test_permission_denied_names_the_permission_and_a_role_that_holds_it():
     message = classify(PermanentRunError("denied", status=403), JOB)[1]
     assert "run.jobs.runWithOverrides" in message and JOB in message
     assert "roles/run.jobsExecutorWithOverrides" in message
+
+
+def test_missing_credentials_are_an_authentication_problem_not_an_unreachable_api():
+    from google.auth.exceptions import DefaultCredentialsError
+
+    error = RetryableRunError("jobs.run j: DefaultCredentialsError: not found")
+    error.__cause__ = DefaultCredentialsError("Your default credentials were not found.")
+    problem, message = classify(error, JOB)
+    assert problem == "not_authenticated"
+    assert "gcloud auth application-default login" in message

@@ -179,8 +179,12 @@ def classify(exc: RunError, job: str) -> tuple[str, str]:
             f"{text} (the caller needs run.jobs.runWithOverrides on {job}, e.g. {EXECUTOR_ROLE};"
             " run the check as the function's service account to test its grants)",
         )
-    if status == 401:
-        return "not_authenticated", f"{text} (no valid credentials: gcloud auth ...)"
+    if status == 401 or _credentials_problem(exc):
+        return (
+            "not_authenticated",
+            f"{text} (no usable credentials: `gcloud auth application-default login`, or"
+            " --endpoint for the emulator)",
+        )
     if status == 400:  # INVALID_ARGUMENT, FAILED_PRECONDITION: the request itself
         return "override_refused", text
     if status is None:
@@ -200,3 +204,15 @@ def _api_message(exc: RunError) -> str:
         message = _REQUEST_LINE.sub("", message, count=1)
         return f"{code} {type(cause).__name__}: {message}"
     return str(exc)
+
+
+def _credentials_problem(exc: RunError) -> bool:
+    """No Application Default Credentials, or a token that could not be obtained: the call
+    never left, and no endpoint is to blame."""
+    try:
+        from google.auth import exceptions as auth_exceptions
+    except ImportError:  # pragma: no cover - google-auth comes with google-cloud-run
+        return False
+    return isinstance(
+        exc.__cause__, auth_exceptions.DefaultCredentialsError | auth_exceptions.RefreshError
+    )
