@@ -131,6 +131,7 @@ SUBSCRIPTIONS = {
     "dedup-push": "orders-dedup",
     "retry-push": "orders-retry",
     "gcs-push": "gcs-notifications",
+    "ticks-push": "scheduler-ticks",  # a Scheduler job's Pub/Sub target
 }
 
 
@@ -449,6 +450,39 @@ def test_scheduler_ticks_run_once_each_and_a_retried_tick_is_a_duplicate(e2e):
     seen = e2e.task_saw(launched["execution"])
     assert seen["argv"] == [f"--date={tick[:10]}", f"--tick={tick}"]
     assert seen["env"]["REPORT"] == "daily-sales"
+
+
+def test_a_scheduler_job_named_in_full_runs_its_rule_over_http_and_through_pubsub(e2e):
+    # Scheduler may name the job projects/P/locations/L/jobs/J; the rule owns it as J.
+    full_name = f"projects/{PROJECT}/locations/{REGION}/jobs/nightly-report"
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1000 + uuid.uuid4().int % 1000)
+    tick, pubsub_tick = (
+        (base + timedelta(minutes=m)).isoformat().replace("+00:00", "Z") for m in (0, 1)
+    )
+    body = b'{"report":"full-name"}'
+
+    first = e2e.function.post(scheduler_headers(full_name, tick), body)
+    assert first.status_code == 200, first.text
+    launched = only_outcome(first)
+    assert (launched["rule"], launched["outcome"]) == ("nightly-report", "launched")
+    # keyed by the job id: the same tick named by its id is the same occurrence
+    assert first.json()["event"] == f"nightly-report#{tick}"
+    again = e2e.function.post(scheduler_headers("nightly-report", tick), body)
+    assert only_outcome(again)["outcome"] == "duplicate"
+    assert only_outcome(again)["execution"] == launched["execution"]
+    record = e2e.record("nightly-report", f"nightly-report#{tick}")
+    assert e2e.runs_of("report", record) == [launched["execution"]]
+
+    # The Pub/Sub target form, through the Pub/Sub emulator and a push subscription.
+    e2e.pubsub.publish("scheduler-ticks", body, scheduler_job=full_name, schedule_time=pubsub_tick)
+    pushed = e2e.wait_launched(
+        "nightly-report", f"nightly-report#{pubsub_tick}", "the Pub/Sub tick to be launched"
+    )
+    assert pushed.event["form"] == "scheduler-pubsub"
+    assert e2e.task_saw(pushed.execution)["argv"] == [
+        f"--date={pubsub_tick[:10]}",
+        f"--tick={pubsub_tick}",
+    ]
 
 
 # -- redelivery -------------------------------------------------------------------------------------

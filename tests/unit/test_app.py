@@ -212,6 +212,43 @@ def test_scheduler_http_target_is_dispatched(app):
     assert [r["outcome"] for r in response.body["rules"]] == ["launched"]
 
 
+def test_scheduler_tick_naming_its_job_in_full_runs_the_owning_rule_once(app, runner):
+    # Cloud Scheduler may send X-CloudScheduler-JobName as projects/P/locations/L/jobs/J.
+    headers, body = sample(SCHEDULER)
+    headers["X-CloudScheduler-JobName"] = (
+        "projects/demo-project/locations/europe-west1/jobs/nightly-report"
+    )
+    first = app.handle(headers, body)
+    assert first.status == 200
+    assert [(r["rule"], r["outcome"]) for r in first.body["rules"]] == [
+        ("nightly-report", "launched")
+    ]
+    assert first.body["event"] == "nightly-report#2026-11-21T02:00:00Z"
+    # The same tick named by the job id is the same occurrence: one run, not two.
+    again = app.handle(*sample(SCHEDULER))
+    assert [r["outcome"] for r in again.body["rules"]] == ["duplicate"]
+    assert again.body["rules"][0]["ledger_key"] == first.body["rules"][0]["ledger_key"]
+    assert runner.run_calls == 1
+
+
+def test_scheduler_pubsub_target_naming_its_job_in_full_runs_the_owning_rule(app, runner):
+    message = {
+        "messageId": "m-1",
+        "publishTime": "2026-11-22T02:00:03.25Z",
+        "attributes": {
+            "scheduler_job": "projects/demo-project/locations/europe-west1/jobs/nightly-report"
+        },
+        "data": "",
+    }
+    body = json.dumps({"message": message, "subscription": "projects/p/subscriptions/ticks"})
+    response = app.handle({"Content-Type": "application/json"}, body.encode())
+    assert response.status == 200
+    assert [(r["rule"], r["outcome"]) for r in response.body["rules"]] == [
+        ("nightly-report", "launched")
+    ]
+    assert runner.run_calls == 1
+
+
 # -- retry -------------------------------------------------------------------------------------
 
 

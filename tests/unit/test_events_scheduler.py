@@ -201,3 +201,79 @@ class TestPubsubTarget:
     def test_scheduler_convention_wins_over_storage_attributes(self):
         attrs = {"scheduler_job": JOB, "schedule_time": TICK, "eventType": "x", "bucketId": "b"}
         assert decode(*pubsub_push(attrs)).kind == "scheduler"
+
+
+# -- a job named by its full resource name ----------------------------------------------------
+
+FULL_JOB = f"projects/demo-project/locations/europe-west1/jobs/{JOB}"
+OWNING_RULES = """\
+project: demo-project
+region: europe-west1
+rules:
+  - name: nightly-report
+    on: scheduler
+    schedule: "0 2 * * *"
+    job: nightly-report
+  - name: renamed-job
+    on: scheduler
+    scheduler_job: weekly-digest
+    job: nightly-report
+"""
+
+
+class TestFullJobResourceName:
+    """Scheduler may name the job `projects/P/locations/L/jobs/J`; rules own it by its id J."""
+
+    def rules(self):
+        from triggers.rules import load_text
+
+        return load_text(OWNING_RULES, environ={})
+
+    def test_http_target_uses_the_job_id_and_keeps_the_full_name_in_source(self):
+        event = decode(*http(**{"X-CloudScheduler-JobName": FULL_JOB}))
+        assert event.data["job_name"] == JOB
+        assert event.id == event.default_dedup_key == f"{JOB}#{TICK}"
+        assert event.source == f"//cloudscheduler.googleapis.com/{FULL_JOB}"
+
+    def test_http_target_matches_the_rule_that_owns_the_schedule(self):
+        event = decode(*http(**{"X-CloudScheduler-JobName": FULL_JOB}))
+        assert [rule.name for rule in self.rules().route(event)] == ["nightly-report"]
+
+    def test_http_target_matches_a_rule_by_its_scheduler_job(self):
+        full = "projects/demo-project/locations/europe-west1/jobs/weekly-digest"
+        event = decode(*http(**{"X-CloudScheduler-JobName": full}))
+        assert [rule.name for rule in self.rules().route(event)] == ["renamed-job"]
+
+    def test_the_dedup_key_is_the_same_as_for_the_job_id(self):
+        rule = self.rules().get("nightly-report")
+        by_id = rule.plan(decode(*http()))
+        by_full_name = rule.plan(decode(*http(**{"X-CloudScheduler-JobName": FULL_JOB})))
+        assert by_full_name.dedup_key == by_id.dedup_key == f"{JOB}#{TICK}"
+        assert by_full_name.ledger_key == by_id.ledger_key
+
+    def test_pubsub_target_matches_and_names_the_tick_by_the_schedule(self):
+        event = decode(*pubsub_push({"scheduler_job": FULL_JOB}))  # no schedule_time
+        assert event.data["job_name"] == JOB
+        assert event.data["attributes"]["scheduler_job"] == FULL_JOB  # as sent
+        (rule,) = self.rules().route(event)
+        assert rule.name == "nightly-report"
+        # published 02:00:01.5: the tick is the 02:00 fire time, keyed like the HTTP tick
+        assert rule.plan(event).dedup_key == f"{JOB}#{TICK}"
+
+    def test_pubsub_target_with_a_schedule_time_attribute(self):
+        event = decode(*pubsub_push({"scheduler_job": FULL_JOB, "schedule_time": TICK}))
+        assert event.id == f"{JOB}#{TICK}"
+        assert [rule.name for rule in self.rules().route(event)] == ["nightly-report"]
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "projects/demo-project/jobs/nightly-report",  # not a Scheduler resource name
+            "locations/europe-west1/jobs/nightly-report",
+            "projects/p/locations/l/jobs/nightly-report/extra",
+        ],
+    )
+    def test_other_slashed_names_are_kept_as_they_are(self, name):
+        event = decode(*http(**{"X-CloudScheduler-JobName": name}))
+        assert event.data["job_name"] == name
+        assert self.rules().route(event) == []

@@ -6,6 +6,9 @@
     triggers schema                              JSON Schema of the rules file
     triggers compile [PATH] [--check]            validate and write PATH.compiled.json, which
                                                  the function loads without validating again
+    triggers check [PATH] [--live] [--json]      every rule's jobs.run request, planned from its
+                                                 example (or a synthesized) event; --live sends
+                                                 it with validateOnly: exit 1 if any is refused
     triggers emulator --jobs FILE --port N       the local Cloud Run Jobs emulator
     triggers serve [--config PATH] [--port N]    the function, SQLite ledger, emulator and a
                                                  Scheduler clock, locally (docs/local.md)
@@ -24,7 +27,8 @@
                                                  what ran; exit 1 if anything misbehaved
 
 Exit codes: 0 success, 1 the answer is "no" (invalid rules, no match, a send answered with a
-retry or an error, a demo that misbehaved), 2 usage or input errors, or no server to send to.
+retry or an error, a demo that misbehaved, a check that failed), 2 usage or input errors, or no
+server to send to.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _compile, _history, _local, _replay, _rules
+from . import _check, _compile, _history, _local, _replay, _rules
 from ._common import DEFAULT_RULES
 
 
@@ -65,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _rules.add_commands(sub, rules_default)
     _compile.add_compile(sub, rules_default)
+    _check.add_check(sub, rules_default)
     # Listed for `triggers --help`; main() hands `triggers emulator ...` to the emulator itself.
     sub.add_parser("emulator", help="run the local Cloud Run Jobs emulator (--help for options)")
 

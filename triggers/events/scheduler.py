@@ -7,10 +7,16 @@ Pub/Sub target by publishing a *new* message. So ``id`` and ``dedup_hint`` are b
 Scheduler puts no attributes on the messages it publishes, so a Pub/Sub target is recognised by
 our own convention: the project's Terraform module sets the ``scheduler_job`` attribute (and
 ``schedule_time`` when it can); without ``schedule_time`` the publish time stands in.
+
+The job may be named by its id (``nightly-report``) or by its full resource name
+(``projects/P/locations/L/jobs/nightly-report``): ``data.job_name``, ``id`` and so the dedup key
+always use the id, which is what a rule's ``scheduler_job`` (or name) is, so a tick matches its
+rule and keeps one identity whichever form the sender used; ``source`` keeps the full name.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -23,6 +29,14 @@ from triggers.events.pubsub import Delivery
 
 JOB_ATTRIBUTE = "scheduler_job"
 TIME_ATTRIBUTE = "schedule_time"
+_SOURCE_PREFIX = "//cloudscheduler.googleapis.com/"
+_FULL_JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/(?P<job>[^/]+)$")
+
+
+def job_id(name: str) -> str:
+    """``projects/P/locations/L/jobs/J`` -> ``J``; a job id (or anything else) is kept."""
+    full = _FULL_JOB_NAME.match(name)
+    return full["job"] if full else name
 
 
 def is_http_target(headers: Mapping[str, str]) -> bool:
@@ -54,11 +68,12 @@ def _event(
     attributes: Mapping[str, str],
     extensions: Mapping[str, Any],
 ) -> Event:
-    tick = f"{job}#{schedule_time}"
+    short = job_id(job)
+    tick = f"{short}#{schedule_time}"
     _, parsed = _wire.try_loads(text)
     return Event(
         id=tick,
-        source=f"//cloudscheduler.googleapis.com/jobs/{job}",
+        source=_SOURCE_PREFIX + (job if short != job else f"jobs/{job}"),
         type=SCHEDULER_EXECUTED,
         kind="scheduler",
         form=form,
@@ -66,7 +81,7 @@ def _event(
         extensions=extensions,
         dedup_hint=tick,
         data={
-            "job_name": job,
+            "job_name": short,
             "schedule_time": schedule_time,
             "schedule_time_inferred": inferred,
             "text": text,

@@ -265,7 +265,7 @@ class _FileLoader:
         if spec is None or job is None or len(self.problems) > before:
             return None
         types = frozenset(t for on in spec.on for t in ON_SHORTHANDS.get(on, (on,)))
-        return Rule(
+        rule = Rule(
             name=spec.name,
             spec=spec,
             types=types,
@@ -281,6 +281,15 @@ class _FileLoader:
             schedule=_schedule(spec),
             template_lines={k: v for k, v in template_lines.items() if v is not None},
         )
+        if spec.example is not None:
+            # The example is the rule's own test: it must decode, match and plan, now.
+            from .samples import example_problem
+
+            wrong = example_problem(rule)
+            if wrong is not None:
+                problem(at("example"), wrong)
+                return None
+        return rule
 
     def _job(
         self,

@@ -66,7 +66,7 @@ class Pattern:
     """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
 
     __slots__ = ("source", "_root", "_match", "_anchors")
-    source: Mapping[str, Any]
+    source: Mapping[str, Any]  # the pattern as written, for artifacts and sample events
     _root: ObjectNode
     _match: Callable[[Mapping[str, Any]], bool]
     _anchors: tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]

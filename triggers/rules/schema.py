@@ -227,6 +227,12 @@ class RuleSpec(_Model):
     )
     overrides: OverridesSpec = Field(default_factory=OverridesSpec)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
+    example: dict[str, Any] | None = Field(
+        None,
+        description="A request this rule must run for, as in an event file: {headers, body}, or"
+        " the JSON body alone. Checked at load (it must decode, match and plan); `triggers"
+        " check --live` sends its jobs.run with validateOnly.",
+    )
 
     @field_validator("name")
     @classmethod
