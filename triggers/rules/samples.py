@@ -10,7 +10,7 @@ satisfied where that can be read off the rule. A CEL `when:` or an `anything-but
 refuse it: the `Sample` then says why, and the request is planned all the same, since what the
 job and the overrides look like is what a preflight is after.
 
-Pure: builds and decodes requests in memory (triggers.local.send's builders), no I/O.
+Pure: builds and decodes requests in memory (triggers.events.requests' builders), no I/O.
 """
 
 from __future__ import annotations
@@ -310,13 +310,13 @@ def _payload(wanted_json: Any, wanted_text: Any) -> str:
 
 
 def _pubsub(rule: Rule, wanted: dict[str, Any], moment: datetime) -> tuple[dict[str, str], bytes]:
-    from ..local import send
+    from ..events import requests
 
     project = rule.job.split("/")[1]
     topic = _first_string(_get(wanted, "data", "topic")) or SAMPLE_TOPIC
     message = _get(wanted, "data", "message") or {}
     attributes = message.get("attributes") if isinstance(message, dict) else None
-    request = send.pubsub_message(
+    request = requests.pubsub_message(
         topic,
         _payload(_get(message, "json"), _get(message, "text")),
         {str(k): str(v) for k, v in (attributes or {}).items() if not isinstance(v, dict)},
@@ -331,11 +331,11 @@ def _pubsub(rule: Rule, wanted: dict[str, Any], moment: datetime) -> tuple[dict[
 def _storage(
     event_type: str, wanted: dict[str, Any], moment: datetime
 ) -> tuple[dict[str, str], bytes]:
-    from ..local import send
+    from ..events import requests
 
     data = _get(wanted, "data") or {}
     metadata = data.get("metadata")
-    request = send.storage_object(
+    request = requests.storage_object(
         _first_string(data.get("bucket")) or SAMPLE_BUCKET,
         _first_string(data.get("name")) or SAMPLE_OBJECT,
         generation=_integer(data.get("generation"), 1),
@@ -354,14 +354,14 @@ def _storage(
 def _scheduler(
     rule: Rule, wanted: dict[str, Any], moment: datetime
 ) -> tuple[dict[str, str], bytes]:
-    from ..local import send
+    from ..events import requests
 
     job = _first_string(_get(wanted, "data", "job_name")) or rule.spec.scheduler_job or rule.name
     tick = moment
     if rule.schedule is not None:
         tick = rule.schedule.previous_before(moment)
     body = _payload(_get(wanted, "data", "json"), _get(wanted, "data", "text"))
-    request = send.scheduler_tick(job, tick, body if body != "{}" else None)
+    request = requests.scheduler_tick(job, tick, body if body != "{}" else None)
     return request.headers, request.body
 
 
