@@ -39,7 +39,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _check, _compile, _history, _local, _replay, _rules
-from ._common import DEFAULT_RULES
+from ._common import DEFAULT_RULES, resolve_rules
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    resolve_rules(parser, args)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -61,9 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="triggers", description="Turn cloud events into Cloud Run job runs."
     )
+    parser.add_argument("--version", action="version", version=f"triggers {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     rules_default = os.environ.get("TRIGGERS_RULES", DEFAULT_RULES)
 

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from ._common import API_ROOT
+from ._common import API_ROOT, add_rules_option
 
 
 def add_check(sub, rules_default: str) -> None:
@@ -30,7 +30,7 @@ def add_check(sub, rules_default: str) -> None:
         " with overrides and the overrides are accepted; nothing is launched. Exit 1 if any"
         " rule fails.",
     )
-    p.add_argument("path", nargs="?", default=rules_default, help=f"default: {rules_default}")
+    add_rules_option(p, rules_default, positional=True)
     p.add_argument(
         "--live",
         action="store_true",

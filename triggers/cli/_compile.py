@@ -16,13 +16,15 @@ import os
 import sys
 from pathlib import Path
 
+from ._common import add_rules_option
+
 
 def add_compile(sub, rules_default: str) -> None:
     p = sub.add_parser(
         "compile",
         help="validate rules and write PATH.compiled.json, which the function loads unvalidated",
     )
-    p.add_argument("path", nargs="?", default=rules_default, help=f"default: {rules_default}")
+    add_rules_option(p, rules_default, positional=True)
     p.add_argument(
         "--check",
         action="store_true",

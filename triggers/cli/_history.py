@@ -9,7 +9,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import SQLITE_DEFAULT
+from ._common import SQLITE_DEFAULT, use_colour
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -137,7 +137,8 @@ def _runs(args: argparse.Namespace) -> int:
         import shutil
 
         width = shutil.get_terminal_size((100, 24)).columns
-        print("\n".join(table(records, width=width, keys=args.keys)))
+        colour = use_colour(sys.stdout)
+        print("\n".join(table(records, width=width, keys=args.keys, colour=colour)))
     return 0
 
 

@@ -7,8 +7,9 @@ import json
 import os
 import sys
 from datetime import UTC
+from pathlib import Path
 
-from ._common import DEFAULT_URL, SQLITE_DEFAULT, SUPPRESS
+from ._common import DEFAULT_URL, SQLITE_DEFAULT, SUPPRESS, add_rules_option
 
 
 def add_serve(sub, rules_default: str) -> None:
@@ -19,7 +20,7 @@ def add_serve(sub, rules_default: str) -> None:
         " ledger, the Cloud Run Jobs emulator running the jobs file's jobs as local processes, and"
         " a clock that fires every rule's `schedule` like Cloud Scheduler. See docs/local.md.",
     )
-    p.add_argument("--config", default=rules_default, help=f"rules file or dir ({rules_default})")
+    add_rules_option(p, rules_default)
     p.add_argument("--jobs", default="config/jobs.yaml", help="jobs file (%(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     p.add_argument(
@@ -54,6 +55,19 @@ def add_send(sub) -> None:
         "--json", action="store_true", default=SUPPRESS, help="print the answer as JSON"
     )
     common.add_argument("--timeout", type=float, default=SUPPRESS, help="seconds (30)")
+    common.add_argument(
+        "--print",
+        action="store_true",
+        default=SUPPRESS,
+        help="print the request as an event file instead of posting it (for `triggers plan`)",
+    )
+    common.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=SUPPRESS,
+        help="write the request as an event file to FILE instead of posting it",
+    )
 
     p = sub.add_parser(
         "send",
@@ -142,7 +156,7 @@ def add_demo(sub, rules_default: str) -> None:
         " post every sample event and one tick per Scheduler job, wait for the executions, print"
         " each outcome and the run history, and stop. Exit 0 when everything behaved.",
     )
-    p.add_argument("--config", default=rules_default, help=f"rules ({rules_default})")
+    add_rules_option(p, rules_default)
     p.add_argument("--jobs", default="config/jobs.yaml", help="jobs file (%(default)s)")
     p.add_argument("--events", default="config/events", help="sample events dir (%(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the ledger and task logs")
@@ -197,6 +211,9 @@ def _send(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    output = getattr(args, "output", None)
+    if getattr(args, "print", False) or output:
+        return _write_event_files(requests, output)
     status = 0
     answers = []
     for request in requests:
@@ -217,6 +234,25 @@ def _send(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answers[0] if len(answers) == 1 else answers, indent=2))
     return status
+
+
+def _write_event_files(requests: list, output: str | None) -> int:
+    from ..local import send
+
+    if output and len(requests) > 1:
+        print("error: -o writes one event file: send one event at a time", file=sys.stderr)
+        return 2
+    text = "".join(send.event_file_text(request) for request in requests)
+    if not output:
+        print(text, end="")
+        return 0
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {output}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {output}: {requests[0].summary}", file=sys.stderr)
+    return 0
 
 
 def _send_requests(args: argparse.Namespace) -> list:

@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import UTC
 from typing import Any
 
+from ._common import add_rules_option
 from ._history import (
     add_ledger_options,
     add_record_filters,
@@ -20,7 +21,7 @@ from ._history import (
     open_ledger,
     record_filters,
 )
-from ._rules import _load
+from ._rules import load_rules
 
 
 def add_replay(sub, rules_default: str) -> None:
@@ -35,7 +36,7 @@ def add_replay(sub, rules_default: str) -> None:
         " TRIGGERS_CLOUD_RUN_ENDPOINT, ...). Exit 1 if anything was rejected again or must be"
         " retried.",
     )
-    p.add_argument("--config", default=rules_default, help=f"rules file or dir ({rules_default})")
+    add_rules_option(p, rules_default)
     add_ledger_options(p)
     add_record_filters(
         p, status_help="failed,rejected,...; repeatable; default: every finished status", limit=100
@@ -72,7 +73,7 @@ def _replay(args: argparse.Namespace) -> int:
     scope = args.scope or new_scope(datetime.now(UTC))
     if args.scope is not None and (not args.scope.strip() or "/" in args.scope):
         return _usage("--scope: a non-empty name without '/'")
-    rules = _load(args.config)
+    rules = load_rules(args.config)
     if rules is None:
         return 1
     if args.from_topic:

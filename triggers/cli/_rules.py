@@ -9,19 +9,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._common import API_ROOT
+from ._common import API_ROOT, add_rules_option
 
 
 def add_commands(sub, rules_default: str) -> None:
     p = sub.add_parser("validate", help="load and check a rules file or directory")
-    p.add_argument("path", nargs="?", default=rules_default, help=f"default: {rules_default}")
+    add_rules_option(p, rules_default, positional=True)
     p.add_argument("--json", action="store_true", help="print the problems as JSON")
     p.set_defaults(run=_validate)
 
     p = sub.add_parser("plan", help="show what each rule would do with each event")
-    p.add_argument("--config", default=rules_default, help=f"rules file or dir ({rules_default})")
+    add_rules_option(p, rules_default)
     p.add_argument("events", nargs="+", metavar="EVENT_FILE", help="event files (config/events)")
     p.add_argument("--json", action="store_true", help="print one JSON document per event")
+    p.add_argument(
+        "--matched", action="store_true", help="show only the rules that match each event"
+    )
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("test-pattern", help="match an EventBridge pattern against an event")
@@ -41,7 +44,7 @@ def add_commands(sub, rules_default: str) -> None:
 # -- validate ---------------------------------------------------------------------------------
 
 
-def _load(path: str):
+def load_rules(path: str):
     """Rules, or None after printing every problem."""
     from ..errors import RulesError
     from ..rules import load
@@ -96,7 +99,7 @@ def _plan(args: argparse.Namespace) -> int:
     from ..errors import DecodeError
     from ..events import decode, parse_event_file
 
-    rules = _load(args.config)
+    rules = load_rules(args.config)
     if rules is None:
         return 1
     status = 0
@@ -114,6 +117,10 @@ def _plan(args: argparse.Namespace) -> int:
             _print_rejected(name, exc, args.json)
             continue
         verdicts = rules.verdicts(event)
+        if any(v.matched and v.error for v in verdicts):
+            status = max(status, 1)  # a rule matched and cannot plan its run: a rules bug
+        if args.matched:
+            verdicts = [v for v in verdicts if v.matched]
         if args.json:
             print(json.dumps(_plan_json(name, event, verdicts), indent=2))
         else:
@@ -154,6 +161,8 @@ def _print_plan(name: str, event, verdicts) -> None:
     print(name)
     print(f"  event  {event.type}  ({event.form})")
     print(f"         id={event.id}  source={event.source}")
+    if not verdicts:
+        print("  (no rule matches)")
     for v in verdicts:
         if not v.matched:
             print(f"  - {v.rule.name}: {v.reason}")

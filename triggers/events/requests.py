@@ -267,6 +267,21 @@ def scheduler_tick(job: str, schedule_time: datetime, body: bytes | str | None =
     return Request(headers, payload, f"scheduler tick: job {job} at {when}")
 
 
+def event_file_text(request: Request) -> str:
+    """The request as an event file (config/events/README.md), which `parse_event_file` turns
+    back into the same headers and bytes: the body as JSON when its compact form is exactly the
+    bytes sent, else as its text."""
+    body: Any = request.body.decode("utf-8")
+    try:
+        value = json.loads(body)
+        if _json(value) == request.body:
+            body = value
+    except ValueError:
+        pass
+    document = {"description": request.summary, "headers": request.headers, "body": body}
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 

@@ -51,6 +51,9 @@ from ..events.requests import (
     Request as Request,
 )
 from ..events.requests import (
+    event_file_text as event_file_text,
+)
+from ..events.requests import (
     guess_content_type as guess_content_type,
 )
 from ..events.requests import (

@@ -40,6 +40,17 @@ _COLUMNS = (
     ("UPDATED", True, 7, "head"),
     ("EVENT", False, 8, "tail"),
 )
+_STATUS = 2
+#: ANSI SGR colours of the statuses, for `triggers runs` on a terminal (NO_COLOR turns them off).
+STATUS_COLOURS = {
+    "succeeded": "32",  # green
+    "launched": "36",  # cyan
+    "claimed": "35",  # magenta: in flight
+    "released": "33",  # yellow: will be retried
+    "cancelled": "33",
+    "failed": "31",  # red
+    "rejected": "31",
+}
 # When the table is too wide, these give: the rule, the execution and the event id.
 _SQUEEZABLE = (1, 3, 7)
 _EVENT = 7
@@ -112,10 +123,15 @@ def record_json(record: Record) -> dict[str, Any]:
 
 
 def table(
-    records: Sequence[Record], *, width: int = DEFAULT_WIDTH, keys: bool = False
+    records: Sequence[Record],
+    *,
+    width: int = DEFAULT_WIDTH,
+    keys: bool = False,
+    colour: bool = False,
 ) -> list[str]:
     """The records as aligned lines that fit in `width` columns (header first); with `keys`,
-    each line begins with the first `KEY_CHARS` characters of the record's ledger key."""
+    each line begins with the first `KEY_CHARS` characters of the record's ledger key; with
+    `colour`, each status is painted with an ANSI colour (for a terminal)."""
     if not records:
         return ["no runs recorded"]
     prefix = KEY_CHARS + len(_GAP) if keys else 0
@@ -127,7 +143,7 @@ def table(
     _squeeze(widths, width)
     lines = [_line([column[0] for column in _COLUMNS], widths)]
     for record, row in zip(records, rows, strict=True):
-        lines.append(_line(row, widths))
+        lines.append(_line(row, widths, colour=colour))
         if record.reason:
             indent = " " * (widths[0] + len(_GAP))
             lines.append(indent + _fit(record.reason, width - len(indent), "head"))
@@ -328,11 +344,17 @@ def _squeeze(widths: list[int], width: int) -> None:
         excess -= 1
 
 
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    parts = []
+def _line(cells: Sequence[str], widths: Sequence[int], *, colour: bool = False) -> str:
+    parts: list[str] = []
     for (_, right, _, keep), cell, size in zip(_COLUMNS, cells, widths, strict=True):
-        cell = _fit(cell, size, keep)
-        parts.append(cell.rjust(size) if right else cell.ljust(size))
+        shown = _fit(cell, size, keep)
+        shown = shown.rjust(size) if right else shown.ljust(size)
+        if colour and len(parts) == _STATUS and cell in STATUS_COLOURS:
+            # painted after padding: the escape codes take no columns on a terminal
+            shown = f"\x1b[{STATUS_COLOURS[cell]}m{shown.rstrip()}\x1b[0m" + " " * (
+                len(shown) - len(shown.rstrip())
+            )
+        parts.append(shown)
     return _GAP.join(parts).rstrip()
 
 
