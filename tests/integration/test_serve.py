@@ -415,6 +415,43 @@ def test_dry_run_records_without_launching(tmp_path):
         assert server.stop() == 0
 
 
+def test_an_edited_rules_file_is_served_and_a_broken_edit_is_not(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    original = RULES.read_text()
+    rules.write_text(original)
+    server = Served(tmp_path, "--no-clock", rules=rules)
+    try:
+        text = "\n".join(server.lines)
+        assert f"export TRIGGERS_SQLITE_PATH={server.ledger}" in text
+        assert f"export TRIGGERS_CLOUD_RUN_ENDPOINT={server.emulator_url}" in text
+        assert "no rule matched" in server.send("storage", "--bucket", "other-bucket").stdout
+        # GIVEN a valid edit: csv-ingest now takes every bucket
+        rules.write_text(original.replace("    bucket: raw-data\n", "", 1))
+        # THEN the next events use it (polled: the watcher looks once a second)
+        deadline = time.monotonic() + 20
+        while (
+            "csv-ingest  launched"
+            not in (
+                done := server.send(
+                    "storage", "--bucket", "other-bucket", "--name", "incoming/x.csv"
+                )
+            ).stdout
+        ):
+            assert time.monotonic() < deadline, done.stdout + server.output()
+            time.sleep(0.2)
+        # GIVEN a broken edit THEN the previous rules keep serving, and the log says why
+        rules.write_text("rules:\n  - name: x\n    on: nope\n    job: j\n")
+        deadline = time.monotonic() + 20
+        while "changed but cannot be used" not in server.stderr_path.read_text():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
+        assert "unknown event source 'nope'" in server.stderr_path.read_text()
+        done = server.send("storage", "--bucket", "other-bucket", "--name", "incoming/y.csv")
+        assert "csv-ingest  launched" in done.stdout
+    finally:
+        assert server.stop() == 0
+
+
 def test_serve_refuses_bad_rules_and_a_busy_port(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - name: x\n    on: nope\n    job: j\n")

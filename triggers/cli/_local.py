@@ -40,6 +40,12 @@ def add_serve(sub, rules_default: str) -> None:
     p.add_argument("--log-dir", default=".triggers/logs", help="task logs (%(default)s)")
     p.add_argument("--no-clock", action="store_true", help="do not fire the rules' schedules")
     p.add_argument(
+        "--no-reload",
+        action="store_true",
+        help="do not reload the rules when their files change (by default an edited, valid"
+        " rules file is used from the next event on)",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="plan and record runs, launch nothing (no emulator)"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every emulator request")
@@ -189,6 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         clock_start=clock_start,
         verbose=args.verbose,
+        reload_interval=0.0 if args.no_reload else 1.0,
     )
     return serve(options)
 

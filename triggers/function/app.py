@@ -74,6 +74,12 @@ class App:
         )
         self.dispatcher = Dispatcher(self.rules, self.ledger, self.runner)
 
+    def use_rules(self, rules: RuleSet) -> None:
+        """Route later requests through `rules` (`triggers serve` reloading an edited file);
+        a request already being handled finishes with the rules it started with."""
+        self.rules = rules
+        self.dispatcher = Dispatcher(rules, self.ledger, self.runner)
+
     def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
         token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
         try:

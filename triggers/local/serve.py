@@ -69,6 +69,7 @@ class ServeOptions:
     dry_run: bool = False
     clock_start: datetime | None = None  # the clock's "now" at start (tests); None: real time
     verbose: bool = False  # also log every emulator API request
+    reload_interval: float = 1.0  # seconds between looks at the rules files; 0: never reload
     log_level: int = logging.INFO  # of the function's, the emulator's and the clock's lines
 
 
@@ -91,6 +92,9 @@ class LocalServer:
         self._modules: list[Any] = []  # where the app is installed
         self._saved_env: dict[str, str | None] = {}
         self._handler: logging.Handler | None = None
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._rules_stamp: tuple[tuple[str, int, int], ...] = ()
 
     # -- facts --------------------------------------------------------------------------------
 
@@ -135,10 +139,57 @@ class LocalServer:
             daemon=True,
         )
         self._thread.start()
+        self._start_clock()
+        self._rules_stamp = _stamp(opts.rules)
+        if opts.reload_interval > 0:
+            self._watcher = threading.Thread(target=self._watch, name="rules-watcher", daemon=True)
+            self._watcher.start()
+
+    def _start_clock(self) -> None:
+        opts = self.options
         now = offset_clock(opts.clock_start) if opts.clock_start else utcnow
         self.clock = SchedulerClock(self.scheduled, self.fire, now=now)
         if opts.clock:
             self.clock.start()
+
+    # -- reloading ------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.options.reload_interval):
+            stamp = _stamp(self.options.rules)
+            if stamp != self._rules_stamp:
+                self._rules_stamp = stamp
+                self.reload()
+
+    def reload(self) -> bool:
+        """Load the rules again. Valid: the function routes with them from the next request
+        on, and the clock follows their schedules. Invalid: the old rules keep serving and the
+        problems are logged. True when the new rules are in use."""
+        from ..errors import RulesError
+        from ..rules import load
+
+        try:
+            rules = load(self.options.rules)
+        except (RulesError, OSError) as exc:
+            log.warning(
+                "%s changed but cannot be used; still serving the previous %d rules:\n%s",
+                self.options.rules,
+                len(self.rules),
+                exc,
+            )
+            return False
+        self.rules = rules
+        self.app.use_rules(rules)
+        scheduled, self.notes = scheduled_jobs(rules)
+        if [(j.name, j.schedule.cron) for j in scheduled] != [
+            (j.name, j.schedule.cron) for j in self.scheduled
+        ]:
+            if self.clock is not None:
+                self.clock.stop()
+            self.scheduled = scheduled
+            self._start_clock()
+        log.warning("%s reloaded: %d rules", self.options.rules, len(rules))
+        return True
 
     def _set_env(self) -> None:
         opts = self.options
@@ -220,6 +271,10 @@ class LocalServer:
 
     def stop(self) -> None:
         """Stop the clock, the server and the emulator (killing running tasks); idempotent."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(5)
+            self._watcher = None
         if self.clock is not None:
             self.clock.stop()
         if self._httpd is not None:
@@ -297,7 +352,36 @@ class LocalServer:
             default = Path(".triggers/ledger.sqlite3").absolute()
             where = "" if self.sqlite_path == default else f" --sqlite-path {self.sqlite_path}"
             lines.append(f"then see what ran:  triggers runs{where}")
+        exports = self.exports()
+        if exports:
+            lines.append("For `triggers reconcile`, `replay` and `show` in another shell:")
+            lines.extend(f"  export {name}={value}" for name, value in exports.items())
         return lines
+
+    def exports(self) -> dict[str, str]:
+        """The TRIGGERS_* settings the operator commands need to act on this stack."""
+        out = {"TRIGGERS_LEDGER": self.options.ledger}
+        if self.sqlite_path:
+            out["TRIGGERS_SQLITE_PATH"] = str(self.sqlite_path)
+        if self.emulator is not None:
+            out["TRIGGERS_CLOUD_RUN_ENDPOINT"] = self.emulator.url
+        else:
+            out["TRIGGERS_RUNNER"] = "dry-run"
+        return out if self.options.ledger == "sqlite" else {}
+
+
+def _stamp(path: str) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a rules file or directory is edited: each file's mtime and size."""
+    root = Path(path)
+    files = sorted(root.rglob("*.y*ml")) if root.is_dir() else [root]
+    stamp = []
+    for file in files:
+        try:
+            info = file.stat()
+        except OSError:
+            continue
+        stamp.append((str(file), info.st_mtime_ns, info.st_size))
+    return tuple(stamp)
 
 
 def _load_rules(path: str) -> Any:
