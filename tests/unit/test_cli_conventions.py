@@ -163,3 +163,41 @@ def test_colour_needs_a_terminal_and_no_no_color(monkeypatch) -> None:
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setenv("TERM", "dumb")
     assert use_colour(Terminal()) is False
+
+
+def test_progress_draws_one_line_on_a_terminal_and_nothing_elsewhere() -> None:
+    from triggers.cli._common import Progress
+
+    terminal = Terminal()
+    progress = Progress("reconcile", stream=terminal)
+    for done in range(3):
+        progress.step(done, 3)
+    progress.close()
+    assert terminal.getvalue() == ("\rreconcile: 0/3\rreconcile: 1/3\rreconcile: 2/3" + "\r\x1b[K")
+    pipe = io.StringIO()
+    quiet = Progress("replay", 5, stream=pipe)
+    quiet.step()
+    quiet.close()
+    assert pipe.getvalue() == "" and quiet.done == 1
+
+
+def test_reconcile_reports_progress_before_each_record() -> None:
+    from triggers.ledger import Ledger
+    from triggers.ledger.memory import MemoryBackend
+    from triggers.ops.reconcile import reconcile
+
+    ledger = Ledger(MemoryBackend())
+    for status in (Status.LAUNCHED, Status.LAUNCHED, Status.SUCCEEDED):
+        record = _record(status)
+        ledger.backend.create(
+            Record(**{**record.as_dict(), "key": f"{status.value}-{len(ledger.list())}"})
+        )
+
+    class Finished:
+        def execution_status(self, name):
+            return {"done": True, "outcome": "succeeded"}
+
+    seen: list[tuple[int, int]] = []
+    report = reconcile(ledger, Finished(), progress=lambda done, total: seen.append((done, total)))
+    assert report.checked == 2
+    assert seen == [(0, 2), (1, 2)]

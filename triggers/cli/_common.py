@@ -47,3 +47,30 @@ def use_colour(stream: TextIO) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+class Progress:
+    """`reconcile: 120/500` on one stderr line, redrawn as work advances, on a terminal only:
+    in a pipe or a log nothing is written, and the command's own output stays clean."""
+
+    def __init__(self, what: str, total: int | None = None, stream: TextIO | None = None) -> None:
+        import sys
+
+        self.what = what
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.done = 0
+
+    def step(self, done: int | None = None, total: int | None = None) -> None:
+        self.done = self.done + 1 if done is None else done
+        self.total = total if total is not None else self.total
+        if self.enabled:
+            of = f"/{self.total}" if self.total is not None else ""
+            self.stream.write(f"\r{self.what}: {self.done}{of}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            self.stream.write("\r\x1b[K")  # erase the line: the result follows
+            self.stream.flush()

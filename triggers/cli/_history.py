@@ -9,7 +9,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import SQLITE_DEFAULT, use_colour
+from ._common import SQLITE_DEFAULT, Progress, use_colour
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -220,12 +220,14 @@ def _reconcile(args: argparse.Namespace) -> int:
     ledger = open_ledger(args)
     if ledger is None:
         return 2
+    progress = Progress("reconcile")
     try:
-        report = reconcile(ledger, runner, since=since, limit=args.limit)
+        report = reconcile(ledger, runner, since=since, limit=args.limit, progress=progress.step)
     except Exception as exc:  # the ledger could not be listed
         print(f"error: cannot read the ledger: {exc}", file=sys.stderr)
         return 2
     finally:
+        progress.close()
         close_ledger(ledger)
     result = report.as_dict()
     if args.json:

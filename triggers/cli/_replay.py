@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC
 from typing import Any
 
-from ._common import add_rules_option
+from ._common import Progress, add_rules_option
 from ._history import (
     add_ledger_options,
     add_record_filters,
@@ -180,7 +180,11 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
         )
     results = []
     tally: Counter[str] = Counter()
+    # One line per result already shows the way without --json; with it, stdout is the JSON.
+    progress = Progress("replay", len(records)) if args.json else None
     for result in replay(dispatcher, records, scope=scope, all_rules=args.all_rules):
+        if progress is not None:
+            progress.step()
         results.append(result)
         if result.skipped is not None:
             tally["skipped"] += 1
@@ -188,6 +192,8 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
             tally[outcome.outcome.value] += 1
         if not args.json:
             _print_replayed(result)
+    if progress is not None:
+        progress.close()
     if args.json:
         print(
             json.dumps(
@@ -248,17 +254,22 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
         verb = "checking" if args.dry_run else f"re-driving (scope {scope})"
         print(f"{verb} dead letters from {subscription}")
     results = []
+    progress = Progress("dead letters") if args.json else None
     try:
         for result in redrive(
             letters, dispatcher, scope=scope, max_messages=args.max_messages, dry_run=args.dry_run
         ):
             results.append(result)
+            if progress is not None:
+                progress.step()
             if not args.json:
                 _print_redriven(result)
     except Exception as exc:  # the subscription went away, Pub/Sub failed mid-pass
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        if progress is not None:
+            progress.close()
         letters.close()
         close_ledger(ledger)
     resolved = sum(r.resolved for r in results)

@@ -96,14 +96,18 @@ def reconcile(
     since: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
     now: Callable[[], datetime] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReconcileReport:
     """One pass over the `launched` records (newest first, at most ``limit``, created at or
     after ``since``). Raises only when the ledger cannot be listed; per-record failures are
-    counted in the report. ``now`` stamps ``updated_at`` (default: the ledger's clock)."""
+    counted in the report. ``now`` stamps ``updated_at`` (default: the ledger's clock);
+    ``progress(done, total)`` is called before each record."""
     records = ledger.list(status=[Status.LAUNCHED], since=since, limit=limit)
     clock = now or ledger.clock
     report = ReconcileReport()
     for record in records:
+        if progress is not None:
+            progress(report.checked, len(records))
         report.checked += 1
         try:
             _reconcile_one(ledger, runner, record, clock, report)
