@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,23 +12,41 @@ from triggers.events.model import STORAGE_DELETED, STORAGE_FINALIZED, Event
 from triggers.rules import load_text
 from triggers.rules.rule import Rule
 
-BUCKETS = ["raw", "curated", "archive"]
-NAMES = ["incoming/a.csv", "incoming/b.json", "out/c.csv", "x"]
+BUCKETS = ["raw", "curated", "archive", "RAW"]
+NAMES = ["incoming/a.csv", "incoming/b.json", "out/c.csv", "x", "", "Incoming/A.CSV", "ä/ß.csv"]
 
-# Conditions a generated rule may put on a field: exact lists (indexable), operators (not).
+# Conditions a generated rule may put on a field: every operator, indexable (exact, prefix,
+# suffix, equals-ignore-case, wildcard heads and tails, numeric ranges) or not.
 CONDITIONS = st.sampled_from(
     [
         ["raw"],
         ["raw", "curated"],
         [{"prefix": "incoming/"}],
+        [{"prefix": ""}],
+        [{"prefix": {"equals-ignore-case": "INCOMING/"}}],
         [{"suffix": ".csv"}],
+        [{"suffix": ""}],
+        [{"suffix": {"equals-ignore-case": ".CSV"}}],
+        [{"equals-ignore-case": "raw"}],
+        [{"equals-ignore-case": "Ä/SS.CSV"}],
         [{"anything-but": "raw"}],
+        [{"anything-but": {"prefix": "in"}}],
         [{"exists": False}],
+        [{"exists": True}],
         [{"wildcard": "*a*"}],
+        [{"wildcard": "incoming/*.csv"}],
+        [{"wildcard": "*.json"}],
+        [{"wildcard": "x"}],
         ["incoming/a.csv", {"prefix": "out/"}],
+        [{"suffix": ".json"}, {"numeric": ["<", 4]}, "x"],
         [3, 4.0],
         [{"numeric": [">", 3]}],
+        [{"numeric": [">=", 3, "<", 5]}],
+        [{"numeric": ["<=", 3]}],
+        [{"numeric": ["=", 4]}],
+        [{"numeric": [">", -1e308]}],
         [None],
+        [True],
     ]
 )
 FIELDS = st.sampled_from(["bucket", "name", "size", "kind"])
@@ -41,9 +60,12 @@ def rule_sets(draw):
         on = draw(st.sampled_from(["storage", "storage.finalized", "storage.deleted"]))
         data = draw(st.dictionaries(FIELDS, CONDITIONS, max_size=3))
         if draw(st.booleans()) and data:
-            # Some rules use $or, which must never be indexed.
+            # Some rules use $or: indexed only when every alternative can be.
             first, *rest = data.items()
             data = {"$or": [dict([first]), dict(rest) or {"bucket": ["archive"]}]}
+        if draw(st.booleans()):
+            # a nested object, reached through arrays of objects in some events
+            data["meta"] = {draw(st.sampled_from(["k", "t"])): draw(CONDITIONS)}
         bucket = draw(st.sampled_from([None, *BUCKETS]))
         lines += [
             f"  - name: r{index}",
@@ -66,7 +88,16 @@ def events(draw):
     if draw(st.booleans()):
         data["size"] = draw(st.sampled_from([3, 3.0, 4, 5, "3", None, [3, 9]]))
     if draw(st.booleans()):
-        data["kind"] = draw(st.sampled_from(["raw", ["raw", "x"], None, True]))
+        data["kind"] = draw(st.sampled_from(["raw", ["raw", "x"], None, True, "RAW"]))
+    if draw(st.booleans()):
+        value = st.sampled_from(["raw", "incoming/a.csv", 3, 4.5, None, ["x", 4], float("inf")])
+        data["meta"] = draw(
+            st.one_of(
+                st.fixed_dictionaries({"k": value}),
+                st.lists(st.fixed_dictionaries({"k": value, "t": value}), max_size=3),
+                value,
+            )
+        )
     return Event(
         id="1",
         source="s",
@@ -77,7 +108,7 @@ def events(draw):
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(rule_sets(), st.lists(events(), min_size=1, max_size=5))
 def test_index_returns_exactly_what_a_linear_scan_returns(rules, evts):
     router = rules._router
@@ -143,3 +174,84 @@ def test_rules_are_indexed_under_their_most_selective_field(monkeypatch):
     # WHEN routed THEN the bucket, not the shared kind, picked the candidates
     assert [r.name for r in rules.route(event)] == ["r7"]
     assert evaluated == ["r7"]
+
+
+# -- the hard layouts: each rule evaluated only when its own condition can hold ----------------
+
+
+def _count_evaluated(monkeypatch, rules, data, event_type=STORAGE_FINALIZED):
+    evaluated: list[str] = []
+    original = Rule.matches_content
+    monkeypatch.setattr(
+        Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
+    )
+    event = Event(
+        id="1", source="s", type=event_type, kind="storage", form="cloudevent-binary", data=data
+    )
+    found = [r.name for r in rules.route(event)]
+    routed = list(evaluated)
+    assert found == [r.name for r in rules._router.scan(event)]
+    return found, routed
+
+
+def _layout(match: str, count: int = 300, scope: str = "    bucket: landing\n") -> object:
+    text = "rules:\n" + "".join(
+        f"  - name: r{i}\n    on: storage\n{scope}"
+        f"    match: {{data: {match.format(i=i)}}}\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+        for i in range(count)
+    )
+    return load_text(text, environ={})
+
+
+@pytest.mark.parametrize(
+    ("match", "data"),
+    [
+        ("{{name: [{{prefix: 'tenant-{i}/'}}]}}", {"name": "tenant-150/x.csv"}),
+        ("{{name: [{{suffix: '.kind{i}'}}]}}", {"name": "a/b.kind150"}),
+        ("{{name: [{{wildcard: 'tenant-{i}/*.csv'}}]}}", {"name": "tenant-150/in/x.csv"}),
+        ("{{name: [{{wildcard: '*/kind-{i}.csv'}}]}}", {"name": "a/kind-150.csv"}),
+        ("{{customer: [{{equals-ignore-case: 'Customer-{i}'}}]}}", {"customer": "CUSTOMER-150"}),
+        (
+            "{{name: [{{prefix: {{equals-ignore-case: 'Tenant-{i}/'}}}}]}}",
+            {"name": "TENANT-150/x"},
+        ),
+        ("{{size: [{{numeric: ['>=', {i}0, '<', {i}9]}}]}}", {"size": 1505}),
+        ("{{attrs: {{attr-{i}: [on]}}}}", {"attrs": {"attr-150": "on", "attr-7": "off"}}),
+        (
+            "{{$or: [{{kind: ['kind-{i}']}}, {{name: [{{prefix: 'p-{i}/'}}]}}]}}",
+            {"kind": "none", "name": "p-150/x"},
+        ),
+    ],
+)
+def test_each_hard_layout_evaluates_only_the_rule_that_can_match(monkeypatch, match, data):
+    # GIVEN 300 rules on one bucket that differ only by one operator's value
+    rules = _layout(match)
+    # WHEN an event for rule 150 arrives THEN only that rule is evaluated, and it matches
+    found, evaluated = _count_evaluated(monkeypatch, rules, {"bucket": "landing", **data})
+    assert found == ["r150"]
+    assert evaluated == ["r150"]
+
+
+def test_rules_no_index_can_serve_are_still_scanned(monkeypatch):
+    rules = _layout("{{name: [{{anything-but: 'n{i}'}}]}}", count=5, scope="")
+    found, evaluated = _count_evaluated(monkeypatch, rules, {"bucket": "landing", "name": "n3"})
+    assert found == ["r0", "r1", "r2", "r4"]
+    assert evaluated == ["r0", "r1", "r2", "r3", "r4"]
+    assert rules._router.stats()["unanchored"] == 5 * len(rules.rules[0].types)  # per type
+
+
+def test_overlapping_numeric_ranges_and_infinite_bounds(monkeypatch):
+    text = "rules:\n" + "".join(
+        f"  - name: r{i}\n    on: storage\n    match: {{data: {{size: [{{numeric: {rng}}}]}}}}\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+        for i, rng in enumerate(
+            [[">", 0], ["<", 0], [">=", 0, "<=", 10], ["=", 10]]
+            + [[">", n] for n in range(100)]  # wide, overlapping: past the span limit
+        )
+    )
+    rules = load_text(text, environ={})
+    for size in (-5, 0, 10, 10.5, 99, 1e300, float("inf"), float("-inf")):
+        found, _ = _count_evaluated(monkeypatch, rules, {"size": size})
+        monkeypatch.undo()
+        assert "r0" in found or size <= 0

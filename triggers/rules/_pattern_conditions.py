@@ -317,7 +317,8 @@ class Numeric(Frozen):
         init(self, "upper_inclusive", upper_inclusive)
         init(self, "terms", terms)
 
-    def predicate(self) -> Predicate:
+    def bounds(self) -> tuple[float, float]:
+        """The range as inclusive double bounds ``lo <= x <= hi`` (infinite when missing)."""
         # Strict bounds become inclusive ones on the neighbouring double (x > lo is exactly
         # x >= nextafter(lo, +inf) for doubles), and a missing bound an infinite one, so every
         # shape of range is the same single chained comparison.
@@ -327,6 +328,10 @@ class Numeric(Frozen):
         hi = math.inf if self.upper is None else self.upper
         if self.upper is not None and not self.upper_inclusive:
             hi = math.nextafter(hi, -math.inf)
+        return lo, hi
+
+    def predicate(self) -> Predicate:
+        lo, hi = self.bounds()
 
         def in_range(v: Any) -> bool:
             kind = type(v)

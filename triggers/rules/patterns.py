@@ -55,9 +55,17 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, cast
 
 from ..errors import PatternError
-from ._pattern_conditions import Literal, as_double
+from ._pattern_conditions import (
+    EqualsIgnoreCase,
+    Literal,
+    Numeric,
+    Prefix,
+    Suffix,
+    Wildcard,
+    as_double,
+)
 from ._pattern_match import ObjectNode, element_objects, leaf_values
-from ._pattern_validate import LeafField, NestedField, ObjectSpec, PatternChecker
+from ._pattern_validate import LeafField, NestedField, ObjectSpec, OrGroup, PatternChecker
 
 __all__ = ["Pattern", "PatternError", "compile", "exact_key", "values_at"]
 
@@ -65,11 +73,12 @@ __all__ = ["Pattern", "PatternError", "compile", "exact_key", "values_at"]
 class Pattern:
     """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
 
-    __slots__ = ("source", "_root", "_match", "_anchors")
+    __slots__ = ("source", "_root", "_match", "_anchors", "_spec")
     source: Mapping[str, Any]  # the pattern as written, for artifacts and sample events
     _root: ObjectNode
     _match: Callable[[Mapping[str, Any]], bool]
     _anchors: tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]
+    _spec: ObjectSpec
 
     def __init__(self, source: Mapping[str, Any], spec: ObjectSpec) -> None:
         root = ObjectNode(spec)
@@ -78,6 +87,7 @@ class Pattern:
         set_once(self, "_root", root)
         set_once(self, "_match", root.match)
         set_once(self, "_anchors", _find_anchors(spec))
+        set_once(self, "_spec", spec)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Pattern is immutable: cannot set {name!r}")
@@ -104,6 +114,18 @@ class Pattern:
         ``exact_key`` in the set: a router may index rules by these values.
         """
         return list(self._anchors)
+
+    def index_ways(self) -> list[tuple[IndexAnchor, ...]]:
+        """Ways a router may index this pattern by, for every operator that allows it.
+
+        Each way is a tuple of anchors ``(path, entries)`` with this guarantee: whenever
+        ``matches(doc)`` holds, at least one anchor of the way *hits*, i.e. some value in
+        ``values_at(doc, path)`` is accepted by one of its entries (see ``IndexAnchor``). A
+        required field gives a way of one anchor; a ``$or`` a way with one anchor per
+        alternative. Fields no index can serve (anything-but, exists, cidr, a wildcard with
+        stars at both ends) give none.
+        """
+        return list(_index_ways(self._spec))
 
     def __repr__(self) -> str:
         return f"Pattern({self.source!r})"
@@ -157,6 +179,60 @@ def values_at(document: Mapping, path: tuple[str, ...]) -> list:
         elif not isinstance(node, Mapping):
             values.append(node)
     return values
+
+
+# An index entry: what one condition needs of a leaf value, in a form a hash table or a sorted
+# list can look up. ("x", exact_key) an exact value; ("e", lowered) equals-ignore-case; ("p", s)
+# / ("pi", lowered) a prefix; ("s", s) / ("si", lowered) a suffix; ("n", (lo, hi)) a numeric
+# range with inclusive double bounds. A wildcard is served by its literal head (a prefix) or,
+# failing that, its literal tail (a suffix): a superset of what it matches.
+IndexEntry = tuple[str, Hashable]
+IndexAnchor = tuple[tuple[str, ...], tuple[IndexEntry, ...]]
+
+
+def _entry(condition: object) -> IndexEntry | None:
+    if isinstance(condition, Literal):
+        return ("x", exact_key(condition.value))
+    if isinstance(condition, Prefix):
+        return ("pi", condition.text.lower()) if condition.ignore_case else ("p", condition.text)
+    if isinstance(condition, Suffix):
+        return ("si", condition.text.lower()) if condition.ignore_case else ("s", condition.text)
+    if isinstance(condition, EqualsIgnoreCase):
+        return ("e", condition.text.lower())
+    if isinstance(condition, Numeric):
+        return ("n", condition.bounds())
+    if isinstance(condition, Wildcard):
+        segments = condition.segments
+        if len(segments) == 1:
+            return ("x", exact_key(segments[0]))
+        if segments[0]:
+            return ("p", segments[0])
+        if segments[-1]:
+            return ("s", segments[-1])
+    return None
+
+
+def _index_ways(spec: ObjectSpec) -> tuple[tuple[IndexAnchor, ...], ...]:
+    ways: list[tuple[IndexAnchor, ...]] = []
+    for member in spec.members:
+        if isinstance(member, LeafField):
+            entries = tuple(_entry(c) for c in member.conditions)
+            if entries and all(e is not None for e in entries):
+                ways.append(((member.field_path, cast(tuple[IndexEntry, ...], entries)),))
+        elif isinstance(member, NestedField):
+            ways.extend(_index_ways(member.spec))
+        elif isinstance(member, OrGroup):
+            # Each alternative must be covered: take its narrowest way (fewest anchors).
+            covered: list[IndexAnchor] = []
+            for alternative in member.alternatives:
+                options = _index_ways(alternative)
+                if not options:
+                    break
+                narrowest: tuple[IndexAnchor, ...] = min(options, key=len)
+                covered.extend(narrowest)
+            else:
+                ways.append(tuple(covered))
+    return tuple(ways)
 
 
 def _find_anchors(spec: ObjectSpec) -> tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]:

@@ -1,72 +1,278 @@
 """Indexed routing: which rules match an event, without trying every rule.
 
-Rules are grouped by CloudEvent type, then indexed by one *anchor* each: a required field whose
-allowed values are plain literals (a bucket, a topic, a status...). Per event we look up each
-anchored field's value(s) in a hash table and fully evaluate only the rules found there, plus
-the few rules that have no anchor. The work per event therefore grows with the number of
-*distinct anchor fields*, not with the number of rules.
+Rules are grouped by CloudEvent type, then indexed by one *way* each (`Pattern.index_ways`): a
+required field, or one field per alternative of a `$or`, whose conditions an index can serve:
+exact values and equals-ignore-case (hash tables), prefixes and suffixes, case-sensitive or not
+(hash tables keyed by the prefix or suffix, probed once per distinct length), wildcards (by their
+literal head or tail) and numeric ranges (sorted boundaries). Per event we walk only the event
+fields that some rule indexes (a trie of their paths, so the walk is bounded by the event's size),
+probe each field's tables with its values, and fully evaluate only the rules found there, plus the
+rules that have no way at all (anything-but, exists, cidr, CEL alone: those stay a scan).
 
-The index is an optimisation only: `route()` must return exactly what a linear scan returns, in
-declaration order (a property test holds it to that).
+The work per event therefore depends on the event and on the number of distinct prefix/suffix
+lengths, not on the number of rules. The index is an optimisation only: `route()` returns exactly
+what a linear scan returns, in declaration order (property tests hold it to that).
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 from ..events.model import Event
-from .patterns import exact_key, values_at
+from ._pattern_conditions import as_double
+from ._pattern_match import element_objects, leaf_values
+from .patterns import IndexAnchor, exact_key
 from .rule import Rule
 
 _SCALARS = (str, int, float, bool, type(None))
+# A numeric range spanning more elementary intervals than this is not indexed by the interval
+# table (its position lists would grow with the square of the rules): it is always a candidate.
+_MAX_SPAN = 64
+
+
+class _FieldIndex:
+    """Every entry of the rules indexed by one event field, by kind."""
+
+    __slots__ = (
+        "exact",
+        "folded",
+        "prefix",
+        "prefix_folded",
+        "suffix",
+        "suffix_folded",
+        "prefix_lengths",
+        "prefix_folded_lengths",
+        "suffix_lengths",
+        "suffix_folded_lengths",
+        "ranges",
+        "points",
+        "segments",
+        "wide",
+    )
+
+    def __init__(self) -> None:
+        self.exact: dict[Hashable, list[int]] = {}
+        self.folded: dict[str, list[int]] = {}
+        self.prefix: dict[str, list[int]] = {}
+        self.prefix_folded: dict[str, list[int]] = {}
+        self.suffix: dict[str, list[int]] = {}
+        self.suffix_folded: dict[str, list[int]] = {}
+        self.prefix_lengths: tuple[int, ...] = ()
+        self.prefix_folded_lengths: tuple[int, ...] = ()
+        self.suffix_lengths: tuple[int, ...] = ()
+        self.suffix_folded_lengths: tuple[int, ...] = ()
+        self.ranges: list[tuple[float, float, int]] = []
+        self.points: list[float] = []
+        self.segments: list[list[int]] = []
+        self.wide: list[tuple[float, float, int]] = []
+
+    def add(self, kind: str, key: Any, position: int) -> None:
+        if kind == "n":
+            lo, hi = key
+            self.ranges.append((lo, hi, position))
+            return
+        tables: dict[str, dict[Any, list[int]]] = {
+            "x": self.exact,
+            "e": self.folded,
+            "p": self.prefix,
+            "pi": self.prefix_folded,
+            "s": self.suffix,
+            "si": self.suffix_folded,
+        }
+        table = tables[kind]
+        table.setdefault(key, []).append(position)
+
+    def seal(self) -> None:
+        """Precompute what lookups need, once every rule is in."""
+        self.prefix_lengths = tuple(sorted({len(k) for k in self.prefix}))
+        self.prefix_folded_lengths = tuple(sorted({len(k) for k in self.prefix_folded}))
+        self.suffix_lengths = tuple(sorted({len(k) for k in self.suffix}))
+        self.suffix_folded_lengths = tuple(sorted({len(k) for k in self.suffix_folded}))
+        if not self.ranges:
+            return
+        # Elementary intervals [points[i], points[i+1]) between every range's start and its
+        # end's successor; each holds the positions of the ranges that cover it.
+        points = sorted({b for lo, hi, _ in self.ranges for b in (lo, _after(hi))})
+        segments: list[list[int]] = [[] for _ in points]
+        for lo, hi, position in self.ranges:
+            first = bisect_right(points, lo) - 1
+            # up to the segment that starts after `hi`; a range open to +inf covers the last one
+            last = len(points) if hi == math.inf else bisect_right(points, _after(hi)) - 1
+            if last - first > _MAX_SPAN:
+                self.wide.append((lo, hi, position))
+                continue
+            for i in range(first, last):
+                segments[i].append(position)
+        self.points, self.segments = points, segments
+        self.ranges = []
+
+    def probe(self, value: Any, found: set[int]) -> None:
+        """Add the positions of every entry that `value` (a leaf of the event) satisfies."""
+        if isinstance(value, _SCALARS):
+            hit = self.exact.get(exact_key(value))
+            if hit:
+                found.update(hit)
+        kind = type(value)
+        if kind is str:
+            self._probe_text(value, found)
+        elif (kind is int or kind is float) and (self.segments or self.wide):
+            number = as_double(value)
+            i = bisect_right(self.points, number) - 1
+            if 0 <= i < len(self.segments):
+                found.update(self.segments[i])
+            for lo, hi, position in self.wide:
+                if lo <= number <= hi:
+                    found.add(position)
+
+    def _probe_text(self, text: str, found: set[int]) -> None:
+        size = len(text)
+        for length in self.prefix_lengths:
+            if length > size:
+                break
+            hit = self.prefix.get(text[:length])
+            if hit:
+                found.update(hit)
+        for length in self.suffix_lengths:
+            if length > size:
+                break
+            hit = self.suffix.get(text[size - length :])
+            if hit:
+                found.update(hit)
+        if self.folded or self.prefix_folded or self.suffix_folded:
+            lowered = text.lower()
+            hit = self.folded.get(lowered)
+            if hit:
+                found.update(hit)
+            size = len(lowered)
+            for length in self.prefix_folded_lengths:
+                if length > size:
+                    break
+                hit = self.prefix_folded.get(lowered[:length])
+                if hit:
+                    found.update(hit)
+            for length in self.suffix_folded_lengths:
+                if length > size:
+                    break
+                hit = self.suffix_folded.get(lowered[size - length :])
+                if hit:
+                    found.update(hit)
+
+
+def _after(bound: float) -> float:
+    return math.nextafter(bound, math.inf)
+
+
+class _PathTrie:
+    """The indexed field paths of one event type, as a trie over their keys."""
+
+    __slots__ = ("children", "index")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _PathTrie] = {}
+        self.index: _FieldIndex | None = None
+
+    def field(self, path: tuple[str, ...]) -> _FieldIndex:
+        node = self
+        for key in path:
+            node = node.children.setdefault(key, _PathTrie())
+        if node.index is None:
+            node.index = _FieldIndex()
+        return node.index
+
+    def fields(self) -> list[_FieldIndex]:
+        out = [self.index] if self.index is not None else []
+        for child in self.children.values():
+            out.extend(child.fields())
+        return out
+
+    def probe(self, nodes: list[Any], found: set[int]) -> None:
+        """`nodes` are the event values at this trie node's path (as `values_at` reaches them)."""
+        index = self.index
+        if index is not None:
+            for node in nodes:
+                if isinstance(node, (list, tuple)):
+                    for value in leaf_values(node):
+                        index.probe(value, found)
+                elif not isinstance(node, Mapping):
+                    index.probe(node, found)
+        children = self.children
+        if not children:
+            return
+        reached: dict[str, list[Any]] = {}
+        for node in nodes:
+            for candidate in element_objects(node) if isinstance(node, (list, tuple)) else (node,):
+                if not isinstance(candidate, Mapping):
+                    continue
+                # Whichever is smaller: the event object's keys or the indexed ones.
+                if len(candidate) <= len(children):
+                    for key in candidate:
+                        if key in children:
+                            reached.setdefault(key, []).append(candidate[key])
+                else:
+                    for key in children:
+                        if key in candidate:
+                            reached.setdefault(key, []).append(candidate[key])
+        for key, values in reached.items():
+            children[key].probe(values, found)
 
 
 class _TypeIndex:
-    __slots__ = ("by_field", "unanchored")
+    __slots__ = ("trie", "unanchored", "fields")
 
     def __init__(self) -> None:
-        self.by_field: dict[tuple[str, ...], dict[object, list[int]]] = {}
+        self.trie = _PathTrie()
         self.unanchored: list[int] = []
+        self.fields = 0
 
 
-def _anchors(rule: Rule) -> list[tuple[tuple[str, ...], frozenset]]:
+def _ways(rule: Rule) -> list[tuple[IndexAnchor, ...]]:
     found = []
     for constraint in (rule.scope, rule.pattern):
         if constraint is not None:
-            found.extend(constraint.anchors())
+            found.extend(constraint.index_ways())
     return found
 
 
 class Router:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
-        candidates = [_anchors(rule) for rule in self.rules]
-        # Index each rule under its most selective field: the one with the most distinct values
-        # across all rules (a bucket beats a three-valued `kind`), then the most shared one
-        # (fewer fields to look up per event).
-        popularity = Counter(path for anchors in candidates for path, _ in anchors)
-        distinct: dict[tuple[str, ...], set] = defaultdict(set)
-        for anchors in candidates:
-            for path, keys in anchors:
-                distinct[path].update(keys)
+        candidates = [_ways(rule) for rule in self.rules]
+        # Index each rule by its most selective way: the one whose entries the fewest other
+        # rules share (a rule's own bucket beats a `kind: [a]` that sixty rules have), so that
+        # an event hitting it brings the fewest candidates to evaluate; then fewer anchors.
+        sharing: Counter[tuple[tuple[str, ...], Hashable]] = Counter()
+        for ways in candidates:
+            for way in ways:
+                for path, entries in way:
+                    for entry in entries:
+                        sharing[path, entry] += 1
 
-        def selectivity(anchor):
-            path, keys = anchor
-            return (len(distinct[path]), popularity[path], -len(keys))
+        def selectivity(way: tuple[IndexAnchor, ...]) -> tuple[int, int]:
+            shared = sum(max(sharing[path, entry] for entry in entries) for path, entries in way)
+            return (-shared, -len(way))
 
-        self._by_type: dict[str, _TypeIndex] = defaultdict(_TypeIndex)
-        for position, (rule, anchors) in enumerate(zip(self.rules, candidates, strict=True)):
-            best = max(anchors, key=selectivity, default=None)
+        by_type: dict[str, _TypeIndex] = defaultdict(_TypeIndex)
+        for position, (rule, ways) in enumerate(zip(self.rules, candidates, strict=True)):
+            best = max(ways, key=selectivity, default=None)
             for event_type in rule.types:
-                index = self._by_type[event_type]
+                index = by_type[event_type]
                 if best is None:
                     index.unanchored.append(position)
                     continue
-                table = index.by_field.setdefault(best[0], {})
-                for key in best[1]:
-                    table.setdefault(key, []).append(position)
-        self._by_type = dict(self._by_type)
+                for path, entries in best:
+                    field = index.trie.field(path)
+                    for kind, key in entries:
+                        field.add(kind, key, position)
+        for index in by_type.values():
+            fields = index.trie.fields()
+            for field in fields:
+                field.seal()
+            index.fields = len(fields)
+        self._by_type = dict(by_type)
 
     def route(self, event: Event) -> list[Rule]:
         """The matching rules, in declaration order."""
@@ -75,12 +281,7 @@ class Router:
             return []
         document = event.document
         positions = set(index.unanchored)
-        for path, table in index.by_field.items():
-            for value in values_at(document, path):
-                if isinstance(value, _SCALARS):
-                    hit = table.get(exact_key(value))
-                    if hit:
-                        positions.update(hit)
+        index.trie.probe([document], positions)
         rules = self.rules
         return [rules[p] for p in sorted(positions) if rules[p].matches_content(document)]
 
@@ -92,6 +293,6 @@ class Router:
         return {
             "rules": len(self.rules),
             "types": len(self._by_type),
-            "anchor_fields": sum(len(i.by_field) for i in self._by_type.values()),
+            "anchor_fields": sum(i.fields for i in self._by_type.values()),
             "unanchored": sum(len(i.unanchored) for i in self._by_type.values()),
         }
