@@ -53,6 +53,10 @@ class DecodeError(TriggersError, ValueError):
     def __init__(self, reason: str, message: str) -> None:
         if reason not in self.REASONS:
             raise ValueError(f"unknown DecodeError reason {reason!r}")
+        if not message.isascii():
+            # A message may quote the input (the CloudEvents SDK's do); it is answered, logged
+            # and stored, so a character UTF-8 cannot encode is written as its escape.
+            message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.reason = reason
         self.message = message
