@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from hypothesis import strategies as st
@@ -236,13 +237,17 @@ def hostile_requests(draw: Any) -> tuple[dict[str, str], bytes]:
 
 
 def for_the_wire(headers: dict[str, str]) -> dict[str, str]:
-    """Headers as an HTTP client can send them: each value's UTF-8 bytes (surrogates passed
-    through) as latin-1 text, without the CR, LF and NUL no header may hold, and no name the
-    client sets itself."""
+    """Headers as valid HTTP can carry them: each value's UTF-8 bytes (surrogates passed
+    through) as latin-1 text (obs-text, which servers must accept), control characters (which
+    no header value may hold: the server refuses the request before the function sees it) as
+    spaces, and no name the client sets itself."""
     out = {}
     for name, value in headers.items():
         if name.lower() in ("content-length", "host", "transfer-encoding", "content-encoding"):
             continue
         raw = value.encode("utf-8", "surrogatepass").decode("latin-1")
-        out[name] = raw.replace("\r", " ").replace("\n", " ").replace("\x00", " ")[:4000]
+        out[name] = _CONTROL.sub(" ", raw)[:4000].strip(" \t")  # no leading or trailing OWS
     return out
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
