@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import ScriptedRunner, storage_event
-from triggers.errors import DecodeError, RenderError
+from triggers.errors import DecodeError, RenderError, RulesError
 from triggers.events import decode
 from triggers.events.model import STORAGE_FINALIZED, Event
 from triggers.function.app import App
@@ -224,18 +224,26 @@ def test_a_rendered_value_utf8_cannot_encode_is_a_render_error_not_a_crash():
     assert "bad_encoding" in info.value.message and "U+D800" in info.value.message
 
 
-def test_a_template_literal_surrogate_in_a_dedup_key_is_a_render_error():
-    rules = load_text(
-        RULES_YAML.replace(
-            "dedup: {key: \"{{ data.message.attributes.get('key', id) }}\"}",
-            "dedup: {key: \"{{ id ~ '\\\\ud800' }}\"}",
-        ),
-        environ={},
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("dedup", "{key: \"{{ id ~ '\\\\ud800' }}\"}"),  # a Jinja string escape
+        # YAML refuses a surrogate escape itself, but `${NAME}` brings in the environment's
+        # text, where Python shows a variable's non-UTF-8 bytes as lone surrogates.
+        ("overrides", '{args: ["${NOT_UTF8}"]}'),
+        ("overrides", '{env: {A: "x${NOT_UTF8}{{ id }}"}}'),
+    ],
+)
+def test_a_rule_whose_text_utf8_cannot_encode_is_refused_at_load(field, value):
+    text = (
+        "project: demo-project\nregion: europe-west1\nrules:\n"
+        f"  - name: r\n    on: pubsub\n    job: worker\n    {field}: {value}\n"
     )
-    event = decode(JSON, push(message_id="m-9"))
-    with pytest.raises(RenderError) as info:
-        rules.get("by-key").plan(event)
-    assert info.value.field == "dedup.key" and "bad_encoding" in info.value.message
+    with pytest.raises(RulesError) as info:
+        load_text(text, name="rules.yaml", environ={"NOT_UTF8": "\udcff"})
+    [problem] = info.value.problems
+    assert problem.line == 7 and "a lone surrogate UTF-8 cannot encode" in problem.message
+    problem.message.encode("utf-8")
 
 
 def test_args_and_env_larger_than_a_ledger_record_can_hold_are_rejected_when_planned():

@@ -275,6 +275,11 @@ def _constant_problem(node: nodes.Node) -> str | None:
 
 
 def _problem(node: nodes.Node) -> str | None:
+    literal = node.value if isinstance(node, nodes.Const) else None
+    if isinstance(literal, str):
+        unencodable = unencodable_problem(literal)
+        if unencodable is not None:
+            return unencodable
     constant = _constant_problem(node)
     if constant is not None:
         return constant
@@ -308,6 +313,21 @@ def _problem(node: nodes.Node) -> str | None:
                     message = _attribute_problem(part)
                     if message is not None:
                         return message
+    return None
+
+
+def unencodable_problem(text: str) -> str | None:
+    """Why a template's text (its source, or a string literal in it: Jinja reads `'\\ud800'`
+    as a lone surrogate) can never be sent, or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"the template holds U+{ord(text[exc.start]):04X}, a lone surrogate UTF-8 cannot"
+            " encode: no value made with it could be hashed, stored or sent"
+        )
     return None
 
 

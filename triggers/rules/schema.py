@@ -171,7 +171,12 @@ class OverridesSpec(_Model):
                 problems.append(
                     f"env name {name!r} is reserved: the prefix {prefix} is Cloud Run's"
                 )
-            if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+            try:
+                size = len(value.encode())
+            except UnicodeEncodeError:  # `${NAME}` from an environment holding non-UTF-8 bytes
+                problems.append(f"env {name!r} holds a lone surrogate UTF-8 cannot encode")
+                continue
+            if size > MAX_ENV_VALUE_BYTES:
                 problems.append(f"env {name!r} is longer than Cloud Run's 32 KiB limit")
         if problems:
             raise ValueError("; ".join(problems))

@@ -92,6 +92,12 @@ class Template:
 
 def compile_template(source: str) -> Template:
     """Check and compile a template now. Raises TemplateProblem."""
+    if not source.isascii():
+        from ._sandbox import unencodable_problem
+
+        problem = unencodable_problem(source)
+        if problem is not None:
+            raise TemplateProblem(problem)
     if is_literal_source(source):
         return Template(source)
     from jinja2 import TemplateSyntaxError, meta
