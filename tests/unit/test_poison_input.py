@@ -307,3 +307,62 @@ def test_a_document_holding_a_non_json_value_is_still_walked():
     with pytest.raises(DecodeError) as info:
         check_storable(event, "test")
     assert info.value.reason == "bad_number" and "data.deep.x" in info.value.message
+
+
+# -- the Eventarc target: functions-framework parses the CloudEvent before we see it ---------
+
+
+@pytest.fixture(scope="module")
+def cloudevent_target():
+    """`handle_cloudevent` loaded by path, as functions-framework does in a deployment."""
+    import sys
+
+    import functions_framework
+
+    import triggers.main
+
+    path_before, main_before = list(sys.path), sys.modules.get("main")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRIGGERS_LEDGER", "memory")
+        patch.setenv("TRIGGERS_RUNNER", "dry-run")
+        try:
+            yield functions_framework.create_app(
+                target="handle_cloudevent",
+                source=str(Path(triggers.main.__file__).resolve()),
+                signature_type="cloudevent",
+            ).test_client()
+        finally:
+            sys.path[:] = path_before
+            if main_before is None:
+                sys.modules.pop("main", None)
+            else:
+                sys.modules["main"] = main_before
+            triggers.main.set_app(None)
+
+
+# Not `cloudevent-inf`: the SDK reads `"data": -1e999` as -inf and writes it back as the text
+# `-Infinity` before the function sees the event, which is then a text payload, not poison.
+CLOUDEVENT_POISON = [
+    case for case in POISON if case[1] in (STORAGE_HEADERS, CE_JSON) and case[0] != "cloudevent-inf"
+]
+
+
+@pytest.mark.parametrize(
+    "case, headers, body, reason, where",
+    CLOUDEVENT_POISON,
+    ids=[case[0] for case in CLOUDEVENT_POISON],
+)
+def test_the_eventarc_target_acknowledges_poison_and_records_it(
+    cloudevent_target, app, ledger, runner, case, headers, body, reason, where
+):
+    import triggers.main
+
+    triggers.main.set_app(app)
+    try:
+        response = cloudevent_target.post("/", headers=headers, data=body)
+    finally:
+        triggers.main.set_app(None)
+    assert response.status_code == 200  # a 500 here is redelivered by Eventarc until expiry
+    [record] = ledger.list(rule=INPUT_RULE)
+    assert record.reason.startswith(f"{reason}: ")
+    assert runner.run_calls == 0
