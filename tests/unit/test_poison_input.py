@@ -287,6 +287,16 @@ def test_a_rejection_reason_quoting_a_surrogate_is_stored(ledger):
     )
 
 
+def test_an_identity_over_a_dedup_keys_limit_is_refused_even_with_each_part_within_its_own():
+    with pytest.raises(DecodeError) as info:
+        decode(
+            CE_JSON, structured(id_="i" * 2048).replace(b'"//things"', b'"' + b"s" * 2048 + b'"')
+        )
+    assert info.value.reason == "value_too_large"
+    assert "the event's identity (source#id" in info.value.message
+    assert "is 4097 bytes, the limit is 4096 bytes" in info.value.message
+
+
 def test_event_id_is_kept_whole_when_within_the_limit():
     event = decode(CE_JSON, structured(id_="i" * 2048))
     assert len(event.id) == 2048

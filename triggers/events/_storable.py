@@ -29,6 +29,11 @@ MAX_DEPTH = 64
 # the 4 KiB a dedup key may have; real values are far shorter (an object name is <= 1 KiB).
 MAX_ATTRIBUTE_BYTES = 2048
 _ATTRIBUTES = ("id", "source", "type", "subject", "time")
+# The default dedup key (`source#id`, or a Scheduler tick's `job#schedule_time`): a rule's
+# dedup key may be at most this long (rules/rule.py), and so must the key a rejection is
+# recorded under.
+MAX_IDENTITY_BYTES = 4096
+_IDENTITY_NAME = "source#id, or job#schedule_time for a Scheduler tick"
 _SHOWN_KEY_CHARS = 40
 _SHOWN_PATH_CHARS = 160
 
@@ -47,6 +52,15 @@ def check_storable(event: Event, form: str) -> Event:
                     "value_too_large",
                     f"{form}: {name} is {size} bytes, the limit is {MAX_ATTRIBUTE_BYTES} bytes",
                 )
+    identity = event.default_dedup_key  # what a rejection is recorded under, when no rule key
+    if len(identity) > MAX_IDENTITY_BYTES // 4:
+        size = _utf8_size(identity)
+        if size is not None and size > MAX_IDENTITY_BYTES:
+            raise DecodeError(
+                "value_too_large",
+                f"{form}: the event's identity ({_IDENTITY_NAME}) is {size} bytes,"
+                f" the limit is {MAX_IDENTITY_BYTES} bytes",
+            )
     problem = _first_problem(document)
     if problem is not None:
         reason, path, what = problem
