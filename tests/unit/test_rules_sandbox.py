@@ -65,8 +65,11 @@ REFUSED_AT_LOAD = [
     ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "macros are not allowed"),
     ("{{ data.metadata.update({'a': 1}) }}", "'.update' is not allowed"),
     ("{{ data.tags.append(1) }}", "'.append' is not allowed"),
-    ("{{ data.name.mro }}", "'.mro' is not allowed"),
-    ("{{ '{:>999999999}'.format(data.name) }}", "'.format' is not allowed"),
+    ("{{ data.name.mro() }}", "'.mro()' is not allowed"),
+    ("{{ '{:>999999999}'.format(data.name) }}", "'.format()' is not allowed"),
+    ("{{ data.name.format_map(data) }}", "'.format_map()' is not allowed"),
+    ("{{ data.update }}", "'.update' is not allowed: templates cannot change the event"),
+    ("{{ data.tags.sort() }}", "'.sort' is not allowed"),
     ("{{ data.name|center(99) }}", "filter 'center' is not allowed"),
     ("{{ data.name|format(1) }}", "filter 'format' is not allowed"),
     ("{{ data.name|indent(99) }}", "filter 'indent' is not allowed"),
@@ -212,6 +215,10 @@ ALLOWED = [
     ("{{ data.meta.get('x', 'none') }}", {"meta": {}}, "none"),
     ("{{ data.name|stem }}-{{ data.generation + 1 }}", {}, "a-8"),
     ("{% for t in data.tags %}{{ t }};{% endfor %}", {"tags": ["a", "b"]}, "a;b;"),
+    # Fields named like methods dicts do not have are reached by dot, as before.
+    ("{{ data.format }}/{{ data.sort }}", {"format": "csv", "sort": "asc"}, "csv/asc"),
+    ("{{ data['update'] }}", {"update": "u"}, "u"),
+    ("{{ data.rows|map(attribute='_id')|join }}", {"rows": [{"_id": 1}, {"_id": 2}]}, "12"),
     ("{{ data.tags|sort|first }}", {"tags": ["b", "a"]}, "a"),
 ]
 

@@ -8,8 +8,10 @@ code downstream; a 100 KB CloudEvent id makes a dedup key and a ledger record th
 written. Any of these used to surface as a ledger or internal error, answered 503, so the sender
 redelivered it until it expired. Each is a property of the request alone: no retry can fix it.
 
-One iterative walk over the event document (the dict that rules see; every decoded value is in
-it), no recursion, so the walk itself cannot overflow.
+The check looks at the event document (the dict that rules see; every decoded value is in it):
+a serialisation in C first, which settles encoding and numbers for a valid document at the cost
+of about 15 us for a typical event, then an iterative walk, never a recursive one, for depth
+and, only when something is wrong, for where.
 """
 
 from __future__ import annotations

@@ -98,6 +98,7 @@ _MUTATING = frozenset(
         "update",
     }
 )
+_DICT_MUTATORS = frozenset({"clear", "pop", "popitem", "setdefault", "update"})
 _INTERNAL = frozenset(
     UNSAFE_FUNCTION_ATTRIBUTES
     | UNSAFE_METHOD_ATTRIBUTES
@@ -293,12 +294,14 @@ def _problem(node: nodes.Node) -> str | None:
         return f"{{% {tag} %}} is not allowed: a rule template cannot load other templates"
     if isinstance(node, (nodes.Macro, nodes.CallBlock)):
         return "macros are not allowed in rule templates"
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+        return _attribute_problem(node.node.attr, called=True)
     if isinstance(node, nodes.Getattr):
-        return _attribute_problem(node.attr)
+        return _attribute_problem(node.attr, called=False)
     if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
         key = node.arg.value
         if isinstance(key, str) and key.startswith("__"):
-            return _attribute_problem(key)
+            return _attribute_problem(key, called=False)
     if isinstance(node, (nodes.Filter, nodes.Test)) and node.name is not None:
         if isinstance(node, nodes.Filter) and node.name in REFUSED_FILTERS:
             return f"filter '{node.name}' is not allowed: {REFUSED_FILTERS[node.name]}"
@@ -309,10 +312,10 @@ def _problem(node: nodes.Node) -> str | None:
         for keyword in node.kwargs:
             value = _constant(keyword.value)
             if keyword.key in _ATTRIBUTE_ARGUMENTS and isinstance(value, str):
+                # Looked up as an item first: only a dunder can only be an attribute.
                 for part in value.split("."):
-                    message = _attribute_problem(part)
-                    if message is not None:
-                        return message
+                    if part.startswith("__"):
+                        return _attribute_problem(part, called=False)
     return None
 
 
@@ -331,18 +334,24 @@ def unencodable_problem(text: str) -> str | None:
     return None
 
 
-def _attribute_problem(name: str) -> str | None:
+def _attribute_problem(name: str, *, called: bool) -> str | None:
+    """Why `.name` (`called`: `.name(...)`) would be refused at render, or None. A field of an
+    event's dict is reached by `.name` only when dicts have no attribute of that name, so a
+    method name is refused as a call, except the dict mutators, which dot access always hits."""
     if name.startswith("_"):
         return (
             f"attribute '{name}' is not allowed: names starting with '_' are Python internals"
             " (for an event field that starts with '_', write data['_name'])"
         )
-    if name in REFUSED_METHODS:
-        return f"'.{name}' is not allowed: {REFUSED_METHODS[name]}"
-    if name in _MUTATING:
-        return f"'.{name}' is not allowed: templates cannot change the event"
     if name in _INTERNAL:
         return f"attribute '{name}' is not allowed: it reaches Python internals"
+    if name in _DICT_MUTATORS or (called and name in _MUTATING):
+        return (
+            f"'.{name}' is not allowed: templates cannot change the event"
+            f" (for an event field named {name!r}, write data['{name}'])"
+        )
+    if called and name in REFUSED_METHODS:
+        return f"'.{name}()' is not allowed: {REFUSED_METHODS[name]}"
     return None
 
 
