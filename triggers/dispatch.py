@@ -97,6 +97,10 @@ class Dispatcher:
             return self._reject_unplanned(rule, event, str(exc), scope)
         try:
             claim = self.ledger.claim(request, dict(event.document))
+        except UnicodeError as exc:
+            # Content no store can hold (the decoder and the planner refuse it first; this is
+            # the backstop): the same on every delivery, so a rejection, never a retry.
+            return self._reject_unplanned(rule, event, f"bad_encoding: {exc}", scope)
         except Exception as exc:  # the ledger is down: nothing was decided, try again later
             log.warning("ledger claim failed for rule %s: %s", rule.name, exc)
             return _outcome(request, Outcome.RETRY, f"ledger unavailable: {exc}")

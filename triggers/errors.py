@@ -36,7 +36,13 @@ class DecodeError(TriggersError, ValueError):
         "body_too_large": "the request body is larger than the configured limit",
         "bad_json": "the body (or a part of it that must be JSON) is not valid JSON",
         "bad_base64": "Pub/Sub message data is not valid base64",
-        "bad_encoding": "the body is not valid UTF-8 where text is required",
+        "bad_encoding": (
+            "the body is not valid UTF-8 where text is required, or decoded text holds a"
+            " character UTF-8 cannot encode (a lone surrogate, JSON escape \\ud800)"
+        ),
+        "bad_number": "a number is not finite (NaN, Infinity, or out of range such as 1e400)",
+        "too_deep": "a value is nested deeper than the event document allows",
+        "value_too_large": "an event attribute (id, source, type, subject, time) is too long",
         "missing_field": "a field or header that this kind of event requires is absent",
         "bad_field": "a field has the wrong type or an invalid value",
         "unsupported_content_type": "the content type cannot carry this kind of event",
@@ -47,6 +53,10 @@ class DecodeError(TriggersError, ValueError):
     def __init__(self, reason: str, message: str) -> None:
         if reason not in self.REASONS:
             raise ValueError(f"unknown DecodeError reason {reason!r}")
+        if not message.isascii():
+            # A message may quote the input (the CloudEvents SDK's do); it is answered, logged
+            # and stored, so a character UTF-8 cannot encode is written as its escape.
+            message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.reason = reason
         self.message = message

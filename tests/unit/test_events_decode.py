@@ -159,6 +159,30 @@ ERROR_TABLE = [
         "CloudEvent com.x.y: data is not valid UTF-8",
     ),
     (
+        "bad_encoding",
+        {"Content-Type": "application/json"},
+        b'{"message": {"messageId": "1\\ud800"}, "subscription": "s"}',
+        "raw Pub/Sub push: data.message.message_id holds U+D800 at character 1",
+    ),
+    (
+        "bad_number",
+        {**BINARY_HEADERS, "Content-Type": "application/json"},
+        b'{"amount": 1e400}',
+        "CloudEvent binary mode: data.amount is inf",
+    ),
+    (
+        "too_deep",
+        {**BINARY_HEADERS, "Content-Type": "application/json"},
+        b"[" * 100 + b"]" * 100,
+        "CloudEvent binary mode: data[0][0]",
+    ),
+    (
+        "value_too_large",
+        {**BINARY_HEADERS, "ce-id": "i" * 3000},
+        b"",
+        "CloudEvent binary mode: id is 3000 bytes, the limit is 2048 bytes",
+    ),
+    (
         "missing_field",
         {},
         b'{"message": {"data": "aGk="}, "subscription": "s"}',

@@ -271,3 +271,41 @@ def test_missing_path_and_empty_directory(tmp_path):
 def test_sample_config_loads():
     rules = load("config/rules.yaml", environ={})
     assert [r.name for r in rules] == ["csv-ingest", "paid-orders", "nightly-report", "csv-deleted"]
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("CLOUD_RUN_FOO", "reserved: the prefix CLOUD_RUN_ is Cloud Run's"),
+        ("K_FOO", "reserved: the prefix K_ is Cloud Run's"),
+        ("X_GOOGLE_FOO", "reserved: the prefix X_GOOGLE_ is Cloud Run's"),
+        ("CLOUD_RUN_TASK_INDEX", "reserved by Cloud Run or triggers"),
+        ("K_REVISION", "reserved by Cloud Run or triggers"),
+        ("PORT", "reserved by Cloud Run or triggers"),
+        ("TRIGGERS_RUN_KEY", "reserved by Cloud Run or triggers"),
+    ],
+)
+def test_reserved_env_names_and_prefixes_are_refused_at_load(name, why):
+    problems = _problems(
+        f"""\
+        project: demo-project
+        region: europe-west1
+        rules:
+          - name: env
+            on: pubsub
+            job: worker
+            overrides:
+              env: {{{name}: x}}
+        """
+    )
+    assert problems == [f"rules.yaml:8: rule 'env': overrides.env: env name '{name}' is {why}"]
+
+
+@pytest.mark.parametrize("name", ["KFOO", "K", "CLOUD_RUNNER", "x_google_foo", "MY_K_FOO", "PORTS"])
+def test_names_near_the_reserved_ones_are_allowed(name):
+    rules = load_text(
+        "project: demo-project\nregion: europe-west1\nrules:\n"
+        f"  - {{name: env, on: pubsub, job: worker, overrides: {{env: {{{name}: x}}}}}}\n",
+        environ={},
+    )
+    assert rules.get("env").spec.overrides.env == {name: "x"}

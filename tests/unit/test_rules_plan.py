@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from triggers.errors import RenderError
+from triggers.errors import RenderError, RulesError
 from triggers.events.model import PUBSUB_PUBLISHED, STORAGE_FINALIZED, Event
 from triggers.plan import RUN_KEY_ENV
 from triggers.rules import load_text
@@ -170,17 +170,32 @@ def test_event_content_is_never_template_source(rules):
     assert request.overrides.args[0] == "--input=gs://raw-data/incoming/{{ 7 * 7 }}.csv"
 
 
-def test_sandbox_blocks_attribute_escapes():
-    rules = load_text(
-        "rules:\n  - name: s\n    on: pubsub\n    job: projects/demo-project/locations/europe-west1/jobs/j\n"
-        "    overrides:\n      args: ['{{ data.__class__.__mro__ }}']\n",
-        environ={},
-    )
-    event = Event(
-        id="1", source="s", type=PUBSUB_PUBLISHED, kind="pubsub", form="pubsub-push", data={}
-    )
-    with pytest.raises(RenderError, match="SecurityError"):
-        rules.get("s").plan(event)
+def test_sandbox_attribute_escapes_are_refused_at_load_not_per_event():
+    # They used to load and then reject every matching event; now the rules file fails.
+    with pytest.raises(RulesError) as info:
+        load_text(
+            "rules:\n  - name: s\n    on: pubsub\n"
+            "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+            "    overrides:\n      args: ['{{ data.__class__.__mro__ }}']\n",
+            name="rules.yaml",
+            environ={},
+        )
+    [problem] = info.value.problems
+    assert (problem.file, problem.line, problem.rule) == ("rules.yaml", 6, "s")
+    assert "attribute '__mro__' is not allowed" in problem.message
+
+
+def test_sandbox_still_blocks_attribute_escapes_at_render():
+    # A template that reached the renderer without the load-time check (a deferred template
+    # of a compiled artifact is checked again when first compiled) still cannot escape.
+    from jinja2.exceptions import SecurityError
+
+    from triggers.rules._sandbox import render_bounded
+    from triggers.rules.templates import _env
+
+    compiled = _env().from_string("{{ data.__class__.__mro__ }}")
+    with pytest.raises(SecurityError, match="unsafe"):
+        render_bounded(compiled, {"data": {}})
 
 
 def test_oversized_rendered_env_is_rejected():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from triggers.errors import DecodeError
 from triggers.events import _wire, cloudevent, storage
+from triggers.events._storable import check_storable
 from triggers.events.model import PUBSUB_PUBLISHED, Event
 
 if TYPE_CHECKING:
@@ -45,8 +46,30 @@ def decode(
 ) -> Event:
     """Decode one HTTP request (headers + body bytes) into an ``Event``.
 
-    Raises ``DecodeError`` for anything it cannot decode, and nothing else.
+    Raises ``DecodeError`` for anything it cannot decode, and nothing else: also for a request
+    that decodes but holds what can never be stored or sent (``_storable.check_storable``).
     """
+    event = _decode_form(headers, body, max_body_bytes, now)
+    return check_storable(event, _FORM_NAMES.get(event.form, event.form))
+
+
+# How messages name each input form (the decoders' own messages use the same words).
+_FORM_NAMES = {
+    "cloudevent-binary": "CloudEvent binary mode",
+    "cloudevent-structured": "structured CloudEvent",
+    "pubsub-push": "raw Pub/Sub push",
+    "storage-notification": "Cloud Storage notification",
+    "scheduler-http": "Cloud Scheduler HTTP target",
+    "scheduler-pubsub": "Cloud Scheduler Pub/Sub target",
+}
+
+
+def _decode_form(
+    headers: Mapping[str, str],
+    body: bytes,
+    max_body_bytes: int,
+    now: Callable[[], datetime] | None,
+) -> Event:
     body = bytes(body)
     if len(body) > max_body_bytes:
         raise DecodeError(

@@ -56,7 +56,10 @@ class DeadLetters(Protocol):
 
 def truncate(value: str, limit: int = MAX_ATTRIBUTE_VALUE_BYTES) -> str:
     """`value` cut to at most `limit` bytes of UTF-8, on a character boundary, ending in `…`
-    when something was cut."""
+    when something was cut. A character UTF-8 cannot encode (a lone surrogate in a header a
+    client sent) is written as its escape: a dead letter must never fail on what it reports."""
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     encoded = value.encode("utf-8")
     if len(encoded) <= limit:
         return value

@@ -315,6 +315,8 @@ class Ledger:
 
     def _finish(self, claim: Claim, status: Status, **changes: Any) -> bool:
         now = self.clock()
+        if changes.get("reason") is not None:
+            changes["reason"] = storable_text(changes["reason"])
         return self.backend.update(
             claim.record.key, claim.record.token, {"status": status, "updated_at": now, **changes}
         )
@@ -336,13 +338,16 @@ class Ledger:
             job="",
             status=Status.REJECTED,
             token=uuid.uuid4().hex,
-            event=summary,
+            event={
+                name: storable_text(value) if isinstance(value, str) else value
+                for name, value in summary.items()
+            },
             request={},
             created_at=now,
             updated_at=now,
             lease_until=now,
             expire_at=now + self.input_window,
-            reason=f"{reason}: {message}",
+            reason=storable_text(f"{reason}: {message}"),
         )
         try:
             self.backend.create(record)
@@ -403,6 +408,19 @@ class Ledger:
             expire_at=now + timedelta(seconds=request.dedup_window_seconds),
             event_document=document,
         )
+
+
+# A reason is for people and logs; what caused it is in the event. Bounded so that a message
+# quoting a huge value cannot make the record too large to write.
+MAX_REASON_CHARS = 2000
+
+
+def storable_text(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`text` as every backend can store it: a character UTF-8 cannot encode (a lone surrogate
+    from a JSON escape) written as its escape, and at most `limit` characters."""
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _json_size(value: Any) -> int:

@@ -20,6 +20,9 @@ from .schema import MAX_ENV_VALUE_BYTES, RuleSpec
 from .templates import Template
 
 MAX_DEDUP_KEY_BYTES = 4096
+# The overrides of one run (args and env together): the ledger record keeps them next to at most
+# 256 KiB of event document, and a Firestore document holds 1 MiB in all.
+MAX_RUN_OVERRIDES_BYTES = 512 * 1024
 _RAW_PUSH_HINT = (
     " (a raw Pub/Sub push does not name its topic: scope the rule with `subscription:` instead)"
 )
@@ -172,16 +175,25 @@ class Rule(Frozen):
         if self.args is not None:
             args = tuple(self._render(f"args[{i}]", t, document) for i, t in enumerate(self.args))
         env = tuple((name, self._render(f"env.{name}", t, document)) for name, t in self.env)
+        total = sum(self._utf8_size(f"args[{i}]", a) for i, a in enumerate(args or ()))
         for name, value in env:
-            if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+            size = self._utf8_size(f"env.{name}", value)
+            if size > MAX_ENV_VALUE_BYTES:
                 raise self._error(f"env.{name}", "rendered value is over Cloud Run's 32 KiB limit")
+            total += size
+        if total > MAX_RUN_OVERRIDES_BYTES:
+            raise self._error(
+                "overrides",
+                f"value_too_large: rendered args and env are {total} bytes, over the"
+                f" {MAX_RUN_OVERRIDES_BYTES} bytes a run's ledger record can hold",
+            )
         if self.dedup_key is None:
             key = self._default_key(event)
         else:
             key = self._render("dedup.key", self.dedup_key, document)
             if not key.strip():
                 raise self._error("dedup.key", "rendered to an empty key")
-        if len(key.encode()) > MAX_DEDUP_KEY_BYTES:
+        if self._utf8_size("dedup.key", key) > MAX_DEDUP_KEY_BYTES:
             raise self._error("dedup.key", f"rendered key is over {MAX_DEDUP_KEY_BYTES} bytes")
         return RunRequest(
             rule=self.name,
@@ -238,6 +250,19 @@ class Rule(Frozen):
             return template.render(document)
         except Exception as exc:  # Jinja raises UndefinedError, SecurityError, TypeError, ...
             raise self._error(field_name, f"{type(exc).__name__}: {exc}") from None
+
+    def _utf8_size(self, field_name: str, value: str) -> int:
+        """The size of a rendered value as sent; a value UTF-8 cannot encode (a lone surrogate
+        a template literal made: event content was checked when decoded) can never be hashed,
+        stored or sent, which makes it a permanent rejection, not an error to retry."""
+        try:
+            return len(value.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise self._error(
+                field_name,
+                f"bad_encoding: rendered value holds U+{ord(value[exc.start]):04X} at character"
+                f" {exc.start}, which UTF-8 cannot encode",
+            ) from None
 
     def _error(self, field_name: str, message: str) -> RenderError:
         line = self.template_lines.get(field_name, self.location.line)

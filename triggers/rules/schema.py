@@ -54,6 +54,9 @@ FULL_JOB = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/jobs/(?P<job>[^/]+)$"
 )
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Names Cloud Run's container contract sets (and refuses in a job or an override), and the run
+# key triggers adds to every run. The contract names are covered by the prefixes below too; they
+# stay listed so that the set says what Cloud Run documents.
 RESERVED_ENV = frozenset(
     {
         "CLOUD_RUN_JOB",
@@ -68,6 +71,10 @@ RESERVED_ENV = frozenset(
         "TRIGGERS_RUN_KEY",
     }
 )
+# Cloud Run refuses any name starting with X_GOOGLE_; CLOUD_RUN_ and K_ are the namespaces its
+# contract variables live in (jobs and services), so a rule setting one would shadow or be
+# shadowed by what Cloud Run sets, today or in a later release.
+RESERVED_ENV_PREFIXES = ("CLOUD_RUN_", "K_", "X_GOOGLE_")
 RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
@@ -160,7 +167,17 @@ class OverridesSpec(_Model):
                 problems.append(f"env name {name!r} is not a valid variable name")
             elif name in RESERVED_ENV:
                 problems.append(f"env name {name!r} is reserved by Cloud Run or triggers")
-            if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+            elif name.startswith(RESERVED_ENV_PREFIXES):
+                prefix = next(p for p in RESERVED_ENV_PREFIXES if name.startswith(p))
+                problems.append(
+                    f"env name {name!r} is reserved: the prefix {prefix} is Cloud Run's"
+                )
+            try:
+                size = len(value.encode())
+            except UnicodeEncodeError:  # `${NAME}` from an environment holding non-UTF-8 bytes
+                problems.append(f"env {name!r} holds a lone surrogate UTF-8 cannot encode")
+                continue
+            if size > MAX_ENV_VALUE_BYTES:
                 problems.append(f"env {name!r} is longer than Cloud Run's 32 KiB limit")
         if problems:
             raise ValueError("; ".join(problems))

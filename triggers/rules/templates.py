@@ -10,11 +10,14 @@ others are compiled when the rules load (`compile_template`, which is also the c
 broken template fail the rules file), or, for rules loaded from a pre-validated artifact
 (`triggers compile`), on their first render (`deferred_template`): a cold start then compiles
 only the templates of the rules its first events match.
+
+Both run in `_sandbox.BoundedSandbox` and are first checked by `_sandbox.template_problems`:
+what the sandbox would refuse at render is refused at load, and no value a template builds, at
+compile time or at render, may grow past a fixed size.
 """
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,20 +29,12 @@ _environment = None
 
 
 def _env():
-    # Created once, and only when some template needs Jinja.
+    # Created once, and only when some template needs Jinja (so is the sandbox module).
     global _environment
     if _environment is None:
-        from jinja2 import StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from ._sandbox import BoundedSandbox
 
-        env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
-        env.filters["basename"] = posixpath.basename
-        env.filters["dirname"] = posixpath.dirname
-        env.filters["stem"] = lambda p: posixpath.splitext(posixpath.basename(p))[0]
-        env.filters["extension"] = lambda p: posixpath.splitext(p)[1]
-        _environment = env
+        _environment = BoundedSandbox()
     return _environment
 
 
@@ -72,12 +67,15 @@ class Template:
             return self.source
         compiled = self._compiled
         if compiled is None:
-            # Deferred: validated when the artifact was compiled. Two threads may both get here;
-            # they build equal templates and either one is kept.
-            compiled = self._compiled = _env().from_string(self.source)
+            # Deferred: validated when the artifact was compiled, and checked again here (the
+            # artifact may come from an older release). Two threads may both get here; they
+            # build equal templates and either one is kept.
+            compiled = self._compiled = _compile(self.source)
         context = dict(document)
         context["event"] = document
-        return compiled.render(context)
+        from ._sandbox import render_bounded
+
+        return render_bounded(compiled, context)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Template):
@@ -94,26 +92,60 @@ class Template:
 
 def compile_template(source: str) -> Template:
     """Check and compile a template now. Raises TemplateProblem."""
+    if not source.isascii():
+        from ._sandbox import unencodable_problem
+
+        problem = unencodable_problem(source)
+        if problem is not None:
+            raise TemplateProblem(problem)
     if is_literal_source(source):
         return Template(source)
     from jinja2 import TemplateSyntaxError, meta
 
+    from ._sandbox import template_problems
+
     env = _env()
     try:
         ast = env.parse(source)
+        # Before compiling, which folds constant expressions: what the sandbox would refuse
+        # at render is refused now, with its line, and nothing has been evaluated yet.
+        refused = template_problems(ast)
+        if refused:
+            line, message = refused[0]
+            raise TemplateProblem(f"{message}{_line(source, line)}")
         # Jinja's code generator does this walk: it also refuses unknown filters and tests
         # (TemplateAssertionError, a TemplateSyntaxError).
         unknown = sorted(meta.find_undeclared_variables(ast) - VARIABLES)
         compiled = None if unknown else env.from_string(ast)
     except TemplateSyntaxError as exc:
-        where = f" (template line {exc.lineno})" if source.count("\n") else ""
-        raise TemplateProblem(f"template syntax error{where}: {exc.message}") from None
+        raise TemplateProblem(
+            f"template syntax error{_line(source, exc.lineno)}: {exc.message}"
+        ) from None
     if unknown:
         raise TemplateProblem(
             f"template uses unknown variable{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(repr(u) for u in unknown)}; available: {', '.join(sorted(VARIABLES))}"
         )
     return Template(source, compiled)
+
+
+def _compile(source: str) -> Any:
+    """Compile a template that was validated before, refusing it if the sandbox check finds
+    anything now (TemplateProblem, which the planner reports as a render error)."""
+    from ._sandbox import template_problems
+
+    env = _env()
+    ast = env.parse(source)
+    refused = template_problems(ast)
+    if refused:
+        line, message = refused[0]
+        raise TemplateProblem(f"{message}{_line(source, line)}")
+    return env.from_string(ast)
+
+
+def _line(source: str, line: int | None) -> str:
+    """`" (template line N)"` for a template of several lines; the rules file line says the rest."""
+    return f" (template line {line})" if line is not None and source.count("\n") else ""
 
 
 def deferred_template(source: str) -> Template:
