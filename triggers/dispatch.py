@@ -29,7 +29,12 @@ from .runners.base import Launch, Runner
 log = logging.getLogger("triggers.dispatch")
 
 # Executions are looked for from a little before the claim was first made: clocks differ.
-_FIND_SLACK = timedelta(minutes=2)
+FIND_MARGIN = timedelta(minutes=2)
+# After an ambiguous jobs.run the claim is kept for the runner's request timeout plus this: the
+# time the API may still take to act on a request its client gave up on (docs/ledger.md).
+AMBIGUOUS_MARGIN = timedelta(seconds=30)
+# The request timeout assumed for a runner that does not say (`timeout` attribute).
+_DEFAULT_RUN_TIMEOUT = 30.0
 
 
 class Outcome(str, enum.Enum):
@@ -77,10 +82,33 @@ class Decision:
 
 
 class Dispatcher:
-    def __init__(self, rules: RuleSet, ledger: Ledger, runner: Runner) -> None:
+    """Claims, runs and records every rule an event matches.
+
+    find_margin: `find` looks for executions created from the claim's first time minus this
+        (clock skew between this host and the API).
+    ambiguous_hold: how long an ambiguous attempt keeps its claim (default: the runner's
+        `timeout` plus `AMBIGUOUS_MARGIN`); it must be at least the longest time the API may
+        still act on a request after the client gave up on it.
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        ledger: Ledger,
+        runner: Runner,
+        *,
+        find_margin: timedelta = FIND_MARGIN,
+        ambiguous_hold: timedelta | None = None,
+    ) -> None:
         self.rules = rules
         self.ledger = ledger
         self.runner = runner
+        self.find_margin = find_margin
+        if ambiguous_hold is None:
+            timeout = getattr(runner, "timeout", None)
+            seconds = timeout if isinstance(timeout, int | float) else _DEFAULT_RUN_TIMEOUT
+            ambiguous_hold = timedelta(seconds=seconds) + AMBIGUOUS_MARGIN
+        self.ambiguous_hold = ambiguous_hold
 
     def dispatch(self, event: Event, *, scope: str | None = None) -> Decision:
         """Every matching rule, claimed, run and recorded. `scope` (replays) gives each run a
@@ -104,18 +132,29 @@ class Dispatcher:
         if claim.kind is ClaimKind.DUPLICATE:
             return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
         if claim.kind is ClaimKind.BUSY:
+            held = claim.record.ambiguous
             return _outcome(
-                request, Outcome.RETRY, "another delivery of this event holds the claim"
+                request,
+                Outcome.RETRY,
+                (
+                    "an ambiguous attempt holds the claim until "
+                    f"{claim.record.lease_until.isoformat()}"
+                    if held
+                    else "another delivery of this event holds the claim"
+                ),
             )
         if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
             # A previous attempt may have started the execution: adopt it rather than run twice.
             try:
-                found = self.runner.find(request, since=claim.record.created_at - _FIND_SLACK)
+                found = self._find(claim, request)
             except RunError as exc:
                 return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
             if found is not None:
                 return self._launched(claim, request, found)
         return self._run(claim, request)
+
+    def _find(self, claim: Claim, request: RunRequest) -> Launch | None:
+        return self.runner.find(request, since=claim.record.created_at - self.find_margin)
 
     def _run(self, claim: Claim, request: RunRequest) -> RuleOutcome:
         try:
@@ -125,18 +164,53 @@ class Dispatcher:
             return _outcome(request, Outcome.REJECTED, exc.message)
         except AmbiguousRunError as exc:
             try:
-                found = self.runner.find(request, since=claim.record.created_at - _FIND_SLACK)
+                found = self._find(claim, request)
             except RunError:
                 found = None
             if found is not None:
                 return self._launched(claim, request, found)
-            return self._release(claim, request, exc.message, ambiguous=True)
+            return self._hold(claim, request, exc.message)
         except RunError as exc:
             return self._release(claim, request, exc.message, ambiguous=False)
         return self._launched(claim, request, launch)
 
+    def _hold(self, claim: Claim, request: RunRequest, reason: str) -> RuleOutcome:
+        """Keep the claim of an attempt that may have started an execution not found yet.
+
+        Releasing it would let a redelivery take over at once, find nothing (the API may still
+        be creating the execution) and launch a second one. Held, redeliveries are BUSY until
+        the API can no longer act on the request, and the takeover after that adopts.
+        """
+        self._record(self.ledger.hold, claim, reason, hold=self.ambiguous_hold)
+        return _outcome(request, Outcome.RETRY, reason)
+
     def _launched(self, claim: Claim, request: RunRequest, launch: Launch) -> RuleOutcome:
-        self._record(self.ledger.launched, claim, launch.execution, launch.operation)
+        try:
+            written = self.ledger.launched(claim, launch.execution, launch.operation)
+        except Exception as exc:
+            # The execution runs, but the record still says `claimed`. Acknowledging would leave
+            # it so for good; instead keep the claim (its lease stands) and ask for a retry:
+            # the redelivery after the lease takes it over as ambiguous, finds this execution by
+            # its run key and records it. It never launches again. The name is in the answer
+            # and the log for an operator meanwhile.
+            log.error(
+                "launched %s for %s but could not record it: %s",
+                launch.execution,
+                claim.record.key,
+                exc,
+                extra={"labels": {"execution": launch.execution, "ledger_key": claim.record.key}},
+            )
+            return _outcome(
+                request,
+                Outcome.RETRY,
+                f"launched {launch.execution} but the ledger write failed ({exc}); a redelivery"
+                " after the lease adopts it",
+                execution=launch.execution,
+                adopted=launch.adopted,
+            )
+        if not written:
+            # Our lease ran out and someone took the record over: theirs is the record now.
+            log.warning("claim %s was taken over before it could be recorded", claim.record.key)
         return _outcome(
             request, Outcome.LAUNCHED, execution=launch.execution, adopted=launch.adopted
         )
@@ -149,7 +223,7 @@ class Dispatcher:
 
     def _record(self, method, claim: Claim, *args: Any, **kwargs: Any) -> None:
         # A failed write leaves the claim live; its lease expires and the redelivery takes it
-        # over as ambiguous, finds the execution and records it then. Nothing runs twice.
+        # over as ambiguous and looks for an execution before it runs. Nothing runs twice.
         try:
             if not method(claim, *args, **kwargs):
                 log.warning("claim %s was taken over before it could be recorded", claim.record.key)
