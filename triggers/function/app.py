@@ -72,7 +72,15 @@ class App:
             if dead_letters is _FROM_SETTINGS
             else dead_letters
         )
-        self.dispatcher = Dispatcher(self.rules, self.ledger, self.runner)
+        self.dispatcher = Dispatcher(
+            self.rules,
+            self.ledger,
+            self.runner,
+            find_margin=timedelta(seconds=settings.find_margin_seconds),
+            ambiguous_hold=timedelta(
+                seconds=settings.cloud_run_timeout_seconds + settings.ambiguous_margin_seconds
+            ),
+        )
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
         token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
@@ -209,6 +217,8 @@ def build_ledger(settings: Settings) -> Ledger:
             project=settings.firestore_project,
             database=settings.firestore_database,
             collection=settings.firestore_collection,
+            deadline=settings.ledger_deadline_seconds,
+            retry_seconds=settings.ledger_retry_seconds,
         )
     elif settings.ledger == "sqlite":
         from ..ledger.sqlite import SQLiteBackend
@@ -228,7 +238,12 @@ def build_runner(settings: Settings) -> Runner:
         return DryRunRunner()
     from ..runners.cloudrun import CloudRunRunner
 
-    return CloudRunRunner(endpoint=settings.cloud_run_endpoint)
+    return CloudRunRunner(
+        endpoint=settings.cloud_run_endpoint,
+        timeout=settings.cloud_run_timeout_seconds,
+        find_page_size=settings.find_page_size,
+        find_budget=settings.find_budget_seconds,
+    )
 
 
 def build_authenticator(settings: Settings) -> Any:
