@@ -137,7 +137,7 @@ class Dispatcher:
                 request,
                 Outcome.RETRY,
                 (
-                    "an ambiguous attempt holds the claim until "
+                    "an earlier attempt may have started the run: its claim is held until "
                     f"{claim.record.lease_until.isoformat()}"
                     if held
                     else "another delivery of this event holds the claim"

@@ -99,7 +99,10 @@ def test_redelivery_during_the_hold_is_told_to_retry_and_runs_nothing(
     decision = dispatcher.dispatch(storage_event())
     again = load_of(decision)
     assert decision.retry and again.outcome is Outcome.RETRY
-    assert again.reason.startswith("an ambiguous attempt holds the claim until")
+    assert again.reason.startswith("an earlier attempt may have started the run: its claim is")
+    assert again.reason.endswith(
+        f"held until {(ledger.get(first.ledger_key).lease_until).isoformat()}"
+    )
     assert runner.run_calls == 2  # load once, audit once: nothing ran again
     assert ledger.get(first.ledger_key) == before  # BUSY writes nothing
 
