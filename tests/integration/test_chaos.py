@@ -209,6 +209,7 @@ class Tally:
     examples: dict[str, str] = field(default_factory=dict)  # one full reason of each kind
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # event -> its 200 body
     slowest_503: float = 0.0
+    without_retry_after: int = 0  # 503 answers that do not say when to come back
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def unexpected(self) -> dict[int, int]:
@@ -256,6 +257,8 @@ def deliver(
                 return
             if response.status_code == 503:
                 tally.retried += 1
+                if not response.headers.get("Retry-After"):
+                    tally.without_retry_after += 1
                 tally.slowest_503 = max(tally.slowest_503, elapsed)
                 for rule in answer.get("rules", []):
                     kind = _reason_kind(rule.get("reason"))
@@ -331,6 +334,7 @@ def check_exactly_once(name: str, stack: Stack, tally: Tally, message_ids: list[
     for kind, example in tally.examples.items():
         print(f"  e.g. {kind}: {example}")
     assert not tally.unexpected(), f"answers other than 200/503: {tally.unexpected()}"
+    assert tally.without_retry_after == 0
     assert len(set(keys.values())) == len(message_ids)  # one (rule, key) per message
     ran_twice = {k: n for k, n in mine.items() if n != 1}
     assert not ran_twice, f"keys not run exactly once: {ran_twice}"
