@@ -225,6 +225,22 @@ def test_find_pages_through_the_emulator_back_to_since(emu, emulator):
     assert paging.find(first, since=datetime.now(UTC) + timedelta(minutes=1)) is None
 
 
+def test_find_that_runs_out_of_time_before_since_says_so(emu, emulator):
+    # Slow pages (0.4 s each, injected) and a 1 s budget: the walk cannot reach `since`, and
+    # that is reported as "not known" (retryable), never as "not found".
+    paging = CloudRunRunner(endpoint=emulator.url, timeout=5.0, find_page_size=1, find_budget=1.0)
+    first = request_for("deep")
+    paging.run(first)
+    for i in range(5):
+        paging.run(request_for(f"above-{i}"))
+    emu.faults.add_latency("ListExecutions", 0.4)
+    with pytest.raises(RetryableRunError, match="without reaching|timed out"):
+        paging.find(first, since=an_hour_ago())
+    emu.faults.clear()
+    found = paging.find(first, since=an_hour_ago())  # with time enough, it is there
+    assert found is not None and found.adopted
+
+
 def test_errors_while_finding_are_retryable(emu, runner):
     emu.faults.fail("ListExecutions", 500)
     with pytest.raises(RetryableRunError) as info:

@@ -219,16 +219,25 @@ class CloudRunRunner:
                 )
             # One page per call (not the pager's own iteration), each within what is left of
             # the budget: the budget bounds the whole walk, not each page.
-            page = self.executions_client.list_executions(
-                request=run_v2.ListExecutionsRequest(
-                    parent=request.job,
-                    page_size=self.find_page_size,
-                    page_token=page_token,
-                    # a run that was deleted since still ran: adopt it rather than run again
-                    show_deleted=True,
-                ),
-                timeout=min(self.timeout, remaining),
-            )
+            try:
+                page = self.executions_client.list_executions(
+                    request=run_v2.ListExecutionsRequest(
+                        parent=request.job,
+                        page_size=self.find_page_size,
+                        page_token=page_token,
+                        # a run that was deleted since still ran: adopt it rather than run again
+                        show_deleted=True,
+                    ),
+                    timeout=min(self.timeout, remaining),
+                )
+            except Exception as exc:
+                if time.monotonic() < deadline:
+                    raise
+                raise RetryableRunError(
+                    f"looking for executions of {request.job}: {pages} page(s) read in"
+                    f" {self.find_budget:g} s without reaching {since.isoformat()} (the next"
+                    f" page ran out of time: {_describe(exc)})"
+                ) from exc
             pages += 1
             for execution in page.executions:
                 created = execution.create_time
