@@ -113,20 +113,42 @@ class Dispatcher:
     def dispatch(self, event: Event, *, scope: str | None = None) -> Decision:
         """Every matching rule, claimed, run and recorded. `scope` (replays) gives each run a
         new dedup identity: see `RunRequest.in_scope`."""
+        # After one claim fails on the ledger the others of this event are not tried: each
+        # would wait out its own deadline, and an event matching several rules would then be
+        # answered after several deadlines, past the sender's. The retry comes back for all.
+        outage: list[str] = []
         outcomes = tuple(
-            self.dispatch_rule(rule, event, scope=scope) for rule in self.rules.route(event)
+            self.dispatch_rule(rule, event, scope=scope, outage=outage)
+            for rule in self.rules.route(event)
         )
         return Decision(event.id, outcomes)
 
-    def dispatch_rule(self, rule: Rule, event: Event, *, scope: str | None = None) -> RuleOutcome:
+    def dispatch_rule(
+        self,
+        rule: Rule,
+        event: Event,
+        *,
+        scope: str | None = None,
+        outage: list[str] | None = None,
+    ) -> RuleOutcome:
+        """Claim, run and record one rule. ``outage``, shared by the rules of one event,
+        collects a ledger failure; once it holds one, the ledger is not called again."""
         try:
             request = rule.plan(event).in_scope(scope)
         except RenderError as exc:
-            return self._reject_unplanned(rule, event, str(exc), scope)
+            return self._reject_unplanned(rule, event, str(exc), scope, outage)
+        if outage:
+            return _outcome(
+                request,
+                Outcome.RETRY,
+                f"ledger unavailable: {outage[0]} (not tried again for this event)",
+            )
         try:
             claim = self.ledger.claim(request, dict(event.document))
         except Exception as exc:  # the ledger is down: nothing was decided, try again later
             log.warning("ledger claim failed for rule %s: %s", rule.name, exc)
+            if outage is not None:
+                outage.append(str(exc))
             return _outcome(request, Outcome.RETRY, f"ledger unavailable: {exc}")
 
         if claim.kind is ClaimKind.DUPLICATE:
@@ -231,9 +253,15 @@ class Dispatcher:
             log.warning("ledger write failed for %s: %s", claim.record.key, exc)
 
     def _reject_unplanned(
-        self, rule: Rule, event: Event, reason: str, scope: str | None = None
+        self,
+        rule: Rule,
+        event: Event,
+        reason: str,
+        scope: str | None = None,
+        outage: list[str] | None = None,
     ) -> RuleOutcome:
-        """Record a rule that matched but could not be planned, under the event's identity."""
+        """Record a rule that matched but could not be planned, under the event's identity
+        (unless the ledger is known to be down for this event: rejected all the same)."""
         request = RunRequest(
             rule=rule.name,
             job=rule.job,
@@ -242,10 +270,14 @@ class Dispatcher:
             dedup_window_seconds=rule.spec.dedup.window,
             event=event.ref,
         ).in_scope(scope)
+        if outage:
+            return _outcome(request, Outcome.REJECTED, reason)
         try:
             claim = self.ledger.claim(request, dict(event.document))
         except Exception as exc:
             log.warning("ledger claim failed for rejected rule %s: %s", rule.name, exc)
+            if outage is not None:
+                outage.append(str(exc))
             return _outcome(request, Outcome.REJECTED, reason)
         if claim.owned:
             self._record(self.ledger.rejected, claim, reason)

@@ -265,3 +265,32 @@ def test_find_is_asked_from_the_first_claim_minus_the_margin(ledger, runner, clo
     clock.advance(minutes=3)
     dispatcher.dispatch(storage_event())
     assert runner.find_sinces == [first_claim - timedelta(seconds=7)] * 2
+
+
+class DownBackend(MemoryBackend):
+    """A ledger that is unreachable: every create fails (after its deadline, in real life)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.creates = 0
+
+    def create(self, record):
+        self.creates += 1
+        raise TimeoutError("Timeout of 3.0s exceeded")
+
+
+def test_an_outage_costs_one_ledger_deadline_per_event_not_one_per_rule(runner, clock):
+    backend = DownBackend()
+    dispatcher = Dispatcher(RULES, Ledger(backend, clock=clock), runner, ambiguous_hold=HOLD)
+    decision = dispatcher.dispatch(storage_event(name="strict/a.csv"))  # load, audit, strict
+    assert backend.creates == 1  # the first rule's claim; the others are not tried
+    assert decision.retry
+    by_rule = {o.rule: o for o in decision.outcomes}
+    assert by_rule["load"].reason == "ledger unavailable: Timeout of 3.0s exceeded"
+    assert by_rule["audit"].outcome is Outcome.RETRY
+    assert by_rule["audit"].reason == (
+        "ledger unavailable: Timeout of 3.0s exceeded (not tried again for this event)"
+    )
+    # a rule whose template fails is still rejected for good, without the ledger
+    assert by_rule["needs-field"].outcome is Outcome.REJECTED
+    assert runner.run_calls == 0
