@@ -238,6 +238,7 @@ def test_launched_but_not_recorded_keeps_the_claim_and_is_adopted_never_relaunch
     record = ledger.get(load.ledger_key)
     assert record.status is Status.LAUNCHED and record.execution == execution
     assert record.ambiguous is False and record.attempts == 2 and record.reason is None
+    assert record.operation is None  # adopted by run key: the operation was never recorded
     assert runner.started(load_request()) == 1
 
 
