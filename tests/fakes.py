@@ -23,39 +23,83 @@ class Clock:
         self.now += (delta or timedelta()) + timedelta(**parts)
 
 
+@dataclass(frozen=True)
+class Ambiguous:
+    """A scripted ambiguous failure of `ScriptedRunner.run` (queue it with `fail`).
+
+    started: whether the call started the execution (a lost response) or not (a timeout
+        before the API acted: the same error, nothing to adopt).
+    appears_after: how long after the call the execution comes into existence (a `jobs.run`
+        the API was still working on when the client gave up); `find` does not see it, and
+        its creation time is not reached, until the runner's clock has moved that far.
+    """
+
+    error: AmbiguousRunError
+    started: bool = True
+    appears_after: timedelta = timedelta()
+
+
 class ScriptedRunner:
     """A Runner whose runs succeed unless a failure is queued for the job.
 
     A queued RunError is raised before anything starts, except an AmbiguousRunError, which
-    starts the execution and then raises (the response was lost). `find` knows every execution
-    it started, by ledger key, as Cloud Run knows them by TRIGGERS_RUN_KEY.
+    starts the execution and then raises (the response was lost); queue an `Ambiguous` for the
+    other ambiguous cases (nothing started, or the execution appears late). `find` knows every
+    execution it started, by ledger key, as Cloud Run knows them by TRIGGERS_RUN_KEY, and like
+    Cloud Run answers only those created at or after ``since`` and already in existence by
+    ``clock`` (default: the wall clock). `fail_find` queues errors for the next `find` calls.
     """
 
-    def __init__(self) -> None:
-        self.failures: dict[str, list[Exception]] = {}
+    def __init__(self, clock=None) -> None:
+        self.failures: dict[str, list[Exception | Ambiguous]] = {}
+        self.find_failures: list[Exception] = []
         self.executions: dict[str, list[str]] = {}  # ledger key -> executions started
+        self.created: dict[str, datetime] = {}  # execution -> when it comes into existence
         self.run_calls = 0
         self.find_calls = 0
+        self.find_sinces: list[datetime] = []
+        self.clock = clock or (lambda: datetime.now(UTC))
 
-    def fail(self, job_id: str, *errors: Exception) -> None:
+    def fail(self, job_id: str, *errors: Exception | Ambiguous) -> None:
         self.failures.setdefault(job_id, []).extend(errors)
+
+    def fail_find(self, *errors: Exception) -> None:
+        self.find_failures.extend(errors)
 
     def run(self, request, *, validate_only=False) -> Launch:
         self.run_calls += 1
         queued = self.failures.get(request.job_id)
         error = queued.pop(0) if queued else None
-        if error is not None and not isinstance(error, AmbiguousRunError):
+        scripted = error if isinstance(error, Ambiguous) else None
+        if scripted is None and isinstance(error, AmbiguousRunError):
+            scripted = Ambiguous(error)
+        if error is not None and scripted is None:
             raise error
         name = f"{request.job}/executions/{request.job_id}-{self.run_calls}"
-        self.executions.setdefault(request.ledger_key, []).append(name)
-        if error is not None:
-            raise error
+        if scripted is None or scripted.started:
+            delay = scripted.appears_after if scripted is not None else timedelta()
+            self.executions.setdefault(request.ledger_key, []).append(name)
+            self.created[name] = self.clock() + delay
+        if scripted is not None:
+            raise scripted.error
         return Launch(execution=name, operation=f"op-{self.run_calls}")
 
     def find(self, request, *, since) -> Launch | None:
         self.find_calls += 1
-        started = self.executions.get(request.ledger_key)
-        return Launch(execution=started[-1], adopted=True) if started else None
+        self.find_sinces.append(since)
+        if self.find_failures:
+            raise self.find_failures.pop(0)
+        now = self.clock()
+        visible = [
+            name
+            for name in self.executions.get(request.ledger_key, [])
+            if since <= self.created.get(name, since) <= now
+        ]
+        return Launch(execution=visible[-1], adopted=True) if visible else None
+
+    def started(self, request) -> int:
+        """How many executions carry this request's run key (visible yet or not)."""
+        return len(self.executions.get(request.ledger_key, []))
 
 
 # Three storage rules: two that always launch, one whose template fails for `strict/` objects.

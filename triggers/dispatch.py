@@ -29,7 +29,12 @@ from .runners.base import Launch, Runner
 log = logging.getLogger("triggers.dispatch")
 
 # Executions are looked for from a little before the claim was first made: clocks differ.
-_FIND_SLACK = timedelta(minutes=2)
+FIND_MARGIN = timedelta(minutes=2)
+# After an ambiguous jobs.run the claim is kept for the runner's request timeout plus this: the
+# time the API may still take to act on a request its client gave up on (docs/ledger.md).
+AMBIGUOUS_MARGIN = timedelta(seconds=30)
+# The request timeout assumed for a runner that does not say (`timeout` attribute).
+_DEFAULT_RUN_TIMEOUT = 30.0
 
 
 class Outcome(str, enum.Enum):
@@ -77,24 +82,67 @@ class Decision:
 
 
 class Dispatcher:
-    def __init__(self, rules: RuleSet, ledger: Ledger, runner: Runner) -> None:
+    """Claims, runs and records every rule an event matches.
+
+    find_margin: `find` looks for executions created from the claim's first time minus this
+        (clock skew between this host and the API).
+    ambiguous_hold: how long an ambiguous attempt keeps its claim (default: the runner's
+        `timeout` plus `AMBIGUOUS_MARGIN`); it must be at least the longest time the API may
+        still act on a request after the client gave up on it.
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        ledger: Ledger,
+        runner: Runner,
+        *,
+        find_margin: timedelta = FIND_MARGIN,
+        ambiguous_hold: timedelta | None = None,
+    ) -> None:
         self.rules = rules
         self.ledger = ledger
         self.runner = runner
+        self.find_margin = find_margin
+        if ambiguous_hold is None:
+            timeout = getattr(runner, "timeout", None)
+            seconds = timeout if isinstance(timeout, int | float) else _DEFAULT_RUN_TIMEOUT
+            ambiguous_hold = timedelta(seconds=seconds) + AMBIGUOUS_MARGIN
+        self.ambiguous_hold = ambiguous_hold
 
     def dispatch(self, event: Event, *, scope: str | None = None) -> Decision:
         """Every matching rule, claimed, run and recorded. `scope` (replays) gives each run a
         new dedup identity: see `RunRequest.in_scope`."""
+        # After one claim fails on the ledger the others of this event are not tried: each
+        # would wait out its own deadline, and an event matching several rules would then be
+        # answered after several deadlines, past the sender's. The retry comes back for all.
+        outage: list[str] = []
         outcomes = tuple(
-            self.dispatch_rule(rule, event, scope=scope) for rule in self.rules.route(event)
+            self.dispatch_rule(rule, event, scope=scope, outage=outage)
+            for rule in self.rules.route(event)
         )
         return Decision(event.id, outcomes)
 
-    def dispatch_rule(self, rule: Rule, event: Event, *, scope: str | None = None) -> RuleOutcome:
+    def dispatch_rule(
+        self,
+        rule: Rule,
+        event: Event,
+        *,
+        scope: str | None = None,
+        outage: list[str] | None = None,
+    ) -> RuleOutcome:
+        """Claim, run and record one rule. ``outage``, shared by the rules of one event,
+        collects a ledger failure; once it holds one, the ledger is not called again."""
         try:
             request = rule.plan(event).in_scope(scope)
         except RenderError as exc:
-            return self._reject_unplanned(rule, event, str(exc), scope)
+            return self._reject_unplanned(rule, event, str(exc), scope, outage)
+        if outage:
+            return _outcome(
+                request,
+                Outcome.RETRY,
+                f"ledger unavailable: {outage[0]} (not tried again for this event)",
+            )
         try:
             claim = self.ledger.claim(request, dict(event.document))
         except UnicodeError as exc:
@@ -103,23 +151,36 @@ class Dispatcher:
             return self._reject_unplanned(rule, event, f"bad_encoding: {exc}", scope)
         except Exception as exc:  # the ledger is down: nothing was decided, try again later
             log.warning("ledger claim failed for rule %s: %s", rule.name, exc)
+            if outage is not None:
+                outage.append(str(exc))
             return _outcome(request, Outcome.RETRY, f"ledger unavailable: {exc}")
 
         if claim.kind is ClaimKind.DUPLICATE:
             return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
         if claim.kind is ClaimKind.BUSY:
+            held = claim.record.ambiguous
             return _outcome(
-                request, Outcome.RETRY, "another delivery of this event holds the claim"
+                request,
+                Outcome.RETRY,
+                (
+                    "an earlier attempt may have started the run: its claim is held until "
+                    f"{claim.record.lease_until.isoformat()}"
+                    if held
+                    else "another delivery of this event holds the claim"
+                ),
             )
         if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
             # A previous attempt may have started the execution: adopt it rather than run twice.
             try:
-                found = self.runner.find(request, since=claim.record.created_at - _FIND_SLACK)
+                found = self._find(claim, request)
             except RunError as exc:
                 return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
             if found is not None:
                 return self._launched(claim, request, found)
         return self._run(claim, request)
+
+    def _find(self, claim: Claim, request: RunRequest) -> Launch | None:
+        return self.runner.find(request, since=claim.record.created_at - self.find_margin)
 
     def _run(self, claim: Claim, request: RunRequest) -> RuleOutcome:
         try:
@@ -129,18 +190,53 @@ class Dispatcher:
             return _outcome(request, Outcome.REJECTED, exc.message)
         except AmbiguousRunError as exc:
             try:
-                found = self.runner.find(request, since=claim.record.created_at - _FIND_SLACK)
+                found = self._find(claim, request)
             except RunError:
                 found = None
             if found is not None:
                 return self._launched(claim, request, found)
-            return self._release(claim, request, exc.message, ambiguous=True)
+            return self._hold(claim, request, exc.message)
         except RunError as exc:
             return self._release(claim, request, exc.message, ambiguous=False)
         return self._launched(claim, request, launch)
 
+    def _hold(self, claim: Claim, request: RunRequest, reason: str) -> RuleOutcome:
+        """Keep the claim of an attempt that may have started an execution not found yet.
+
+        Releasing it would let a redelivery take over at once, find nothing (the API may still
+        be creating the execution) and launch a second one. Held, redeliveries are BUSY until
+        the API can no longer act on the request, and the takeover after that adopts.
+        """
+        self._record(self.ledger.hold, claim, reason, hold=self.ambiguous_hold)
+        return _outcome(request, Outcome.RETRY, reason)
+
     def _launched(self, claim: Claim, request: RunRequest, launch: Launch) -> RuleOutcome:
-        self._record(self.ledger.launched, claim, launch.execution, launch.operation)
+        try:
+            written = self.ledger.launched(claim, launch.execution, launch.operation)
+        except Exception as exc:
+            # The execution runs, but the record still says `claimed`. Acknowledging would leave
+            # it so for good; instead keep the claim (its lease stands) and ask for a retry:
+            # the redelivery after the lease takes it over as ambiguous, finds this execution by
+            # its run key and records it. It never launches again. The name is in the answer
+            # and the log for an operator meanwhile.
+            log.error(
+                "launched %s for %s but could not record it: %s",
+                launch.execution,
+                claim.record.key,
+                exc,
+                extra={"labels": {"execution": launch.execution, "ledger_key": claim.record.key}},
+            )
+            return _outcome(
+                request,
+                Outcome.RETRY,
+                f"launched {launch.execution} but the ledger write failed ({exc}); a redelivery"
+                " after the lease adopts it",
+                execution=launch.execution,
+                adopted=launch.adopted,
+            )
+        if not written:
+            # Our lease ran out and someone took the record over: theirs is the record now.
+            log.warning("claim %s was taken over before it could be recorded", claim.record.key)
         return _outcome(
             request, Outcome.LAUNCHED, execution=launch.execution, adopted=launch.adopted
         )
@@ -153,7 +249,7 @@ class Dispatcher:
 
     def _record(self, method, claim: Claim, *args: Any, **kwargs: Any) -> None:
         # A failed write leaves the claim live; its lease expires and the redelivery takes it
-        # over as ambiguous, finds the execution and records it then. Nothing runs twice.
+        # over as ambiguous and looks for an execution before it runs. Nothing runs twice.
         try:
             if not method(claim, *args, **kwargs):
                 log.warning("claim %s was taken over before it could be recorded", claim.record.key)
@@ -161,9 +257,15 @@ class Dispatcher:
             log.warning("ledger write failed for %s: %s", claim.record.key, exc)
 
     def _reject_unplanned(
-        self, rule: Rule, event: Event, reason: str, scope: str | None = None
+        self,
+        rule: Rule,
+        event: Event,
+        reason: str,
+        scope: str | None = None,
+        outage: list[str] | None = None,
     ) -> RuleOutcome:
-        """Record a rule that matched but could not be planned, under the event's identity."""
+        """Record a rule that matched but could not be planned, under the event's identity
+        (unless the ledger is known to be down for this event: rejected all the same)."""
         request = RunRequest(
             rule=rule.name,
             job=rule.job,
@@ -172,10 +274,14 @@ class Dispatcher:
             dedup_window_seconds=rule.spec.dedup.window,
             event=event.ref,
         ).in_scope(scope)
+        if outage:
+            return _outcome(request, Outcome.REJECTED, reason)
         try:
             claim = self.ledger.claim(request, dict(event.document))
         except Exception as exc:
             log.warning("ledger claim failed for rejected rule %s: %s", rule.name, exc)
+            if outage is not None:
+                outage.append(str(exc))
             return _outcome(request, Outcome.REJECTED, reason)
         if claim.owned:
             self._record(self.ledger.rejected, claim, reason)

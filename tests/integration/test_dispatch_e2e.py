@@ -204,25 +204,46 @@ def test_executed_but_dropped_response_is_adopted_not_repeated(dispatcher, ledge
     assert len(executions_with_key(emulator, outcome.ledger_key)) == 1
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_busy_api_asks_for_a_retry_releases_and_later_runs_once(
-    dispatcher, ledger, emulator, status
-):
+def test_busy_api_asks_for_a_retry_releases_and_later_runs_once(dispatcher, ledger, emulator):
     event = storage_event()
-    emulator.faults.fail("RunJob", status)
+    emulator.faults.fail("RunJob", 429)
     decision = dispatcher.dispatch(event)
     outcome = ingest(decision)
-    # THEN: retry, with the claim given back (no lease to wait out)
+    # THEN: retry, with the claim given back (a 429 surely did not run: no lease to wait out)
     assert decision.retry and outcome.outcome is Outcome.RETRY
     record = ledger.get(outcome.ledger_key)
-    assert record.status is Status.RELEASED
-    assert record.ambiguous is (status == 503)  # a 503 may have run: the next try looks first
+    assert record.status is Status.RELEASED and record.ambiguous is False
     assert executions_with_key(emulator, outcome.ledger_key) == []
     # WHEN redelivered THEN it runs, once
     again = ingest(dispatcher.dispatch(event))
     assert again.outcome is Outcome.LAUNCHED
     assert executions_with_key(emulator, outcome.ledger_key) == [again.execution]
     assert ledger.get(outcome.ledger_key).attempts == 2
+
+
+def test_a_503_holds_the_claim_then_the_takeover_looks_and_runs_once(
+    dispatcher, ledger, emulator, clock
+):
+    event = storage_event()
+    emulator.faults.fail("RunJob", 503)
+    decision = dispatcher.dispatch(event)
+    outcome = ingest(decision)
+    # THEN: retry, and the claim is held: a 503 may have run, and may still be running
+    assert decision.retry and outcome.outcome is Outcome.RETRY
+    record = ledger.get(outcome.ledger_key)
+    assert record.status is Status.CLAIMED and record.ambiguous is True
+    assert record.lease_until == clock() + dispatcher.ambiguous_hold
+    assert executions_with_key(emulator, outcome.ledger_key) == []
+    # WHEN redelivered inside the hold THEN it is told to retry, and nothing runs
+    assert ingest(dispatcher.dispatch(event)).outcome is Outcome.RETRY
+    # WHEN redelivered after it THEN the takeover looks (nothing: the 503 came before acting)
+    # and runs, once
+    clock.advance(dispatcher.ambiguous_hold + timedelta(seconds=1))
+    again = ingest(dispatcher.dispatch(event))
+    assert again.outcome is Outcome.LAUNCHED and not again.adopted
+    assert executions_with_key(emulator, outcome.ledger_key) == [again.execution]
+    record = ledger.get(outcome.ledger_key)
+    assert record.status is Status.LAUNCHED and record.attempts == 2 and not record.ambiguous
 
 
 def test_missing_job_and_invalid_override_are_rejected_and_acknowledged(

@@ -212,14 +212,33 @@ def test_find_picks_the_right_execution_among_many(emu, runner):
         assert found is not None and found.execution == launch.execution
 
 
-def test_find_only_looks_at_the_most_recent_executions(emu, emulator):
-    narrow = CloudRunRunner(endpoint=emulator.url, timeout=5.0, find_limit=2)
+def test_find_pages_through_the_emulator_back_to_since(emu, emulator):
+    # Pages of two: the execution is the oldest of seven, four pages down.
+    paging = CloudRunRunner(endpoint=emulator.url, timeout=5.0, find_page_size=2)
     first = request_for("first")
-    narrow.run(first)
-    narrow.run(request_for("second"))
-    assert narrow.find(first, since=an_hour_ago()) is not None
-    narrow.run(request_for("third"))
-    assert narrow.find(first, since=an_hour_ago()) is None
+    mine = paging.run(first).execution
+    for i in range(6):
+        paging.run(request_for(f"later-{i}"))
+    found = paging.find(first, since=an_hour_ago())
+    assert found is not None and found.execution == mine
+    # ... and it stops at `since`: nothing before it is looked at, so nothing is found
+    assert paging.find(first, since=datetime.now(UTC) + timedelta(minutes=1)) is None
+
+
+def test_find_that_runs_out_of_time_before_since_says_so(emu, emulator):
+    # Slow pages (0.4 s each, injected) and a 1 s budget: the walk cannot reach `since`, and
+    # that is reported as "not known" (retryable), never as "not found".
+    paging = CloudRunRunner(endpoint=emulator.url, timeout=5.0, find_page_size=1, find_budget=1.0)
+    first = request_for("deep")
+    paging.run(first)
+    for i in range(5):
+        paging.run(request_for(f"above-{i}"))
+    emu.faults.add_latency("ListExecutions", 0.4)
+    with pytest.raises(RetryableRunError, match="without reaching|timed out"):
+        paging.find(first, since=an_hour_ago())
+    emu.faults.clear()
+    found = paging.find(first, since=an_hour_ago())  # with time enough, it is there
+    assert found is not None and found.adopted
 
 
 def test_errors_while_finding_are_retryable(emu, runner):

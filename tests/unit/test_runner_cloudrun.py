@@ -329,16 +329,25 @@ def execution(name: str, minutes_ago: float, key: str | None) -> run_v2.Executio
 
 
 class FakeExecutions:
-    def __init__(self, executions):
+    """ListExecutions over a list, newest first, served in pages of the request's page_size
+    with a page token, as the API does. `yielded` counts the executions handed out."""
+
+    def __init__(self, executions, *, on_page=None):
         self.executions = executions
         self.requests = []
         self.yielded = 0
+        self.on_page = on_page  # called before each page (a clock that moves, a failure)
 
     def list_executions(self, request, timeout):
         self.requests.append((request, timeout))
-        for e in self.executions:
-            self.yielded += 1
-            yield e
+        if self.on_page is not None:
+            self.on_page(len(self.requests))
+        start = int(request.page_token or 0)
+        end = start + request.page_size
+        chunk = self.executions[start:end]
+        self.yielded += len(chunk)
+        more = end < len(self.executions)
+        return SimpleNamespace(executions=chunk, next_page_token=str(end) if more else "")
 
 
 def test_find_adopts_the_execution_that_carries_the_key():
@@ -350,13 +359,14 @@ def test_find_adopts_the_execution_that_carries_the_key():
             execution("older-dup", 6, request.ledger_key),
         ]
     )
-    runner = CloudRunRunner(executions_client=fake, timeout=4.0, find_limit=20)
+    runner = CloudRunRunner(executions_client=fake, timeout=4.0, find_page_size=20)
     launch = runner.find(request, since=NOW - timedelta(minutes=30))
     assert launch is not None
     assert launch.execution == f"{JOB}/executions/mine" and launch.adopted is True
     [(sent, timeout)] = fake.requests
     assert sent.parent == JOB and sent.page_size == 20 and sent.show_deleted is True
-    assert timeout == 4.0
+    assert sent.page_token == ""
+    assert 0 < timeout <= 4.0
 
 
 def test_find_stops_at_executions_older_than_since():
@@ -368,21 +378,59 @@ def test_find_stops_at_executions_older_than_since():
             execution("older", 40, None),
         ]
     )
-    runner = CloudRunRunner(executions_client=fake)
+    runner = CloudRunRunner(executions_client=fake, find_page_size=1)
     assert runner.find(request, since=NOW - timedelta(minutes=30)) is None
-    assert fake.yielded == 2  # did not read past the first old one
+    assert fake.yielded == 2 and len(fake.requests) == 2  # no page past the first old one
 
 
-def test_find_examines_at_most_find_limit_executions():
+def test_find_pages_back_to_since_however_many_executions_came_after():
+    # The issue-11 case: far more launches of the job since the claim than one page holds.
     request = make_request()
-    fake = FakeExecutions(
-        [execution(f"e{i}", 1, None) for i in range(5)] + [execution("mine", 2, request.ledger_key)]
-    )
-    runner = CloudRunRunner(executions_client=fake, find_limit=5)
-    assert runner.find(request, since=NOW - timedelta(hours=1)) is None
-    assert CloudRunRunner(executions_client=FakeExecutions(fake.executions), find_limit=6).find(
-        request, since=NOW - timedelta(hours=1)
-    )
+    newer = [execution(f"e{i}", 1, None) for i in range(1050)]
+    fake = FakeExecutions([*newer, execution("mine", 2, request.ledger_key)])
+    runner = CloudRunRunner(executions_client=fake, find_page_size=100)
+    found = runner.find(request, since=NOW - timedelta(minutes=30))
+    assert found is not None and found.execution == f"{JOB}/executions/mine"
+    assert len(fake.requests) == 11
+    tokens = [sent.page_token for sent, _ in fake.requests]
+    assert tokens == [""] + [str(100 * i) for i in range(1, 11)]
+
+
+def test_find_reads_every_page_when_nothing_is_older_than_since():
+    request = make_request()
+    fake = FakeExecutions([execution(f"e{i}", 1, None) for i in range(25)])
+    runner = CloudRunRunner(executions_client=fake, find_page_size=10)
+    assert runner.find(request, since=NOW - timedelta(minutes=30)) is None
+    assert fake.yielded == 25 and len(fake.requests) == 3
+
+
+def test_find_out_of_budget_before_since_is_not_an_answer(monkeypatch):
+    # Time, not a count, bounds the walk: past the budget "not found" would be a guess.
+    import triggers.runners.cloudrun as cloudrun
+
+    now = [1000.0]
+    monkeypatch.setattr(cloudrun.time, "monotonic", lambda: now[0])
+
+    def slow_page(number):
+        now[0] += 4.0  # each page takes 4 s
+
+    request = make_request()
+    fake = FakeExecutions([execution(f"e{i}", 1, None) for i in range(50)], on_page=slow_page)
+    runner = CloudRunRunner(executions_client=fake, find_page_size=5, find_budget=10.0)
+    with pytest.raises(RetryableRunError, match="without reaching"):
+        runner.find(request, since=NOW - timedelta(minutes=30))
+    assert len(fake.requests) == 3  # 0 s, 4 s, 8 s; at 12 s the budget is spent
+    # every page's own timeout is what is left of the budget, at most the call timeout
+    assert [t for _, t in fake.requests] == [10.0, 6.0, 2.0]
+
+
+def test_find_rejects_page_sizes_the_api_does_not_serve():
+    with pytest.raises(ValueError, match="find_page_size"):
+        CloudRunRunner(find_page_size=0)
+    with pytest.raises(ValueError, match="find_page_size"):
+        CloudRunRunner(find_page_size=1001)
+    with pytest.raises(ValueError, match="find_budget"):
+        CloudRunRunner(find_budget=0)
 
 
 def test_find_takes_a_naive_since_as_utc_and_defaults_to_the_window():

@@ -72,13 +72,25 @@ class App:
             if dead_letters is _FROM_SETTINGS
             else dead_letters
         )
-        self.dispatcher = Dispatcher(self.rules, self.ledger, self.runner)
+        self.dispatcher = self._dispatcher(self.rules)
+
+    def _dispatcher(self, rules: RuleSet) -> Dispatcher:
+        settings = self.settings
+        return Dispatcher(
+            rules,
+            self.ledger,
+            self.runner,
+            find_margin=timedelta(seconds=settings.find_margin_seconds),
+            ambiguous_hold=timedelta(
+                seconds=settings.cloud_run_timeout_seconds + settings.ambiguous_margin_seconds
+            ),
+        )
 
     def use_rules(self, rules: RuleSet) -> None:
         """Route later requests through `rules` (`triggers serve` reloading an edited file);
         a request already being handled finishes with the rules it started with."""
         self.rules = rules
-        self.dispatcher = Dispatcher(rules, self.ledger, self.runner)
+        self.dispatcher = self._dispatcher(rules)
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
         token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
@@ -215,6 +227,8 @@ def build_ledger(settings: Settings) -> Ledger:
             project=settings.firestore_project,
             database=settings.firestore_database,
             collection=settings.firestore_collection,
+            deadline=settings.ledger_deadline_seconds,
+            retry_seconds=settings.ledger_retry_seconds,
         )
     elif settings.ledger == "sqlite":
         from ..ledger.sqlite import SQLiteBackend

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,29 @@ class Settings(BaseSettings):
         None, description="e.g. http://127.0.0.1:8123 for the emulator; default: Cloud Run."
     )
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
+    cloud_run_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="Timeout of each Cloud Run API call (jobs.run, a page)."
+    )
+    find_page_size: int = Field(
+        100, ge=1, le=1000, description="Executions per ListExecutions page when adopting."
+    )
+    find_budget_seconds: float = Field(
+        20.0, gt=0, description="How long adopting may page back to the claim; then retry."
+    )
+    find_margin_seconds: float = Field(
+        120.0, ge=0, description="Clock margin: executions are looked for from claim - this."
+    )
+    ambiguous_margin_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="An ambiguous jobs.run keeps its claim for the Cloud Run timeout + this.",
+    )
+    ledger_deadline_seconds: float = Field(
+        3.0, gt=0, le=60, description="Deadline of each Firestore ledger call, retries included."
+    )
+    ledger_retry_seconds: float = Field(
+        2.0, ge=0, description="How long a ledger call retries transient errors (0: never)."
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After on a retry answer.")
     project: str | None = Field(
@@ -47,6 +70,18 @@ class Settings(BaseSettings):
     dead_letter_timeout_seconds: float = Field(
         10.0, gt=0, description="How long to wait for Pub/Sub to accept a dead letter."
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        # A claim must not be taken over while its holder may still be in jobs.run, nor an
+        # ambiguous hold end before the API can no longer act on the request (docs/ledger.md).
+        hold = self.cloud_run_timeout_seconds + self.ambiguous_margin_seconds
+        if self.lease_seconds < hold:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds}) must be at least cloud_run_timeout_seconds"
+                f" + ambiguous_margin_seconds ({hold:g})"
+            )
+        return self
 
     @field_validator("dead_letter_topic", mode="before")
     @classmethod

@@ -313,6 +313,23 @@ class Ledger:
         """Give the claim back so a redelivery can retry at once (not after the lease)."""
         return self._finish(claim, Status.RELEASED, reason=reason, ambiguous=ambiguous)
 
+    def hold(self, claim: Claim, reason: str, *, hold: timedelta) -> bool:
+        """Keep an ambiguous attempt's claim for ``hold`` from now, then let it be taken over.
+
+        After a `jobs.run` whose outcome is unknown the API may still be working on the
+        request, so nobody may launch again until it can no longer create the execution: the
+        record stays ``claimed`` (a redelivery is BUSY, told to retry) with its lease set to
+        now + ``hold``, and ``ambiguous``, so the takeover after it looks for the execution
+        first. ``hold`` must cover the runner's request timeout plus a margin (docs/ledger.md).
+        """
+        return self._finish(
+            claim,
+            Status.CLAIMED,
+            reason=reason,
+            ambiguous=True,
+            lease_until=self.clock() + hold,
+        )
+
     def _finish(self, claim: Claim, status: Status, **changes: Any) -> bool:
         now = self.clock()
         if changes.get("reason") is not None:

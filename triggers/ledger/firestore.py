@@ -16,6 +16,13 @@ How the primitives map (docs/ledger.md has the round-trip counts and index advic
             index needed).
 * with_prefix — one query: a range on the document id.
 
+Every Firestore RPC the backend makes (transactions' begin, commit and rollback included) has
+an explicit deadline, ``deadline`` seconds with its retries, and retries only transient errors
+(UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, INTERNAL) for at most ``retry_seconds``,
+instead of the client's defaults (60 s and more): when Firestore is unreachable a call fails
+within seconds and the function answers 503 well inside a push deadline. Retrying a write is
+safe here: a create or a transaction that had in fact committed is recognised by its token.
+
 `google.cloud.firestore` is imported on first use, never at import: the import alone costs
 ~0.5 s, which a cold start should pay only if this backend is actually used.
 """
@@ -56,6 +63,27 @@ _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 # Remember the update time of this many of our own writes (one entry is ~150 bytes).
 _REMEMBERED_WRITES = 4096
 
+# The Firestore RPCs the backend's calls can reach (through documents, queries, transactions).
+_RPCS = frozenset(
+    {
+        "get_document",
+        "batch_get_documents",
+        "create_document",
+        "update_document",
+        "delete_document",
+        "list_documents",
+        "begin_transaction",
+        "commit",
+        "rollback",
+        "run_query",
+        "run_aggregation_query",
+        "batch_write",
+    }
+)
+# Backoff between retries of a transient error, within `retry_seconds`.
+_RETRY_INITIAL = 0.1
+_RETRY_MAXIMUM = 1.0
+
 
 class FirestoreBackend:
     """The ledger primitives over a Firestore collection; document ids are the ledger keys."""
@@ -68,9 +96,17 @@ class FirestoreBackend:
         database: str = DEFAULT_DATABASE,
         collection: str = DEFAULT_COLLECTION,
         transaction_attempts: int = 5,
+        deadline: float = 10.0,
+        retry_seconds: float = 5.0,
     ) -> None:
         if client is not None and project is not None:
             raise ValueError("pass either a Firestore client or a project, not both")
+        if deadline <= 0:
+            raise ValueError("deadline must be positive")
+        if retry_seconds < 0:
+            raise ValueError("retry_seconds must not be negative")
+        self.deadline = deadline
+        self.retry_seconds = retry_seconds
         self._client = client
         self.project = project
         self.database = database
@@ -83,6 +119,7 @@ class FirestoreBackend:
         self._lock = threading.Lock()
         self._written: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # key -> (token, time)
         self._fs: Any = None  # the google.cloud.firestore module, once imported
+        self._bounded = False  # the client's RPCs carry our deadline and retry (`_bound`)
         self._exceptions: Any = None  # google.api_core.exceptions, likewise
 
     # -- primitives -------------------------------------------------------------------------
@@ -235,12 +272,37 @@ class FirestoreBackend:
 
     @property
     def client(self) -> Client:
-        if self._client is None:
+        client = self._client
+        if client is None or not self._bounded:
             fs, _ = self._firestore()
             with self._lock:
                 if self._client is None:
                     self._client = fs.Client(project=self.project, database=self.database)
-        return self._client
+                if not self._bounded:
+                    _bound(self._client, self._rpc_retry(), self.deadline)
+                    self._bounded = True
+            client = self._client
+        return client
+
+    def _rpc_retry(self) -> Any:
+        """The retry policy of every RPC: transient errors only, within `retry_seconds`."""
+        if not self.retry_seconds:
+            return None
+        from google.api_core import retry as retries
+
+        _, exceptions = self._firestore()
+        return retries.Retry(
+            predicate=retries.if_exception_type(
+                exceptions.ServiceUnavailable,
+                exceptions.TooManyRequests,
+                exceptions.DeadlineExceeded,
+                exceptions.InternalServerError,
+            ),
+            initial=_RETRY_INITIAL,
+            maximum=_RETRY_MAXIMUM,
+            multiplier=2.0,
+            timeout=self.retry_seconds,
+        )
 
     def _firestore(self) -> tuple[Any, Any]:
         if self._fs is None:
@@ -285,6 +347,11 @@ class FirestoreBackend:
             written = attempt(transaction)
         except ValueError as exc:
             if not _gave_up(exc, exceptions):
+                # A failed begin makes `@transactional`'s rollback raise "no transaction in
+                # progress" over the real error: report what actually failed.
+                cause = _api_error_in(exc, exceptions)
+                if cause is not None:
+                    raise cause from exc
                 raise
             raise LedgerContention(
                 f"ledger record {self.collection}/{key} is contended: gave up after "
@@ -332,6 +399,60 @@ class FirestoreBackend:
             f"FirestoreBackend(project={self.project!r}, database={self.database!r}, "
             f"collection={self.collection!r})"
         )
+
+
+class _BoundedRpcs:
+    """The client's Firestore API (its GAPIC client) with a deadline and a retry policy on
+    every RPC that does not name its own.
+
+    The document, query and transaction methods of google-cloud-firestore take a retry and a
+    timeout, but a transaction's begin, commit and rollback do not: they always use the GAPIC
+    defaults (a 60 s deadline, retried). Their one common path is the client's
+    `_firestore_api`, so that is where the bound goes. A float timeout is a deadline for the
+    call with all its retries (`TimeToDeadlineTimeout`).
+    """
+
+    def __init__(self, api: Any, retry: Any, deadline: float) -> None:
+        self.api = api
+        self.retry = retry
+        self.deadline = deadline
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.api, name)
+        if name not in _RPCS:
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from google.api_core.gapic_v1.method import DEFAULT
+
+            if kwargs.get("retry", DEFAULT) is DEFAULT:
+                kwargs["retry"] = self.retry
+            if kwargs.get("timeout", DEFAULT) in (None, DEFAULT):
+                kwargs["timeout"] = self.deadline
+            return target(*args, **kwargs)
+
+        return call
+
+
+def _bound(client: Any, retry: Any, deadline: float) -> None:
+    """Put `_BoundedRpcs` between `client` and its GAPIC client (re-bound if it was already:
+    a client shared by several backends takes the last one's policy)."""
+    api = client._firestore_api  # creates the GAPIC client (and its channel) if need be
+    if isinstance(api, _BoundedRpcs):
+        api = api.api
+    client._firestore_api_internal = _BoundedRpcs(api, retry, deadline)
+
+
+def _api_error_in(exc: BaseException, exceptions: Any) -> BaseException | None:
+    """The first Google API error (or retry deadline) along `exc`'s chain of causes."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, exceptions.GoogleAPIError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _gave_up(exc: ValueError, exceptions: Any) -> bool:

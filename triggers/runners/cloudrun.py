@@ -44,6 +44,9 @@ _GRPC_NOT_SENT_MARKERS = (
 _NAME_POLL_FIRST = 0.1
 _NAME_POLL_MAX = 1.0
 
+# The largest page ListExecutions serves (the API caps page_size at 1000).
+MAX_PAGE_SIZE = 1000
+
 
 class CloudRunRunner:
     """Runs a `RunRequest` as a Cloud Run job execution (v2 API). Thread-safe.
@@ -53,9 +56,13 @@ class CloudRunRunner:
     endpoint: e.g. ``http://127.0.0.1:8123`` (the emulator): REST transport, anonymous
         credentials unless ``credentials`` are given. Without it: gRPC to run.googleapis.com
         with ``credentials`` or Application Default Credentials.
-    timeout: seconds for each API call (the whole `run`, `find` each stay within it).
+    timeout: seconds for each API call (the whole `run` stays within it; so does each page
+        `find` reads). It also bounds how long after a failed `run` the API may still act on
+        it: the dispatcher keeps an ambiguous claim for at least this plus a margin.
     find_window: how far back `find` looks when it is given no ``since``.
-    find_limit: how many of the job's most recent executions `find` examines at most.
+    find_page_size: executions per `ListExecutions` page that `find` asks for.
+    find_budget: seconds `find` may spend paging back to ``since``; past it, `find` raises
+        RetryableRunError (not knowing is no answer) instead of answering "none".
     """
 
     def __init__(
@@ -67,19 +74,23 @@ class CloudRunRunner:
         credentials: Any = None,
         timeout: float = 30.0,
         find_window: timedelta = timedelta(hours=1),
-        find_limit: int = 50,
+        find_page_size: int = 100,
+        find_budget: float = 20.0,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        if find_limit < 1:
-            raise ValueError("find_limit must be at least 1")
+        if not 1 <= find_page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"find_page_size must be 1 to {MAX_PAGE_SIZE}")
+        if find_budget <= 0:
+            raise ValueError("find_budget must be positive")
         self._jobs = client
         self._executions = executions_client
         self.endpoint = endpoint
         self._credentials = credentials
         self.timeout = timeout
         self.find_window = find_window
-        self.find_limit = find_limit
+        self.find_page_size = find_page_size
+        self.find_budget = find_budget
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ clients
@@ -171,9 +182,13 @@ class CloudRunRunner:
         ``TRIGGERS_RUN_KEY == request.ledger_key``, adopted; None when there is none.
 
         ``since`` defaults to now - ``find_window``; a naive datetime is taken as UTC. Pass it
-        with a margin for clock skew: executions are stamped by the server's clock. Looks at
-        most ``find_limit`` executions (the API lists them newest first). Any error raises
-        RetryableRunError: not knowing is no answer, so the caller must try again later.
+        with a margin for clock skew: executions are stamped by the server's clock. The API
+        lists executions newest first: `find` reads page after page (``find_page_size`` each)
+        until it reaches one created before ``since`` or the last page, however many that
+        takes, so a busy job cannot hide an execution. Its cost is bounded by time instead:
+        ``find_budget`` seconds. Any error, or running out of budget before reaching
+        ``since``, raises RetryableRunError: not knowing is no answer, so the caller must try
+        again later rather than launch blind.
         """
         if since is None:
             since = datetime.now(UTC) - self.find_window
@@ -181,6 +196,8 @@ class CloudRunRunner:
             since = since.replace(tzinfo=UTC)
         try:
             return self._find(request, since)
+        except RetryableRunError:
+            raise
         except Exception as exc:
             status = getattr(exc, "code", None)
             raise RetryableRunError(
@@ -191,22 +208,47 @@ class CloudRunRunner:
     def _find(self, request: RunRequest, since: datetime) -> Launch | None:
         from google.cloud import run_v2
 
-        pager = self.executions_client.list_executions(
-            request=run_v2.ListExecutionsRequest(
-                parent=request.job,
-                page_size=self.find_limit,
-                # a run that was deleted since still ran: adopt it rather than run again
-                show_deleted=True,
-            ),
-            timeout=self.timeout,
-        )
-        for seen, execution in enumerate(pager):
-            created = execution.create_time
-            if seen >= self.find_limit or (created is not None and created < since):
-                break  # newest first: everything after this is older still
-            if _carries_key(execution, request.ledger_key):
-                return Launch(execution=execution.name, operation=None, adopted=True)
-        return None
+        deadline = time.monotonic() + self.find_budget
+        page_token = ""
+        pages = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RetryableRunError(
+                    f"looking for executions of {request.job}: {pages} page(s) read in"
+                    f" {self.find_budget:g} s without reaching {since.isoformat()}"
+                )
+            # One page per call (not the pager's own iteration), each within what is left of
+            # the budget: the budget bounds the whole walk, not each page.
+            try:
+                page = self.executions_client.list_executions(
+                    request=run_v2.ListExecutionsRequest(
+                        parent=request.job,
+                        page_size=self.find_page_size,
+                        page_token=page_token,
+                        # a run that was deleted since still ran: adopt it rather than run again
+                        show_deleted=True,
+                    ),
+                    timeout=min(self.timeout, remaining),
+                )
+            except Exception as exc:
+                if time.monotonic() < deadline:
+                    raise
+                raise RetryableRunError(
+                    f"looking for executions of {request.job}: {pages} page(s) read in"
+                    f" {self.find_budget:g} s without reaching {since.isoformat()} (the next"
+                    f" page ran out of time: {_describe(exc)})"
+                ) from exc
+            pages += 1
+            for execution in page.executions:
+                created = execution.create_time
+                if created is not None and created < since:
+                    return None  # newest first: everything after this is older still
+                if _carries_key(execution, request.ledger_key):
+                    return Launch(execution=execution.name, operation=None, adopted=True)
+            page_token = page.next_page_token
+            if not page_token:
+                return None
 
     # ------------------------------------------------------------------ status
 
@@ -237,7 +279,12 @@ class CloudRunRunner:
 
 def from_options(options: Mapping[str, Any]) -> CloudRunRunner:
     """The runner the function uses, from its settings (`TRIGGERS_CLOUD_RUN_ENDPOINT`, ...)."""
-    return CloudRunRunner(endpoint=options.get("cloud_run_endpoint"))
+    return CloudRunRunner(
+        endpoint=options.get("cloud_run_endpoint"),
+        timeout=options.get("cloud_run_timeout_seconds", 30.0),
+        find_page_size=options.get("find_page_size", 100),
+        find_budget=options.get("find_budget_seconds", 20.0),
+    )
 
 
 def _carries_key(execution: Any, key: str) -> bool:
