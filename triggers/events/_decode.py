@@ -42,8 +42,13 @@ def decode(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     now: Callable[[], datetime] | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> Event:
     """Decode one HTTP request (headers + body bytes) into an ``Event``.
+
+    ``query`` holds the request's query parameters: a raw Pub/Sub push names only its
+    subscription, so its topic travels in the push endpoint's query string
+    (``?topic=projects/P/topics/T``, docs/events.md); other forms ignore the query.
 
     Raises ``DecodeError`` for anything it cannot decode, and nothing else.
     """
@@ -79,7 +84,7 @@ def decode(
         if "message" in parsed:
             from triggers.events import pubsub
 
-            return _from_delivery(pubsub.from_push(parsed))
+            return _from_delivery(pubsub.from_push(parsed, topic=(query or {}).get("topic")))
         if "specversion" in parsed:
             return _from_cloudevent(cloudevent.parse_structured(lowered, body, parsed))
     raise DecodeError("unrecognised", f"request with {_describe(parsed, mtype)} is {_LOOKED_FOR}")

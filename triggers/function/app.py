@@ -9,8 +9,8 @@
       401/403  an OIDC token was required and is missing or not allowed
 
 Rejections (an undecodable request, every rule outcome REJECTED) are also published to the
-dead-letter topic when one is configured (triggers/function/deadletter.py, docs/deadletters.md); a failed
-publish is logged and never changes the answer.
+dead-letter topic when one is configured (triggers/function/deadletter.py,
+docs/deadletters.md); a failed publish is logged and never changes the answer.
 
 Built once per function instance from Settings; Google clients are created on first use.
 """
@@ -74,17 +74,22 @@ class App:
         )
         self.dispatcher = Dispatcher(self.rules, self.ledger, self.runner)
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def handle(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> Response:
+        """`query`: the request's query parameters (a push endpoint's `topic`)."""
         token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
         try:
-            return self._handle(headers, body)
+            return self._handle(headers, body, query or {})
         except Exception:  # a bug must not lose the event: ask for it again
             log.exception("unexpected error while handling a request")
             return self._retry({"decision": "retry", "reason": "internal error"})
         finally:
             current_trace.reset(token)
 
-    def _handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def _handle(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
+    ) -> Response:
         if self.authenticator is not None:
             try:
                 self.authenticator.verify(_header(headers, "authorization"))
@@ -95,7 +100,7 @@ class App:
                 refused = {"decision": "refused", "reason": exc.message}
                 return Response(exc.status, refused, challenge)
         try:
-            event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes)
+            event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes, query=query)
         except DecodeError as exc:
             return self._reject_input(exc, headers, body)
         decision = self.dispatcher.dispatch(event)
@@ -234,6 +239,6 @@ def build_runner(settings: Settings) -> Runner:
 def build_authenticator(settings: Settings) -> Any:
     if not settings.oidc_audience:
         return None
-    from .auth import OIDCAuthenticator
+    from .auth import OIDCAuthenticator, parse_audiences
 
-    return OIDCAuthenticator(settings.oidc_audience, settings.oidc_allowed_emails)
+    return OIDCAuthenticator(parse_audiences(settings.oidc_audience), settings.oidc_allowed_emails)

@@ -20,7 +20,9 @@ from .templates import Template
 
 MAX_DEDUP_KEY_BYTES = 4096
 _RAW_PUSH_HINT = (
-    " (a raw Pub/Sub push does not name its topic: scope the rule with `subscription:` instead)"
+    " (a raw Pub/Sub push names its topic only when its push endpoint carries"
+    " ?topic=projects/P/topics/T, as the Terraform module's do; else scope the rule with"
+    " `subscription:`)"
 )
 
 
