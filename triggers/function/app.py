@@ -102,7 +102,7 @@ class App:
         try:
             event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes, query=query)
         except DecodeError as exc:
-            return self._reject_input(exc, headers, body)
+            return self._reject_input(exc, headers, body, query)
         decision = self.dispatcher.dispatch(event)
         self._log(decision, event)
         for outcome in decision.outcomes:
@@ -115,6 +115,7 @@ class App:
                     rule=outcome.rule,
                     event_id=event.id,
                     detail=reason,
+                    push_topic=query.get("topic"),
                 )
         answer = decision.as_dict()
         return self._retry(answer) if decision.retry else Response(200, answer)
@@ -122,7 +123,13 @@ class App:
     def _retry(self, answer: dict[str, Any]) -> Response:
         return Response(503, answer, {"Retry-After": str(self.settings.retry_after_seconds)})
 
-    def _reject_input(self, exc: DecodeError, headers: Mapping[str, str], body: bytes) -> Response:
+    def _reject_input(
+        self,
+        exc: DecodeError,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+    ) -> Response:
         summary = {
             "content_type": _header(headers, "content-type"),
             "user_agent": _header(headers, "user-agent"),
@@ -138,7 +145,13 @@ class App:
         except Exception as ledger_error:  # still acknowledge: no retry can fix the request
             log.error("could not record a rejected request: %s", ledger_error)
         self._dead_letter(
-            headers, body, reason=exc.reason, rule=None, event_id=None, detail=exc.message
+            headers,
+            body,
+            reason=exc.reason,
+            rule=None,
+            event_id=None,
+            detail=exc.message,
+            push_topic=(query or {}).get("topic"),
         )
         return Response(200, {"decision": "rejected", "reason": exc.reason, "message": exc.message})
 
@@ -151,14 +164,23 @@ class App:
         rule: str | None,
         event_id: str | None,
         detail: str,
+        push_topic: str | None = None,
     ) -> None:
         """Publish one rejection, if a sink is configured. Never raises: the answer to the sender
         (an ack for every rejection) must not depend on the dead-letter topic."""
         if self.dead_letters is None:
             return
+        # Only when there is one: a DeadLetters written before push topics need not take it.
+        extra = {"push_topic": push_topic} if push_topic else {}
         try:
             self.dead_letters.publish(
-                body, headers, reason=reason, rule=rule, event_id=event_id, detail=detail
+                body,
+                headers,
+                reason=reason,
+                rule=rule,
+                event_id=event_id,
+                detail=detail,
+                **extra,
             )
         except Exception as exc:
             log.error(

@@ -4,9 +4,9 @@
     for result in redrive(letters, dispatcher, scope=new_scope(now)):
         print(result.message_id, result.resolved, result.note)
 
-A dead letter (triggers/function/deadletter.py) carries the original request body as data and enough of
-its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`) to rebuild the request
-and decode it again. Then:
+A dead letter (triggers/function/deadletter.py) carries the original request body as data and
+enough of its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`, and the push
+endpoint's `push_topic`) to rebuild the request and decode it again. Then:
 
   a rule's rejection (attribute `rule`)  that rule only, if it still exists and matches, under
                                          the replay scope: the rejected record holds the event's
@@ -78,8 +78,8 @@ def request_of(letter: Letter) -> tuple[dict[str, str], bytes]:
     """The HTTP request a dead letter was made from: headers rebuilt from its attributes.
 
     Two kinds of letter share the topic: requests the function rejected (published by
-    triggers/function/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a push
-    subscription after too many failed deliveries (with `CloudPubSubDeadLetterSource*`
+    triggers/function/deadletter.py, with a `reason`) and messages Pub/Sub itself forwarded from a
+    push subscription after too many failed deliveries (with `CloudPubSubDeadLetterSource*`
     attributes); those become the push request they were meant to be.
     """
     attributes = letter.attributes
@@ -201,7 +201,9 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
     base = dict(message_id=letter.message_id, reason=reason, rule=attributes.get("rule"))
     try:
         headers, body = request_of(letter)
-        event = decode(headers, body)
+        # A push endpoint's ?topic= is not in the body: the dead letter kept it (push_topic).
+        topic = attributes.get("push_topic")
+        event = decode(headers, body, query={"topic": topic} if topic else None)
     except NotRedrivable as exc:
         return Redriven(**base, note=str(exc))
     except DecodeError as exc:
