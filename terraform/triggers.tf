@@ -175,5 +175,10 @@ resource "google_pubsub_subscription" "named" {
       condition     = length(distinct(each.value)) == 1
       error_message = "Rules name the subscription ${each.key} on different topics (${join(", ", distinct(each.value))}): a subscription has one topic."
     }
+    precondition {
+      # The push identity and the dead-letter grants are those of project_id's Pub/Sub agent.
+      condition     = regex(local.full_subscription_re, each.key)[0] == var.project_id
+      error_message = "The subscription ${each.key} is not in project_id (${var.project_id}): the module creates the subscriptions rules name in project_id only."
+    }
   }
 }

@@ -240,6 +240,7 @@ def deliveries(
         }
     for subscription, topics in named.items():
         assert len(set(topics)) == 1, f"precondition: {subscription} on {topics}"
+        assert FULL_SUBSCRIPTION.match(subscription).group(1) == project_id, "precondition"
         out.push_subscriptions[subscription] = {
             "topic": topics[0],
             "endpoint": push_endpoint(function_url, topics[0]),

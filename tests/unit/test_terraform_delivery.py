@@ -97,6 +97,8 @@ def _routed(ruleset: Any, event: Any) -> set[str]:
         "push_endpoint = local.push_endpoints[each.key]",
         "push_endpoint = local.push_endpoints[each.value[0]]",
         "for_each = local.named_subscriptions",
+        "condition = length(distinct(each.value)) == 1",
+        "condition = regex(local.full_subscription_re, each.key)[0] == var.project_id",
         # iam.tf
         "count = length(local.storage_sources) + length(local.eventarc_topics) > 0 ? 1 : 0",
     ],
