@@ -77,9 +77,11 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   member   = each.value
 }
 
-# Eventarc: a trigger's service account must be able to receive events (project-level role).
+# Eventarc: a direct-event trigger's service account must be able to receive events
+# (project-level role). Only Cloud Storage triggers need it: Eventarc documents that routing
+# direct events from Pub/Sub does not, so pubsub_delivery = "eventarc" alone grants nothing.
 resource "google_project_iam_member" "trigger_event_receiver" {
-  count = length(local.storage_sources) + length(local.eventarc_topics) > 0 ? 1 : 0
+  count = length(local.storage_sources) > 0 ? 1 : 0
 
   project = var.project_id
   role    = "roles/eventarc.eventReceiver"

@@ -88,8 +88,6 @@ resource "google_eventarc_trigger" "pubsub" {
       region  = var.region
     }
   }
-
-  depends_on = [google_project_iam_member.trigger_event_receiver]
 }
 
 resource "google_pubsub_subscription" "push" {

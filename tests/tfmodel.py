@@ -254,6 +254,6 @@ def deliveries(
             or r["schedule"] is not None
         )
     )
-    out.event_receiver_granted = len(out.storage_sources) + len(out.eventarc_topics) > 0
+    out.event_receiver_granted = len(out.storage_sources) > 0
     out.storage_agent_granted = len(out.storage_sources) > 0
     return out

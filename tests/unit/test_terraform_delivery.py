@@ -100,7 +100,8 @@ def _routed(ruleset: Any, event: Any) -> set[str]:
         "condition = length(distinct(each.value)) == 1",
         "condition = regex(local.full_subscription_re, each.key)[0] == var.project_id",
         # iam.tf
-        "count = length(local.storage_sources) + length(local.eventarc_topics) > 0 ? 1 : 0",
+        "count = length(local.storage_sources) > 0 ? 1 : 0 project = var.project_id"
+        ' role = "roles/eventarc.eventReceiver"',
     ],
 )
 def test_the_model_transcribes_the_module(hcl: str) -> None:
@@ -260,8 +261,9 @@ def _no_problem(line: Any, message: str) -> None:
 # -- grants, ordering, the archive, the destination ------------------------------------------
 
 
-def test_event_receiver_only_with_eventarc_triggers(made) -> None:
-    """Item 5: roles/eventarc.eventReceiver only when some Eventarc trigger exists."""
+def test_event_receiver_only_with_storage_triggers(made) -> None:
+    """Item 5: roles/eventarc.eventReceiver only for Cloud Storage triggers (Eventarc: routing
+    direct events from Pub/Sub does not need it), not for Pub/Sub rules in either delivery."""
     pubsub_only = {
         "project": PROJECT,
         "rules": [{"name": "r", "on": "pubsub", "topic": "t", "job": "j"}],
@@ -271,7 +273,8 @@ def test_event_receiver_only_with_eventarc_triggers(made) -> None:
     eventarc = tfmodel.deliveries(
         pubsub_only, project_id=PROJECT, region=REGION, pubsub_delivery="eventarc"
     )
-    assert eventarc.event_receiver_granted and not eventarc.storage_agent_granted
+    assert eventarc.eventarc_topics and not eventarc.event_receiver_granted
+    assert not eventarc.storage_agent_granted
     assert made.event_receiver_granted and made.storage_agent_granted
 
 
