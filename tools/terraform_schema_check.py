@@ -242,9 +242,9 @@ def load_schemas(assemblies: Iterable[Path]) -> Schemas:
                 block,
                 exported,
             )
-    for (rtype, path), additions in ALLOW_NEWER.items():
+    for (rtype, block_path), additions in ALLOW_NEWER.items():
         block, exported = resources[("resource", rtype)]
-        for step in path:
+        for step in block_path:
             block = block.blocks[step].block
         for name, (_, spec) in additions.items():
             if spec == "argument":
@@ -253,7 +253,7 @@ def load_schemas(assemblies: Iterable[Path]) -> Schemas:
                 block.blocks[name] = Nested(
                     Block(args=dict(spec["args"])), spec["single"], required=False
                 )
-            if not path:
+            if not block_path:
                 exported.attrs.setdefault(name, None)
     return Schemas(versions, resources)
 
