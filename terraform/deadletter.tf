@@ -52,7 +52,7 @@ resource "google_pubsub_topic_iam_member" "function_publisher" {
 
 # Pub/Sub forwards what a push subscription could not deliver.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  count = local.dead_letter && length(local.push_topics) > 0 ? 1 : 0
+  count = local.dead_letter && length(local.push_topics) + length(local.named_subscriptions) > 0 ? 1 : 0
 
   project = var.project_id
   topic   = google_pubsub_topic.dead_letter[0].name
@@ -65,6 +65,15 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 
   project      = var.project_id
   subscription = google_pubsub_subscription.push[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "named_dead_letter_subscriber" {
+  for_each = local.dead_letter ? local.named_subscriptions : {}
+
+  project      = google_pubsub_subscription.named[each.key].project
+  subscription = google_pubsub_subscription.named[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }

@@ -44,6 +44,9 @@ resource "google_firestore_field" "expire_at" {
     for_each = var.firestore.exempt_indexes ? [1] : []
     content {}
   }
+
+  # With firestore.create = false nothing else orders this after the Firestore API.
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_firestore_field" "exempt" {
@@ -56,8 +59,9 @@ resource "google_firestore_field" "exempt" {
 
   index_config {}
 
-  # Firestore applies one field configuration change at a time per database.
-  depends_on = [google_firestore_field.expire_at]
+  # Firestore applies one field configuration change at a time per database; and the API
+  # must be enabled first (firestore.ttl = false leaves nothing in between).
+  depends_on = [google_project_service.apis, google_firestore_field.expire_at]
 }
 
 resource "google_firestore_index" "ledger" {
@@ -83,5 +87,5 @@ resource "google_firestore_index" "ledger" {
   }
 
   # One index or field configuration change at a time is the safe order for a database.
-  depends_on = [google_firestore_field.exempt]
+  depends_on = [google_project_service.apis, google_firestore_field.exempt]
 }

@@ -9,6 +9,18 @@ locals {
 
   function_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name}"
 
+  # The audiences callers' OIDC tokens carry (the function checks them with verify_oidc):
+  # Scheduler jobs and push subscriptions use function_url; Eventarc's Cloud Run destination
+  # uses the service's run.app URL, which cannot be read here without a cycle (the function
+  # would depend on itself): its deterministic form, and its hash form as a pattern (each `*`
+  # one run of [a-z0-9]: https://NAME-HASH-REGIONCODE.a.run.app). Callers are still limited
+  # to the module's two delivery accounts (TRIGGERS_OIDC_ALLOWED_EMAILS).
+  oidc_audiences = [
+    local.function_url,
+    "https://${var.name}-${data.google_project.this.number}.${var.region}.run.app",
+    "https://${var.name}-*-*.a.run.app",
+  ]
+
   # Settings of every function of this module (the event function and the reconciler): the same
   # rules, the same ledger. The module's own settings win over var.function.environment.
   shared_env = merge(
@@ -33,13 +45,16 @@ locals {
       TRIGGERS_DEAD_LETTER_TOPIC = one(google_pubsub_topic.dead_letter[*].id)
     } : {},
     var.function.verify_oidc ? {
-      TRIGGERS_OIDC_AUDIENCE       = local.function_url
+      TRIGGERS_OIDC_AUDIENCE       = jsonencode(local.oidc_audiences)
       TRIGGERS_OIDC_ALLOWED_EMAILS = jsonencode([google_service_account.trigger.email, google_service_account.scheduler.email])
     } : {},
   )
 }
 
-data "archive_file" "source" {
+# A managed archive_file (not the data source): the zip is written when the plan is applied,
+# not when it is made, so a saved plan (`terraform plan -out`) applies on another machine or
+# in a later CI job, where a data source's plan-time file would not exist.
+resource "archive_file" "source" {
   type        = "zip"
   output_path = "${path.root}/.terraform/${var.name}-function-source.zip"
 
@@ -117,9 +132,9 @@ resource "google_storage_bucket" "source" {
 
 resource "google_storage_bucket_object" "source" {
   # The name changes with the content, so a changed rule or package redeploys the function.
-  name   = "${var.name}/source-${data.archive_file.source.output_md5}.zip"
+  name   = "${var.name}/source-${archive_file.source.output_md5}.zip"
   bucket = var.source_bucket == null ? google_storage_bucket.source[0].name : var.source_bucket
-  source = data.archive_file.source.output_path
+  source = archive_file.source.output_path
 }
 
 resource "google_cloudfunctions2_function" "this" {

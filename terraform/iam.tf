@@ -77,9 +77,11 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   member   = each.value
 }
 
-# Eventarc: a trigger's service account must be able to receive events (project-level role).
+# Eventarc: a direct-event trigger's service account must be able to receive events
+# (project-level role). Only Cloud Storage triggers need it: Eventarc documents that routing
+# direct events from Pub/Sub does not, so pubsub_delivery = "eventarc" alone grants nothing.
 resource "google_project_iam_member" "trigger_event_receiver" {
-  count = length(local.storage_sources) + length(local.eventarc_topics) > 0 ? 1 : 0
+  count = length(local.storage_sources) > 0 ? 1 : 0
 
   project = var.project_id
   role    = "roles/eventarc.eventReceiver"
@@ -88,8 +90,13 @@ resource "google_project_iam_member" "trigger_event_receiver" {
 
 # Eventarc Cloud Storage triggers: the Cloud Storage service agent publishes to the Pub/Sub
 # topics Eventarc creates (their names are not known in advance, hence project level).
+# Read (which also makes Cloud Storage create its agent) only when there are storage triggers,
+# and only once the Storage API is enabled.
 data "google_storage_project_service_account" "gcs" {
+  count   = length(local.storage_sources) > 0 ? 1 : 0
   project = var.project_id
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_iam_member" "gcs_pubsub_publisher" {
@@ -97,5 +104,20 @@ resource "google_project_iam_member" "gcs_pubsub_publisher" {
 
   project = var.project_id
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs[0].email_address}"
+}
+
+# IAM grants take effect after a propagation delay (typically under a minute, up to a few):
+# on a first apply, Eventarc checks the storage agent's publisher grant while creating a
+# storage trigger and fails if it has not propagated yet. The storage triggers wait this long
+# after the grants are made (only then: later applies do not wait again).
+resource "time_sleep" "storage_agent_grants" {
+  count = length(local.storage_sources) > 0 ? 1 : 0
+
+  create_duration = "90s"
+
+  depends_on = [
+    google_project_iam_member.gcs_pubsub_publisher,
+    google_project_iam_member.trigger_event_receiver,
+  ]
 }

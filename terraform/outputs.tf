@@ -45,9 +45,10 @@ output "storage_triggers" {
 }
 
 output "pubsub_deliveries" {
-  description = "Push subscription or Eventarc trigger ids by topic."
+  description = "Push subscription or Eventarc trigger ids by topic, and the subscriptions rules name (by their full name)."
   value = merge(
     { for k, s in google_pubsub_subscription.push : k => s.id },
+    { for k, s in google_pubsub_subscription.named : k => s.id },
     { for k, t in google_eventarc_trigger.pubsub : k => t.name },
   )
 }

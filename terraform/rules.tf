@@ -10,15 +10,22 @@ locals {
   # `${NAME}` / `${NAME:-default}` are expanded by the function at load time. The module expands
   # the two it also sets in the function's environment (TRIGGERS_PROJECT, TRIGGERS_REGION), and
   # any other `${NAME:-default}` to its default, so that both read the same values.
+  # `$${` is a literal `${` for the function (triggers/rules/yamlsource.py): it is set aside
+  # before the expansion and written back as `${` after it, as the function does.
+  literal_marker = "__triggers_literal_dollar_brace__"
+  dollar_brace   = format("%s{", "$") # `${` spelled without HCL's own `$${` escape
   rules_text = replace(
     replace(
       replace(
-        file(var.rules_file),
-        "/\\$\\{TRIGGERS_PROJECT(?::-[^}]*)?\\}/", var.project_id
+        replace(
+          replace(file(var.rules_file), "/\\$\\$\\{/", local.literal_marker),
+          "/\\$\\{TRIGGERS_PROJECT(?::-[^}]*)?\\}/", var.project_id
+        ),
+        "/\\$\\{TRIGGERS_REGION(?::-[^}]*)?\\}/", var.region
       ),
-      "/\\$\\{TRIGGERS_REGION(?::-[^}]*)?\\}/", var.region
+      "/\\$\\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\\}/", "$1"
     ),
-    "/\\$\\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\\}/", "$1"
+    local.literal_marker, local.dollar_brace
   )
   rules_doc = yamldecode(local.rules_text)
 
@@ -41,10 +48,13 @@ locals {
     },
   )
 
+  pubsub_type = "google.cloud.pubsub.topic.v1.messagePublished"
+
   yaml11_on_key = "true"
 
-  full_job_re   = "^projects/([^/]+)/locations/([^/]+)/jobs/([^/]+)$"
-  full_topic_re = "^projects/[^/]+/topics/[^/]+$"
+  full_job_re          = "^projects/([^/]+)/locations/([^/]+)/jobs/([^/]+)$"
+  full_topic_re        = "^projects/[^/]+/topics/[^/]+$"
+  full_subscription_re = "^projects/([^/]+)/subscriptions/([^/]+)$"
 
   # name => normalised rule. A duplicate rule name fails the plan ("Duplicate object key").
   rules = {
@@ -54,6 +64,12 @@ locals {
       # yamldecode resolves scalars as YAML 1.1 does, so an unquoted `on:` key arrives as "true"
       # (the function reads YAML 1.2, where it is "on"). Accept both spellings.
       on      = flatten([lookup(rule, "on", lookup(rule, local.yaml11_on_key, []))])
+      # `on:` as CloudEvent types: a shorthand stands for its types, a full type for itself
+      # (the README allows both), so deliveries are decided on types, never on spellings.
+      types = distinct(flatten([
+        for o in flatten([lookup(rule, "on", lookup(rule, local.yaml11_on_key, []))]) :
+        lookup(local.on_types, o, [o])
+      ]))
       project = coalesce(lookup(rule, "project", null), local.file_project, var.project_id)
       region  = coalesce(lookup(rule, "region", null), local.file_region, var.region)
       job = (
@@ -84,26 +100,49 @@ locals {
   # watch it: one delivery per event, which the function routes to every matching rule.
   storage_sources = merge([
     for name, r in local.enabled_rules : {
-      for t in distinct(flatten([for o in r.on : lookup(local.on_types, o, []) if startswith(o, "storage")])) :
-      "${r.bucket}/${t}" => { bucket = r.bucket, type = t }
+      for t in r.types : "${r.bucket}/${t}" => { bucket = r.bucket, type = t }
+      if contains(values(local.storage_types), t)
     } if r.bucket != null
   ]...)
 
-  # Pub/Sub rules -> one delivery (Eventarc trigger or push subscription) per topic.
+  # Pub/Sub rules, with their topic and subscription as full names (the function's rules
+  # loader qualifies short names with the rule's or the file's project the same way).
+  pubsub_rules = {
+    for name, r in local.enabled_rules : name => {
+      topic = r.topic == null ? null : (
+        length(regexall(local.full_topic_re, r.topic)) > 0 ? r.topic : "projects/${r.project}/topics/${r.topic}"
+      )
+      subscription = r.subscription == null ? null : (
+        length(regexall(local.full_subscription_re, r.subscription)) > 0 ? r.subscription : "projects/${r.project}/subscriptions/${r.subscription}"
+      )
+    } if contains(r.types, local.pubsub_type)
+  }
+
+  # Rules scoped by `topic` only -> one delivery (Eventarc trigger or push subscription) per
+  # topic. A rule that also names a `subscription` matches only deliveries through that one.
   pubsub_topics = toset([
-    for name, r in local.enabled_rules : (
-      length(regexall(local.full_topic_re, r.topic)) > 0 ? r.topic : "projects/${r.project}/topics/${r.topic}"
-    ) if contains(r.on, "pubsub") && r.topic != null
+    for name, p in local.pubsub_rules : p.topic if p.topic != null && p.subscription == null
   ])
+
+  # Rules scoped by `subscription` (with the `topic` to create it on) -> that very
+  # subscription, a push subscription whatever pubsub_delivery says (an Eventarc trigger's
+  # subscription has a name Eventarc chooses). Keyed by its full name; its topic(s) listed so
+  # that two rules naming it on different topics fail the plan (precondition in triggers.tf).
+  named_subscriptions = {
+    for name, p in local.pubsub_rules : p.subscription => p.topic...
+    if p.subscription != null && p.topic != null
+  }
 
   # Scheduler rules that own their Scheduler job (a `schedule`), keyed by rule name.
   scheduled_rules = { for name, r in local.rules : name => r if r.schedule != null }
 
-  # Rules whose events this module cannot subscribe to (kept for the outputs / README).
+  # Rules whose events this module cannot subscribe to (kept for the outputs / README): no
+  # bucket, no schedule, and a Pub/Sub scope the module cannot create a delivery for (a
+  # `subscription` without a `topic`: the module cannot create it, it must exist already).
   unwired_rules = sort([
     for name, r in local.enabled_rules : name if !(
-      (r.bucket != null && anytrue([for o in r.on : startswith(o, "storage")])) ||
-      (r.topic != null && contains(r.on, "pubsub")) ||
+      (r.bucket != null && length(setintersection(r.types, values(local.storage_types))) > 0) ||
+      (contains(keys(local.pubsub_rules), name) && r.topic != null) ||
       r.schedule != null
     )
   ])

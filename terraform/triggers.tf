@@ -15,6 +15,21 @@ locals {
   }
   eventarc_topics = var.pubsub_delivery == "eventarc" ? local.pubsub_topics : toset([])
   push_topics     = var.pubsub_delivery == "push" ? local.pubsub_topics : toset([])
+
+  # Eventarc's destination.cloud_run_service.service takes the service's short name; the
+  # function's service_config[0].service is its full name (projects/P/locations/L/services/S).
+  function_service_name = regex("[^/]+$", google_cloudfunctions2_function.this.service_config[0].service)
+
+  # A raw push body names its subscription, never its topic. The push endpoint carries the
+  # topic in its query string (?topic=projects/P/topics/T), which the function reads as the
+  # message's data.topic, so rules scoped by `topic:` match pushed messages as they match
+  # Eventarc's (docs/events.md). Nothing else has to agree with the subscriptions: any push
+  # subscription made this way (here, by hand, in another module) delivers its topic.
+  push_endpoints = {
+    for topic in setunion(local.push_topics, flatten(values(local.named_subscriptions))) :
+    topic => "${google_cloudfunctions2_function.this.url}?topic=${urlencode(topic)}"
+  }
+  push_audience = var.function.verify_oidc ? local.function_url : google_cloudfunctions2_function.this.url
 }
 
 resource "google_eventarc_trigger" "storage" {
@@ -37,22 +52,14 @@ resource "google_eventarc_trigger" "storage" {
 
   destination {
     cloud_run_service {
-      service = google_cloudfunctions2_function.this.service_config[0].service
+      service = local.function_service_name
       region  = var.region
     }
   }
 
-  dynamic "retry_policy" {
-    for_each = var.eventarc_max_attempts == null ? [] : [var.eventarc_max_attempts]
-    content {
-      max_attempts = retry_policy.value
-    }
-  }
-
-  depends_on = [
-    google_project_iam_member.gcs_pubsub_publisher,
-    google_project_iam_member.trigger_event_receiver,
-  ]
+  # The Cloud Storage service agent's publisher grant must have propagated before Eventarc
+  # checks it when it creates the trigger's topic (time_sleep.storage_agent_grants, iam.tf).
+  depends_on = [time_sleep.storage_agent_grants]
 }
 
 resource "google_eventarc_trigger" "pubsub" {
@@ -77,19 +84,10 @@ resource "google_eventarc_trigger" "pubsub" {
 
   destination {
     cloud_run_service {
-      service = google_cloudfunctions2_function.this.service_config[0].service
+      service = local.function_service_name
       region  = var.region
     }
   }
-
-  dynamic "retry_policy" {
-    for_each = var.eventarc_max_attempts == null ? [] : [var.eventarc_max_attempts]
-    content {
-      max_attempts = retry_policy.value
-    }
-  }
-
-  depends_on = [google_project_iam_member.trigger_event_receiver]
 }
 
 resource "google_pubsub_subscription" "push" {
@@ -105,11 +103,11 @@ resource "google_pubsub_subscription" "push" {
   message_retention_duration = var.dead_letter.message_retention_duration
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.this.url
+    push_endpoint = local.push_endpoints[each.key]
 
     oidc_token {
       service_account_email = google_service_account.trigger.email
-      audience              = var.function.verify_oidc ? local.function_url : google_cloudfunctions2_function.this.url
+      audience              = local.push_audience
     }
   }
 
@@ -128,5 +126,57 @@ resource "google_pubsub_subscription" "push" {
 
   expiration_policy {
     ttl = ""
+  }
+}
+
+# The subscriptions rules name with `subscription:` (and `topic:`), created under that very
+# name so that the rule matches what they deliver; otherwise as the per-topic ones above.
+resource "google_pubsub_subscription" "named" {
+  for_each = local.named_subscriptions
+
+  project = regex(local.full_subscription_re, each.key)[0]
+  name    = regex(local.full_subscription_re, each.key)[1]
+  topic   = each.value[0]
+  labels  = var.labels
+
+  ack_deadline_seconds       = min(600, var.function.timeout_seconds + 30)
+  message_retention_duration = var.dead_letter.message_retention_duration
+
+  push_config {
+    push_endpoint = local.push_endpoints[each.value[0]]
+
+    oidc_token {
+      service_account_email = google_service_account.trigger.email
+      audience              = local.push_audience
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = var.dead_letter.minimum_backoff
+    maximum_backoff = var.dead_letter.maximum_backoff
+  }
+
+  dynamic "dead_letter_policy" {
+    for_each = local.dead_letter ? [1] : []
+    content {
+      dead_letter_topic     = google_pubsub_topic.dead_letter[0].id
+      max_delivery_attempts = var.dead_letter.max_delivery_attempts
+    }
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(distinct(each.value)) == 1
+      error_message = "Rules name the subscription ${each.key} on different topics (${join(", ", distinct(each.value))}): a subscription has one topic."
+    }
+    precondition {
+      # The push identity and the dead-letter grants are those of project_id's Pub/Sub agent.
+      condition     = regex(local.full_subscription_re, each.key)[0] == var.project_id
+      error_message = "The subscription ${each.key} is not in project_id (${var.project_id}): the module creates the subscriptions rules name in project_id only."
+    }
   }
 }

@@ -154,12 +154,6 @@ variable "dead_letter" {
   }
 }
 
-variable "eventarc_max_attempts" {
-  description = "retry_policy.max_attempts of the Eventarc triggers. null: the service default (retry with backoff for up to 24 h)."
-  type        = number
-  default     = null
-}
-
 variable "bucket_locations" {
   description = "Location of the Eventarc trigger for each watched bucket that is not in `region` (a trigger must be in its bucket's location: eu, us, asia or the bucket's region)."
   type        = map(string)

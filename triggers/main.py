@@ -112,7 +112,9 @@ def _first_event_paused(target):
 @functions_framework.http
 @_first_event_paused
 def handle_http(request):
-    response = get_app().handle(request.headers, request.get_data(cache=False))
+    # The query string carries what a push subscription cannot put in its body: its topic
+    # (`?topic=projects/P/topics/T`, set by the Terraform module's push endpoints).
+    response = get_app().handle(request.headers, request.get_data(cache=False), query=request.args)
     return response.body, response.status, response.headers
 
 

@@ -32,6 +32,7 @@ from triggers.function.auth import (
     CertificatesUnavailable,
     OIDCAuthenticator,
     _lifetime,
+    parse_audiences,
 )
 from triggers.function.settings import Settings
 
@@ -554,3 +555,67 @@ def test_allowed_emails_setting_reads_a_json_list(monkeypatch):
     monkeypatch.setenv("TRIGGERS_OIDC_ALLOWED_EMAILS", json.dumps([SCHEDULER_SA, "b@x.iam"]))
     auth = build_authenticator(Settings())
     assert auth.allowed_emails == {SCHEDULER_SA, "b@x.iam"}
+
+
+# -- several audiences: Eventarc's tokens carry the Cloud Run service's run.app URL ----------------
+
+# What the Terraform module sets for a function `triggers` (terraform/function.tf, oidc_audiences).
+MODULE_AUDIENCES = json.dumps(
+    [
+        AUDIENCE,
+        "https://triggers-123456789012.europe-west1.run.app",
+        "https://triggers-*-*.a.run.app",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        AUDIENCE,  # Scheduler jobs and push subscriptions
+        "https://triggers-123456789012.europe-west1.run.app",  # Eventarc, deterministic URL
+        "https://triggers-abcdefghij-ew.a.run.app",  # Eventarc, the service's hashed URL
+    ],
+)
+def test_every_audience_the_module_configures_is_accepted(certs_server, clock, key, aud):
+    auth = OIDCAuthenticator(
+        parse_audiences(MODULE_AUDIENCES),
+        (SCHEDULER_SA,),
+        certs_url=certs_server.url,
+        clock=clock,
+    )
+    assert auth.verify(bearer(key.sign(claims(aud=aud))))["aud"] == aud
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://triggers-reconcile-abcdefghij-ew.a.run.app",  # another service of the module
+        "https://other-abcdefghij-ew.a.run.app",
+        "https://triggers-abcdefghij-ew.a.run.app.evil.example",
+        "https://triggers-123456789012.europe-west1.run.app/extra",
+        "https://triggers-ABC-ew.a.run.app",
+    ],
+)
+def test_audiences_outside_the_list_and_its_patterns_are_refused(certs_server, clock, key, aud):
+    auth = OIDCAuthenticator(
+        parse_audiences(MODULE_AUDIENCES),
+        (SCHEDULER_SA,),
+        certs_url=certs_server.url,
+        clock=clock,
+    )
+    error = refused(auth, bearer(key.sign(claims(aud=aud))))
+    assert error.status == 401 and "is not this function's audience" in error.message
+
+
+def test_the_audience_setting_takes_one_url_or_a_json_list(monkeypatch):
+    assert parse_audiences(AUDIENCE) == (AUDIENCE,)
+    assert parse_audiences(MODULE_AUDIENCES)[1:] == (
+        "https://triggers-123456789012.europe-west1.run.app",
+        "https://triggers-*-*.a.run.app",
+    )
+    with pytest.raises(ValueError):
+        parse_audiences('["https://a.example", 1]')
+    monkeypatch.setenv("TRIGGERS_OIDC_AUDIENCE", MODULE_AUDIENCES)
+    auth = build_authenticator(Settings())
+    assert auth.audiences == tuple(json.loads(MODULE_AUDIENCES))

@@ -47,7 +47,7 @@ class FakeDeadLetters:
         self.error = error
         self.published: list[dict[str, Any]] = []
 
-    def publish(self, body, headers, *, reason, rule, event_id, detail) -> None:
+    def publish(self, body, headers, *, reason, rule, event_id, detail, push_topic=None) -> None:
         if self.error is not None:
             raise self.error
         self.published.append(
@@ -58,6 +58,7 @@ class FakeDeadLetters:
                 "rule": rule,
                 "event_id": event_id,
                 "detail": detail,
+                **({"push_topic": push_topic} if push_topic else {}),
             }
         )
 
@@ -306,3 +307,47 @@ def test_a_failed_publish_is_logged_not_raised(caplog):
         sink.publish(b"x", {}, reason="bad_json", rule=None, event_id=None, detail="")
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert TOPIC in record.getMessage() and "deadline" in record.getMessage()
+
+
+def test_a_rejected_push_keeps_the_topic_its_endpoint_named():
+    """The topic of a push (`?topic=`, set by the Terraform module) is not in its body: the dead
+    letter keeps it, so that a replay still matches the rules scoped by that topic."""
+    rules = load_text(
+        """\
+project: demo-project
+region: europe-west1
+rules:
+  - name: orders
+    on: pubsub
+    topic: orders
+    job: orders
+    overrides:
+      args: ["{{ data.message.json.missing.field }}"]
+""",
+        environ={},
+    )
+    sink = FakeDeadLetters()
+    app = App(
+        Settings(ledger="memory", runner="dry-run"),
+        rules=rules,
+        ledger=Ledger(MemoryBackend(), lease=timedelta(minutes=5)),
+        runner=ScriptedRunner(),
+        dead_letters=sink,
+    )
+    body = json.dumps(
+        {
+            "message": {"data": "e30=", "messageId": "7"},
+            "subscription": "projects/demo-project/subscriptions/triggers-orders-0a1b2c3d",
+        }
+    ).encode()
+    topic = "projects/demo-project/topics/orders"
+    answer = app.handle({"Content-Type": "application/json"}, body, query={"topic": topic})
+    assert answer.status == 200 and answer.body["rules"][0]["outcome"] == "rejected"
+    [letter] = sink.published
+    assert letter["push_topic"] == topic and letter["rule"] == "orders"
+    assert (
+        attributes(body, {}, reason="r", rule=None, event_id=None, detail="", push_topic=topic)[
+            "push_topic"
+        ]
+        == topic
+    )

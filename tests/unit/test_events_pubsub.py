@@ -248,3 +248,36 @@ def test_malformed_push(body, reason, message_text):
         decode({"Content-Type": "application/json"}, json.dumps(body).encode())
     assert info.value.reason == reason
     assert message_text in info.value.message
+
+
+class TestPushEndpointTopic:
+    """A push body names only its subscription; the Terraform module's push endpoints carry
+    the topic in their query string (`?topic=projects/P/topics/T`)."""
+
+    def test_the_query_names_the_topic_and_makes_the_event_the_topics(self):
+        event = decode(*push(message()), query={"topic": TOPIC})
+        assert event.data["topic"] == TOPIC
+        assert event.data["subscription"] == SUB
+        # The same identity as Eventarc's CloudEvent for that message: one message through two
+        # subscriptions is one event (one launch per rule), as it is through Eventarc.
+        assert (event.source, event.id) == (f"//pubsub.googleapis.com/{TOPIC}", "101")
+        assert (event.source, event.id) == (
+            (arc := decode(*eventarc({"message": message(), "subscription": SUB}))).source,
+            arc.id,
+        )
+
+    def test_without_the_query_the_subscription_is_the_source(self):
+        event = decode(*push(message()), query={})
+        assert event.data["topic"] is None
+        assert event.source == f"//pubsub.googleapis.com/{SUB}"
+
+    @pytest.mark.parametrize("topic", ["orders", "projects/p/subscriptions/s", "", "a/b/c/d"])
+    def test_a_topic_that_is_not_a_topic_name_is_a_decode_error(self, topic):
+        with pytest.raises(DecodeError) as info:
+            decode(*push(message()), query={"topic": topic})
+        assert info.value.reason == "bad_field"
+        assert "the push endpoint's topic parameter" in str(info.value)
+
+    def test_other_forms_ignore_the_query(self):
+        event = decode(*eventarc({"message": message(), "subscription": SUB}), query={"topic": "x"})
+        assert event.data["topic"] == TOPIC

@@ -317,3 +317,37 @@ rules:
     assert result.reason == ("not delivered from orders-push in 5 attempts")
     assert result.rule is None and result.resolved
     assert [(o.rule, o.outcome) for o in result.outcomes] == [("paid", Outcome.LAUNCHED)]
+
+
+def test_a_pushed_message_is_redriven_with_the_topic_its_endpoint_named(ledger, runner):
+    """A push body does not name its topic; the dead letter's push_topic gives it back, so the
+    topic-scoped rule that rejected it is the one that runs again."""
+    rules = load_text(
+        "project: demo-project\nregion: europe-west1\nrules:\n  - name: orders\n    on: pubsub\n"
+        "    topic: orders\n    job: orders\n",
+        environ={},
+    )
+    body = json.dumps(
+        {
+            "message": {"data": "e30=", "messageId": "7"},
+            "subscription": "projects/demo-project/subscriptions/triggers-orders-0a1b2c3d",
+        }
+    ).encode()
+    subscription = Subscription()
+    data, attrs = (
+        body,
+        attributes(
+            body,
+            {"Content-Type": "application/json"},
+            reason="template",
+            rule="orders",
+            event_id="7",
+            detail="template",
+            push_topic="projects/demo-project/topics/orders",
+        ),
+    )
+    subscription.add("m-1", data, attrs)
+    [result] = redrive(subscription, Dispatcher(rules, ledger, runner), scope="replay-t")
+    [outcome] = result.outcomes
+    assert (outcome.rule, outcome.outcome) == ("orders", Outcome.LAUNCHED)
+    assert result.resolved

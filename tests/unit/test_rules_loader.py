@@ -224,6 +224,22 @@ def test_source_fields_only_on_their_source():
     ]
 
 
+@pytest.mark.parametrize(
+    ("on", "field"),
+    [
+        ("google.cloud.pubsub.topic.v1.messagePublished", "    topic: orders\n"),
+        ("google.cloud.storage.object.v1.finalized", "    bucket: raw\n"),
+        ("[google.cloud.storage.object.v1.deleted, storage.finalized]", "    bucket: raw\n"),
+    ],
+)
+def test_a_full_type_of_a_known_source_takes_that_sources_fields(on, field):
+    """The README allows `on:` as a full CloudEvent type; one of Pub/Sub's or Cloud Storage's
+    is that source (its topic / bucket scope apply, and the Terraform module wires it)."""
+    rules = load_text(MINIMAL.replace("on: pubsub", f"on: {on}") + field, environ={})
+    assert len(rules) == 1
+    assert _problems(MINIMAL.replace("on: pubsub", "on: com.example.thing.v1") + field) != []
+
+
 def test_unknown_time_zone_bad_cron_and_args_with_clear_args():
     problems = _problems(
         MINIMAL.replace("on: pubsub", "on: scheduler")

@@ -143,6 +143,10 @@ PER_RULE = {
     ("google_eventarc_trigger", "pubsub"): "local.eventarc_topics",
     ("google_pubsub_subscription", "push"): "local.push_topics",
     ("google_pubsub_subscription_iam_member", "dead_letter_subscriber"): "local.push_topics",
+    ("google_pubsub_subscription", "named"): "local.named_subscriptions",
+    ("google_pubsub_subscription_iam_member", "named_dead_letter_subscriber"): (
+        "local.named_subscriptions"
+    ),
     ("google_cloud_run_v2_job_iam_member", "executor"): "local.target_jobs",
     ("google_cloud_run_v2_job_iam_member", "viewer"): "local.target_jobs",
     ("google_cloud_run_v2_job_iam_member", "reconcile_viewer"): "local.target_jobs",
@@ -157,14 +161,16 @@ RULES_LOCALS = (
     "scheduled_rules",
     "eventarc_topics",
     "push_topics",
+    "pubsub_rules",
+    "named_subscriptions",
 )
 
 
 def test_expected_resources_are_declared() -> None:
     missing = EXPECTED - set(_resources())
     assert not missing, missing
-    data = set(_resources("data"))
-    assert ("archive_file", "source") in data
+    # A managed archive_file: the zip is written at apply time, so a saved plan applies anywhere.
+    assert ("archive_file", "source") in _resources()
 
 
 def test_per_rule_resources_use_for_each_over_rule_maps() -> None:
@@ -403,7 +409,9 @@ def test_firestore_ttl_and_exemptions() -> None:
 def test_push_subscriptions_dead_letter_and_oidc() -> None:
     push = _resources()[("google_pubsub_subscription", "push")]
     config = push["push_config"][0]
-    assert "google_cloudfunctions2_function.this.url" in config["push_endpoint"]
+    # The function's URL with the topic in its query (tests/unit/test_terraform_delivery.py).
+    assert config["push_endpoint"] == "${local.push_endpoints[each.key]}"
+    assert "google_cloudfunctions2_function.this.url" in str(_locals()["push_endpoints"])
     assert (
         "google_service_account.trigger.email" in config["oidc_token"][0]["service_account_email"]
     )
@@ -606,7 +614,7 @@ def test_dead_letter_topic_exists_whenever_enabled() -> None:
         assert resources[key]["count"] == "${local.dead_letter ? 1 : 0}", key
     # Pub/Sub's own forwarding is only needed (and granted) when there are push subscriptions.
     agent = resources[("google_pubsub_topic_iam_member", "dead_letter_publisher")]
-    assert "length(local.push_topics) > 0" in agent["count"]
+    assert "length(local.push_topics) + length(local.named_subscriptions) > 0" in agent["count"]
     # The subscription keeps what is published (a topic without one drops messages).
     assert (
         resources[("google_pubsub_subscription", "dead_letter")]["topic"]

@@ -43,13 +43,18 @@ def decode(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     now: Callable[[], datetime] | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> Event:
     """Decode one HTTP request (headers + body bytes) into an ``Event``.
+
+    ``query`` holds the request's query parameters: a raw Pub/Sub push names only its
+    subscription, so its topic travels in the push endpoint's query string
+    (``?topic=projects/P/topics/T``, docs/events.md); other forms ignore the query.
 
     Raises ``DecodeError`` for anything it cannot decode, and nothing else: also for a request
     that decodes but holds what can never be stored or sent (``_storable.check_storable``).
     """
-    event = _decode_form(headers, body, max_body_bytes, now)
+    event = _decode_form(headers, body, max_body_bytes, now, query)
     return check_storable(event, _FORM_NAMES.get(event.form, event.form))
 
 
@@ -69,6 +74,7 @@ def _decode_form(
     body: bytes,
     max_body_bytes: int,
     now: Callable[[], datetime] | None,
+    query: Mapping[str, str] | None,
 ) -> Event:
     body = bytes(body)
     if len(body) > max_body_bytes:
@@ -102,7 +108,7 @@ def _decode_form(
         if "message" in parsed:
             from triggers.events import pubsub
 
-            return _from_delivery(pubsub.from_push(parsed))
+            return _from_delivery(pubsub.from_push(parsed, topic=(query or {}).get("topic")))
         if "specversion" in parsed:
             return _from_cloudevent(cloudevent.parse_structured(lowered, body, parsed))
     raise DecodeError("unrecognised", f"request with {_describe(parsed, mtype)} is {_LOOKED_FOR}")

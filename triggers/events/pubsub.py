@@ -139,9 +139,26 @@ def _envelope(body: Any, where: str, path: str) -> tuple[Message, str | None]:
     return message, subscription
 
 
-def from_push(body: Mapping[str, Any]) -> Delivery:
-    """A raw push body. Its JSON names only the subscription, so that is the source."""
+_TOPIC = re.compile(r"projects/[^/]+/topics/[^/]+")
+
+
+def from_push(body: Mapping[str, Any], topic: str | None = None) -> Delivery:
+    """A raw push body. Its JSON names only the subscription; ``topic`` is the one its push
+    endpoint names (``?topic=``), if any.
+
+    With a topic the event is the topic's, as in Eventarc's CloudEvent (source
+    ``//pubsub.googleapis.com/projects/P/topics/T``, id the message id): one message delivered
+    through several subscriptions is then one event, so a rule launches for it once. Without
+    one the subscription is the source (the same message through two subscriptions is two
+    events).
+    """
     where = "raw Pub/Sub push"
+    if topic is not None and not _TOPIC.fullmatch(topic):
+        raise DecodeError(
+            "bad_field",
+            f"{where}: the push endpoint's topic parameter {topic[:200]!r} is not a topic name"
+            " (projects/P/topics/T)",
+        )
     message, subscription = _envelope(body, where, "")
     if message.message_id is None:
         raise DecodeError("missing_field", f"{where}: message.messageId is missing")
@@ -155,9 +172,9 @@ def from_push(body: Mapping[str, Any]) -> Delivery:
     return Delivery(
         message=message,
         subscription=subscription,
-        topic=None,
+        topic=topic,
         id=message.message_id,
-        source=_SERVICE + subscription,
+        source=_SERVICE + (topic or subscription),
         time=message.publish_time,
         subject=None,
         extensions=MappingProxyType({}),

@@ -106,7 +106,8 @@ def pubsub_message(
     """A message published to `topic`, delivered as an Eventarc CloudEvent or a raw push.
 
     Only the CloudEvent names the topic (in `ce-source`); a raw push names its subscription
-    alone, so rules scoped with `topic:` never match it.
+    alone, and is sent here without the `?topic=` query a deployed push subscription of the
+    Terraform module carries, so rules scoped with `topic:` do not match it.
     """
     if form not in PUBSUB_FORMS:
         raise ValueError(f"form {form!r}: use one of {', '.join(PUBSUB_FORMS)}")

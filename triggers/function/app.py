@@ -9,8 +9,8 @@
       401/403  an OIDC token was required and is missing or not allowed
 
 Rejections (an undecodable request, every rule outcome REJECTED) are also published to the
-dead-letter topic when one is configured (deadletter.py, docs/deadletters.md); a failed publish
-is logged and never changes the answer.
+dead-letter topic when one is configured (triggers/function/deadletter.py,
+docs/deadletters.md); a failed publish is logged and never changes the answer.
 
 Built once per function instance from Settings; Google clients are created on first use.
 """
@@ -92,17 +92,22 @@ class App:
         self.rules = rules
         self.dispatcher = self._dispatcher(rules)
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def handle(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> Response:
+        """`query`: the request's query parameters (a push endpoint's `topic`)."""
         token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
         try:
-            return self._handle(headers, body)
+            return self._handle(headers, body, query or {})
         except Exception:  # a bug must not lose the event: ask for it again
             log.exception("unexpected error while handling a request")
             return self._retry({"decision": "retry", "reason": "internal error"})
         finally:
             current_trace.reset(token)
 
-    def _handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def _handle(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
+    ) -> Response:
         if self.authenticator is not None:
             try:
                 self.authenticator.verify(_header(headers, "authorization"))
@@ -113,9 +118,9 @@ class App:
                 refused = {"decision": "refused", "reason": exc.message}
                 return Response(exc.status, refused, challenge)
         try:
-            event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes)
+            event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes, query=query)
         except DecodeError as exc:
-            return self._reject_input(exc, headers, body)
+            return self._reject_input(exc, headers, body, query)
         decision = self.dispatcher.dispatch(event)
         self._log(decision, event)
         for outcome in decision.outcomes:
@@ -128,6 +133,7 @@ class App:
                     rule=outcome.rule,
                     event_id=event.id,
                     detail=reason,
+                    push_topic=query.get("topic"),
                 )
         answer = decision.as_dict()
         return self._retry(answer) if decision.retry else Response(200, answer)
@@ -135,7 +141,13 @@ class App:
     def _retry(self, answer: dict[str, Any]) -> Response:
         return Response(503, answer, {"Retry-After": str(self.settings.retry_after_seconds)})
 
-    def _reject_input(self, exc: DecodeError, headers: Mapping[str, str], body: bytes) -> Response:
+    def _reject_input(
+        self,
+        exc: DecodeError,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+    ) -> Response:
         summary = {
             "content_type": _header(headers, "content-type"),
             "user_agent": _header(headers, "user-agent"),
@@ -151,7 +163,13 @@ class App:
         except Exception as ledger_error:  # still acknowledge: no retry can fix the request
             log.error("could not record a rejected request: %s", ledger_error)
         self._dead_letter(
-            headers, body, reason=exc.reason, rule=None, event_id=None, detail=exc.message
+            headers,
+            body,
+            reason=exc.reason,
+            rule=None,
+            event_id=None,
+            detail=exc.message,
+            push_topic=(query or {}).get("topic"),
         )
         return Response(200, {"decision": "rejected", "reason": exc.reason, "message": exc.message})
 
@@ -164,14 +182,23 @@ class App:
         rule: str | None,
         event_id: str | None,
         detail: str,
+        push_topic: str | None = None,
     ) -> None:
         """Publish one rejection, if a sink is configured. Never raises: the answer to the sender
         (an ack for every rejection) must not depend on the dead-letter topic."""
         if self.dead_letters is None:
             return
+        # Only when there is one: a DeadLetters written before push topics need not take it.
+        extra = {"push_topic": push_topic} if push_topic else {}
         try:
             self.dead_letters.publish(
-                body, headers, reason=reason, rule=rule, event_id=event_id, detail=detail
+                body,
+                headers,
+                reason=reason,
+                rule=rule,
+                event_id=event_id,
+                detail=detail,
+                **extra,
             )
         except Exception as exc:
             log.error(
@@ -255,6 +282,6 @@ def build_runner(settings: Settings) -> Runner:
 def build_authenticator(settings: Settings) -> Any:
     if not settings.oidc_audience:
         return None
-    from .auth import OIDCAuthenticator
+    from .auth import OIDCAuthenticator, parse_audiences
 
-    return OIDCAuthenticator(settings.oidc_audience, settings.oidc_allowed_emails)
+    return OIDCAuthenticator(parse_audiences(settings.oidc_audience), settings.oidc_allowed_emails)

@@ -8,7 +8,8 @@ checks, in order:
     header      present, `Bearer <token>`, the token shaped like a JWT      else 401
     signature   by one of Google's current keys (the token's `kid`)        else 401
     times       `iat` / `exp`, with `clock_skew_seconds` of tolerance      else 401
-    audience    exactly the configured one                                 else 401
+    audience    one of the configured ones (a `*` in one stands for a run
+                of [a-z0-9], for Cloud Run's hashed run.app host names)    else 401
     issuer      accounts.google.com or https://accounts.google.com         else 401
     caller      `email_verified`, and `email` in the allowed list
                 (an empty list allows any verified email)                  else 403
@@ -33,6 +34,7 @@ import binascii
 import email.utils
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +60,32 @@ STALE_RETRY_SECONDS = 30.0
 FETCH_TIMEOUT_SECONDS = 10.0
 
 
+def parse_audiences(value: str) -> tuple[str, ...]:
+    """`TRIGGERS_OIDC_AUDIENCE`: one audience, or a JSON list of them.
+
+    A function is called under several URLs: Cloud Scheduler and push subscriptions use the
+    audience they are configured with (the module: the cloudfunctions.net URL), while Eventarc's
+    tokens for a Cloud Run destination carry the service's run.app URL.
+    """
+    text = value.strip()
+    if not text.startswith("["):
+        return (text,) if text else ()
+    parsed = json.loads(text)
+    if not isinstance(parsed, list) or not all(isinstance(a, str) for a in parsed):
+        raise ValueError("TRIGGERS_OIDC_AUDIENCE must be a URL or a JSON list of URLs")
+    return tuple(a.strip() for a in parsed if a.strip())
+
+
+def _audience_matcher(audiences: Iterable[str]) -> Callable[[str], bool]:
+    exact = {a for a in audiences if "*" not in a}
+    patterns = [
+        re.compile("[a-z0-9]+".join(re.escape(part) for part in a.split("*")))
+        for a in audiences
+        if "*" in a
+    ]
+    return lambda aud: aud in exact or any(p.fullmatch(aud) for p in patterns)
+
+
 class CertificatesUnavailable(RuntimeError):
     """Google's certificates could not be fetched: nothing can be verified now (a 503)."""
 
@@ -65,7 +93,7 @@ class CertificatesUnavailable(RuntimeError):
 class OIDCAuthenticator:
     def __init__(
         self,
-        audience: str,
+        audience: str | Iterable[str],
         allowed_emails: Iterable[str] = (),
         *,
         certs_url: str = GOOGLE_CERTS_URL,
@@ -73,9 +101,12 @@ class OIDCAuthenticator:
         clock: Callable[[], float] = time.monotonic,
         fetch_timeout_seconds: float = FETCH_TIMEOUT_SECONDS,
     ) -> None:
-        if not audience or not audience.strip():
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        self.audiences = tuple(a.strip() for a in audiences if a and a.strip())
+        if not self.audiences:
             raise ValueError("an OIDC audience is required (the function's URL)")
-        self.audience = audience.strip()
+        self.audience = self.audiences[0]
+        self._audience_ok = _audience_matcher(self.audiences)
         self.allowed_emails = frozenset(e.strip().lower() for e in allowed_emails if e.strip())
         self.certs_url = certs_url
         self.clock_skew_seconds = clock_skew_seconds
@@ -87,7 +118,7 @@ class OIDCAuthenticator:
             log.warning(
                 "OIDC: any Google account with a verified email may call for audience %s; "
                 "set TRIGGERS_OIDC_ALLOWED_EMAILS to restrict callers",
-                self.audience,
+                ", ".join(self.audiences),
             )
 
     def verify(self, authorization: str | None) -> dict[str, Any]:
@@ -95,6 +126,11 @@ class OIDCAuthenticator:
         token = _bearer_token(authorization)
         header = _jwt_header(token)
         claims = self._verified_claims(token, header)
+        audience = claims.get("aud")
+        if not isinstance(audience, str) or not self._audience_ok(audience):
+            raise Unauthorized(
+                401, f"token audience {_shown(audience)} is not this function's audience"
+            )
         issuer = claims.get("iss")
         if issuer not in GOOGLE_ISSUERS:
             raise Unauthorized(401, f"token issuer {_shown(issuer)} is not Google")
@@ -131,10 +167,11 @@ class OIDCAuthenticator:
     def _verify_token(self, token: str, request: Any) -> Mapping[str, Any]:
         from google.oauth2 import id_token
 
+        # The audience is checked by verify() against the configured list and patterns.
         return id_token.verify_token(
             token,
             request,
-            audience=self.audience,
+            audience=None,
             certs_url=self.certs_url,
             clock_skew_in_seconds=self.clock_skew_seconds,
         )

@@ -51,6 +51,7 @@ class DeadLetters(Protocol):
         rule: str | None,
         event_id: str | None,
         detail: str,
+        push_topic: str | None = None,
     ) -> None: ...
 
 
@@ -75,11 +76,13 @@ def attributes(
     rule: str | None,
     event_id: str | None,
     detail: str,
+    push_topic: str | None = None,
 ) -> dict[str, str]:
     """The attributes of a dead letter: ours first, then the request's `ce-*` and
     `x-cloudscheduler*` headers as `ce_*` and `x_cloudscheduler*` (lower case, `-` as `_`), every
     value within Pub/Sub's 1024-byte limit: enough to rebuild the request and decode it again
-    (`triggers replay --from-topic`). Absent values are left out rather than sent empty."""
+    (`triggers replay --from-topic`). Absent values are left out rather than sent empty.
+    `push_topic` is the topic a push endpoint named (`?topic=`): not in the body, so kept here."""
     out: dict[str, str] = {"reason": reason}
     if rule is not None:
         out["rule"] = rule
@@ -87,6 +90,8 @@ def attributes(
         out["event_id"] = event_id
     if detail:
         out["detail"] = detail
+    if push_topic:
+        out["push_topic"] = push_topic
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
     if content_type:
         out["content_type"] = content_type
@@ -141,9 +146,16 @@ class PubSubDeadLetters:
         rule: str | None,
         event_id: str | None,
         detail: str,
+        push_topic: str | None = None,
     ) -> None:
         attrs = attributes(
-            body, headers, reason=reason, rule=rule, event_id=event_id, detail=detail
+            body,
+            headers,
+            reason=reason,
+            rule=rule,
+            event_id=event_id,
+            detail=detail,
+            push_topic=push_topic,
         )
         data = b"" if "data_omitted" in attrs else bytes(body)
         try:

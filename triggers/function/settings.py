@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     oidc_audience: str | None = Field(
-        None, description="Verify Google OIDC tokens of direct HTTP callers for this audience."
+        None,
+        description="Verify Google OIDC tokens of callers for this audience, or a JSON list of"
+        " audiences (`*` in one: a run of [a-z0-9], for run.app host names).",
     )
     oidc_allowed_emails: tuple[str, ...] = Field(
         (), description="Service accounts allowed to call (JSON list); empty: any verified one."

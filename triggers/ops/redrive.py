@@ -5,8 +5,8 @@
         print(result.message_id, result.resolved, result.note)
 
 A dead letter (triggers/function/deadletter.py) carries the original request body as data and
-enough of its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`) to rebuild
-the request and decode it again. Then:
+enough of its headers as attributes (`content_type`, `ce_*`, `x_cloudscheduler_*`, and the push
+endpoint's `push_topic`) to rebuild the request and decode it again. Then:
 
   a rule's rejection (attribute `rule`)  that rule only, if it still exists and matches, under
                                          the replay scope: the rejected record holds the event's
@@ -203,7 +203,9 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
     redriven = partial(Redriven, message_id=letter.message_id, reason=reason, rule=rule_name)
     try:
         headers, body = request_of(letter)
-        event = decode(headers, body)
+        # A push endpoint's ?topic= is not in the body: the dead letter kept it (push_topic).
+        topic = attributes.get("push_topic")
+        event = decode(headers, body, query={"topic": topic} if topic else None)
     except NotRedrivable as exc:
         return redriven(note=str(exc))
     except DecodeError as exc:

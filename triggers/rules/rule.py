@@ -24,7 +24,9 @@ MAX_DEDUP_KEY_BYTES = 4096
 # 256 KiB of event document, and a Firestore document holds 1 MiB in all.
 MAX_RUN_OVERRIDES_BYTES = 512 * 1024
 _RAW_PUSH_HINT = (
-    " (a raw Pub/Sub push does not name its topic: scope the rule with `subscription:` instead)"
+    " (a raw Pub/Sub push names its topic only when its push endpoint carries"
+    " ?topic=projects/P/topics/T, as the Terraform module's do; else scope the rule with"
+    " `subscription:`)"
 )
 
 

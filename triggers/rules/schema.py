@@ -40,6 +40,11 @@ ON_SHORTHANDS: dict[str, tuple[str, ...]] = {
     "storage.metadataUpdated": (STORAGE_METADATA_UPDATED,),
     "scheduler": (SCHEDULER_EXECUTED,),
 }
+# The source a CloudEvent type belongs to: `on:` with a full type of a known source is that
+# source (`google.cloud.pubsub.topic.v1.messagePublished` is `pubsub`, and takes `topic:`).
+_KIND_OF_TYPE: dict[str, str] = {
+    t: shorthand.split(".")[0] for shorthand, types in ON_SHORTHANDS.items() for t in types
+}
 # A full CloudEvent type: reverse-DNS-ish, at least two dots (`com.example.thing.v1`).
 _FULL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){2,}$")
 
@@ -311,7 +316,10 @@ class RuleSpec(_Model):
 
     @model_validator(mode="after")
     def _source_fields(self) -> RuleSpec:
-        kinds = {on.split(".")[0] if on in ON_SHORTHANDS else "generic" for on in self.on}
+        kinds = {
+            on.split(".")[0] if on in ON_SHORTHANDS else _KIND_OF_TYPE.get(on, "generic")
+            for on in self.on
+        }
         owned = {
             "topic": "pubsub",
             "subscription": "pubsub",
