@@ -42,7 +42,7 @@ def settings(monkeypatch) -> Settings:
 
 
 def test_the_runner_gets_its_timeout_page_size_and_budget(settings):
-    runner = build_runner(settings)
+    runner = build_runner(settings).runner("cloudrun")  # the Cloud Run v2 runner of the router
     assert isinstance(runner, CloudRunRunner)
     assert runner.timeout == 12.0
     assert runner.find_page_size == 250
