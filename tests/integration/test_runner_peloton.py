@@ -382,3 +382,45 @@ def test_a_status_read_that_fails_is_retryable_not_an_answer(emu, runner) -> Non
     emu.faults.fail(GET, 503)
     with pytest.raises(RetryableRunError):
         runner.execution_status(launch_.execution)
+
+
+# ---------------------------------------------------------------------- the sample, served
+
+
+def test_the_sample_rule_runs_end_to_end_through_the_local_stack(tmp_path, monkeypatch) -> None:
+    """`triggers serve --config config/systems/peloton.yaml` and the sample event, twice: one
+    Peloton job from the sample template, run to completion, then reconciled."""
+    import logging
+
+    from triggers.function.app import build_runner
+    from triggers.function.settings import Settings
+    from triggers.local import send
+    from triggers.local.serve import LocalServer, ServeOptions
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv(peloton.TEMPLATES_ENV, str(root / "config" / "peloton"))
+    options = ServeOptions(
+        rules=str(root / "config" / "systems" / "peloton.yaml"),
+        jobs=str(root / "config" / "jobs.yaml"),
+        port=0,
+        sqlite_path=str(tmp_path / "ledger.sqlite3"),
+        log_dir=str(tmp_path / "logs"),
+        clock=False,
+        log_level=logging.WARNING,
+    )
+    server = LocalServer(options).start()
+    try:
+        sample = send.event_file(root / "config" / "systems" / "peloton-nightly.push.json")
+        answers = [send.post(server.url, sample) for _ in range(2)]
+        outcomes = [a.body["rules"][0]["outcome"] for a in answers]
+        assert [a.status for a in answers] == [200, 200] and outcomes == ["launched", "duplicate"]
+        execution = answers[0].body["rules"][0]["execution"]
+        jobs = server.emulator.peloton_jobs
+        assert jobs.count() == 1
+        assert jobs.wait_job(execution.rsplit("/", 1)[1], timeout=WAIT) == "SUCCEEDED"
+        config = jobs.get(execution.rsplit("/", 1)[1])["config"]
+        assert config["instanceCount"] == 3 and config["sla"]["maxRunningTime"] == 1200
+        report = reconcile(server.app.ledger, build_runner(Settings()))
+        assert (report.succeeded, report.errors) == (1, 0)
+    finally:
+        server.stop()
