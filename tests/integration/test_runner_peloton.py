@@ -221,6 +221,27 @@ def test_a_repeated_create_adopts_the_job_instead_of_starting_another(emu, runne
     assert emu.peloton_jobs.count() == 1
 
 
+def test_concurrent_deliveries_of_one_event_start_one_job(emu, runner, ledger) -> None:
+    """40 deliveries at once (bounded, loopback only): one launch, the rest duplicates or
+    retries; and 20 concurrent Creates of one id bypassing the ledger still make one job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dispatcher = Dispatcher(load_text(rules_text()), ledger, runner)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(
+            pool.map(
+                lambda i: dispatcher.dispatch(event("2026-12-06", f"e-{i}")).outcomes[0], range(40)
+            )
+        )
+        launches = list(pool.map(lambda _: runner.run(request_for("racing")), range(20)))
+    kinds = [o.outcome for o in outcomes]
+    assert kinds.count(Outcome.LAUNCHED) == 1
+    assert set(kinds) <= {Outcome.LAUNCHED, Outcome.DUPLICATE, Outcome.RETRY}
+    assert [launch.adopted for launch in launches].count(False) == 1
+    assert len({launch.execution for launch in launches}) == 1
+    assert emu.peloton_jobs.count() == 2
+
+
 # ---------------------------------------------------------------------- ambiguity
 
 
