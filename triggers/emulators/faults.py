@@ -39,6 +39,17 @@ METHODS = frozenset(
         "*",
     }
 )
+# Uber Peloton's YARPC procedures (triggers.emulators.peloton), by their full names.
+METHODS |= {
+    f"peloton.api.v0.{procedure}"
+    for procedure in (
+        "job.JobManager::Create",
+        "job.JobManager::Get",
+        "job.JobManager::Query",
+        "job.JobManager::Delete",
+        "task.TaskManager::Stop",
+    )
+}
 KINDS = frozenset({"error", "drop", "latency"})
 DROP_MODES = frozenset({"close", "status", "timeout"})
 

@@ -13,6 +13,12 @@ Control routes, common to every server:
     POST   /_emulator/reset                   clear the faults, reset every service
 
 and any other ``/_emulator/...`` route a service answers (``Service.control``).
+
+Two optional hooks serve APIs that are not Google's: a service that names its RPC in a header
+rather than the path (YARPC's ``Rpc-Procedure``) defines ``route_request(verb, path, headers)``,
+used instead of ``route``; one with its own error shape defines ``render_error(err)`` returning
+``(status, headers, body bytes)``, used for every error of its routes (injected faults too).
+Handlers see the request headers in ``Call.headers``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -38,6 +44,16 @@ log = logging.getLogger("triggers.emulators")
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
+class Headers(Protocol):
+    """A request's headers, looked up case-insensitively (http.server's email Message)."""
+
+    def get(self, name: str, default: None = None, /) -> str | None: ...
+
+
+def _no_headers() -> dict[str, str]:
+    return {}
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One parsed request, handed to a route handler."""
@@ -45,6 +61,8 @@ class Call:
     params: tuple[str, ...]
     query: Mapping[str, str]
     body: Any
+    # the request's headers (case-insensitive: an email.message.Message from http.server)
+    headers: Headers = field(default_factory=_no_headers)
 
 
 Handler = Callable[[Call], dict[str, Any]]
@@ -140,12 +158,23 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        self._send_bytes(status, {"Content-Type": "application/json; charset=UTF-8"}, data)
+
+    def _send_bytes(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
         self._log_request(status)  # before the client can see the response and move on
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_error(self, service: Service | None, err: ApiError) -> None:
+        render_error = getattr(service, "render_error", None)
+        if render_error is None:
+            self._send(err.http_status, err.body())
+        else:
+            self._send_bytes(*render_error(err))
 
     def _log_request(self, status: int, extra: str = "") -> None:
         if self._logged:
@@ -170,22 +199,18 @@ class RequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        service: Service | None = None
         try:
             try:
                 raw = self._read_body()
-                body = None
-                if raw.strip():
-                    try:
-                        body = json.loads(raw)
-                    except ValueError as exc:
-                        raise ApiError.invalid(f"Invalid JSON payload received. {exc}") from None
                 if path.startswith("/_emulator/") or path == "/_emulator":
                     self._rpc = "emulator"
-                    status, result = self._control(verb, path, body)
+                    status, result = self._control(verb, path, _json_body(raw))
                     self._send(status, result)
                     return
-                service, routed = self.server.route(verb, path)
+                service, routed = self.server.route(verb, path, self.headers)
                 self._rpc, handler, params = routed
+                body = _json_body(raw)
                 decision = self.server.faults.take(self._rpc, path)
                 self._note = _describe(decision)
                 if decision.latency:
@@ -193,13 +218,13 @@ class RequestHandler(BaseHTTPRequestHandler):
                 if decision.error is not None:
                     f = decision.error
                     raise ApiError.injected(f.status, f.message or None)
-                result = handler(Call(params, query, body))
+                result = handler(Call(params, query, body, self.headers))
                 if decision.drop is not None:
-                    self._drop(decision)
+                    self._drop(service, decision)
                     return
                 self._send(200, service.render(result, query))
             except ApiError as err:
-                self._send(err.http_status, err.body())
+                self._send_error(service, err)
         except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             self._log_request(0, "client went away")
@@ -212,12 +237,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         finally:
             self._log_request(0)
 
-    def _drop(self, decision: Decision) -> None:
+    def _drop(self, service: Service, decision: Decision) -> None:
         fault = decision.drop
         assert fault is not None
         if fault.mode == "status":
-            err = ApiError.injected(fault.status, fault.message or None)
-            self._send(err.http_status, err.body())
+            self._send_error(service, ApiError.injected(fault.status, fault.message or None))
             return
         self._log_request(0)
         if fault.mode == "timeout":
@@ -260,6 +284,15 @@ class RequestHandler(BaseHTTPRequestHandler):
         raise not_found(verb, path)
 
 
+def _json_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError.invalid(f"Invalid JSON payload received. {exc}") from None
+
+
 def _describe(decision: Decision) -> str:
     parts = []
     if decision.latency:
@@ -287,9 +320,15 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, RequestHandler)
 
-    def route(self, verb: str, path: str) -> tuple[Service, tuple[str, Handler, tuple[str, ...]]]:
+    def route(
+        self, verb: str, path: str, headers: Headers | None = None
+    ) -> tuple[Service, tuple[str, Handler, tuple[str, ...]]]:
         for service in self.services:
-            routed = service.route(verb, path)
+            route_request = getattr(service, "route_request", None)
+            if route_request is not None:
+                routed = route_request(verb, path, {} if headers is None else headers)
+            else:
+                routed = service.route(verb, path)
             if routed is not None:
                 return service, routed
         raise not_found(verb, path)

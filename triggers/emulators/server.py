@@ -61,7 +61,7 @@ def _ensure_stderr_logging(level: int) -> None:
 
 
 #: The emulated APIs a server can serve, by the name ``--api`` takes.
-APIS = ("cloudrun",)
+APIS = ("cloudrun", "peloton")
 
 
 class EmulatorServer:
@@ -101,12 +101,23 @@ class EmulatorServer:
         self.launcher = ProcessLauncher(grace=kill_grace)
         self.store = Store(self.catalog, self.log_dir, self.launcher)
         self.faults = Faults()
-        builders = {"cloudrun": lambda: CloudRunService(self.store)}
+        builders = {"cloudrun": lambda: CloudRunService(self.store), "peloton": self._peloton}
         self.services: list[Service] = [builders[name]() for name in dict.fromkeys(apis)]
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         if log_to_stderr:
             _ensure_stderr_logging(log_level)
+
+    def _peloton(self) -> Service:
+        """The Peloton job manager (YARPC over HTTP); ``self.peloton_jobs`` is its job store."""
+        from .cloudrun.jobs import inherited_environ
+        from .peloton.api import PelotonService
+        from .peloton.store import JobStore
+
+        here = Path(self.catalog.path).resolve().parent if self.catalog.path else Path.cwd()
+        base_env = inherited_environ(self.catalog.inherit_env)
+        self.peloton_jobs = JobStore(self.log_dir, self.launcher, jobs_dir=here, base_env=base_env)
+        return PelotonService(self.peloton_jobs)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     cloud_run_endpoint: str | None = Field(
         None, description="e.g. http://127.0.0.1:8123 for the emulator; default: Cloud Run."
     )
+    peloton_endpoint: str | None = Field(
+        None, description="Peloton job manager (YARPC-HTTP), e.g. http://peloton-jobmgr:5292."
+    )
+    peloton_templates: str = Field(
+        "config/peloton", description="Directory of Peloton job templates (<job>.yaml)."
+    )
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
     cloud_run_timeout_seconds: float = Field(
         30.0, gt=0, le=300, description="Timeout of each Cloud Run API call (jobs.run, a page)."

@@ -73,6 +73,16 @@ SYSTEMS: dict[str, System] = {
         render=None,
         executions=re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/]+$"),
     ),
+    "peloton": System(
+        name="peloton",
+        title="Uber Peloton JobManager",
+        overrides=frozenset({"args", "clear_args", "env", "task_count", "timeout"}),
+        job_pattern=re.compile(r"[a-z0-9][a-z0-9_-]{0,62}"),
+        job_help="a job template name: <TRIGGERS_PELOTON_TEMPLATES>/<job>.yaml (a JobConfig)",
+        runner="triggers.runners.peloton:from_options",
+        render="triggers.runners.peloton:render_create",
+        executions=re.compile(r"^peloton/jobs/[0-9a-f-]{36}$"),
+    ),
 }
 
 
