@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     cloud_run_endpoint: str | None = Field(
         None, description="e.g. http://127.0.0.1:8123 for the emulator; default: Cloud Run."
     )
+    sae_endpoint: str | None = Field(
+        None,
+        description="SAE (system: sae): http://127.0.0.1:PORT for the emulator, or host[:port]"
+        " over HTTPS; default: sae.REGION.aliyuncs.com of each rule's region.",
+    )
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After on a retry answer.")
