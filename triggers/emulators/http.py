@@ -192,10 +192,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                     self.server.stopping.wait(decision.latency)
                 if decision.error is not None:
                     f = decision.error
-                    raise ApiError.injected(f.status, f.message or None)
+                    raise _injected(service, f.status, f.message or None)
                 result = handler(Call(params, query, body))
                 if decision.drop is not None:
-                    self._drop(decision)
+                    self._drop(decision, service)
                     return
                 self._send(200, service.render(result, query))
             except ApiError as err:
@@ -212,11 +212,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         finally:
             self._log_request(0)
 
-    def _drop(self, decision: Decision) -> None:
+    def _drop(self, decision: Decision, service: Service) -> None:
         fault = decision.drop
         assert fault is not None
         if fault.mode == "status":
-            err = ApiError.injected(fault.status, fault.message or None)
+            err = _injected(service, fault.status, fault.message or None)
             self._send(err.http_status, err.body())
             return
         self._log_request(0)
@@ -258,6 +258,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             if answer is not None:
                 return answer
         raise not_found(verb, path)
+
+
+def _injected(service: Service, status: int, message: str | None) -> ApiError:
+    """An injected fault's error, in the service's own wire shape when it has one (a non-Google
+    API defines ``injected_error(status, message)``), else Google's."""
+    make = getattr(service, "injected_error", None)
+    return make(status, message) if make is not None else ApiError.injected(status, message)
 
 
 def _describe(decision: Decision) -> str:
