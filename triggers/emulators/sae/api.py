@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from ..cloudrun.jobs import JobSpec
-from ..cloudrun.limits import MAX_TASK_COUNT
+from ..cloudrun.limits import MAX_TASK_COUNT, env_name_problem, env_value_problem
 from ..cloudrun.overrides import ContainerOverride, RunOverrides, RunRequest
 from ..cloudrun.records import ExecutionRecord
 from ..cloudrun.state import Store
@@ -354,6 +354,11 @@ def _overrides(query: Mapping[str, str]) -> RunOverrides:
                 'Envs must be a JSON array of {"name": ..., "value": ...} with string values.',
             )
         env = tuple((e["name"], e["value"]) for e in parsed)
+        for name, value in env:
+            # The tasks run under the Cloud Run task contract (CLOUD_RUN_*), checked alike.
+            problem = env_name_problem(name) or env_value_problem(name, value)
+            if problem is not None:
+                raise SaeError(400, "InvalidParameter", f"Envs: {problem}.")
     task_count = None
     if "Replicas" in query:
         raw = query["Replicas"]
