@@ -302,3 +302,17 @@ def test_times_in_seconds_or_milliseconds_become_rfc3339_and_success_is_no_messa
     assert status["message"] is None
     failed = sae.status_of("n", {"State": "2", "Message": "exit code 3"})
     assert failed["message"] == "exit code 3" and failed["started_at"] is None
+
+
+def test_the_sample_rule_targets_a_job_the_emulator_serves():
+    from pathlib import Path
+
+    from triggers.emulators.cloudrun.jobs import load_jobs
+    from triggers.emulators.sae.api import app_id_of
+    from triggers.rules import load
+
+    root = Path(__file__).resolve().parents[2] / "config"
+    [rule] = load(root / "systems" / "sae.yaml").rules
+    assert rule.spec.system == "sae"
+    apps = {app_id_of(job): job.name for job in load_jobs(root / "jobs.yaml")}
+    assert apps[sae.SaeJob.parse(rule.job).app_id] == "orders-processor"
