@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -316,3 +317,33 @@ def test_the_sample_rule_targets_a_job_the_emulator_serves():
     assert rule.spec.system == "sae"
     apps = {app_id_of(job): job.name for job in load_jobs(root / "jobs.yaml")}
     assert apps[sae.SaeJob.parse(rule.job).app_id] == "orders-processor"
+
+
+def test_without_credentials_a_run_is_retryable_and_nothing_is_sent(tmp_path):
+    # A fresh interpreter: the credential chain reads its switches at import. The endpoint is
+    # HTTPS on a closed port: the chain fails before any connection is tried.
+    import subprocess
+
+    code = (
+        "from triggers.runners.sae import SaeRunner\n"
+        "from tests.unit.test_runner_sae import request_for\n"
+        "try:\n"
+        "    SaeRunner(endpoint='127.0.0.1:9', timeout=2).run(request_for())\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc.message)\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    assert out.stdout.startswith("RetryableRunError ")
+    assert "unable to load credentials from any of the providers" in out.stdout
