@@ -121,6 +121,16 @@ def test_the_same_event_id_makes_one_job(emu, runner):
     assert other.execution != first.execution and len(emu.store.records()) == 2
 
 
+def test_concurrent_requests_with_one_event_id_make_one_job(emu, runner):
+    from concurrent.futures import ThreadPoolExecutor
+
+    request = request_for("racing")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        launches = list(pool.map(lambda _: runner.run(request), range(8)))
+    assert len({launch.execution for launch in launches}) == 1
+    assert len(emu.store.records()) == 1
+
+
 def test_validate_only_sends_nothing(emu, runner):
     assert runner.run(request_for("validate"), validate_only=True).execution == ""
     assert emu.store.records() == []
