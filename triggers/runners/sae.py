@@ -22,7 +22,6 @@ The SDK (and requests behind it) is imported on first use, never at module impor
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,16 +32,11 @@ from urllib.parse import urlsplit
 from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
 from ..plan import RunRequest
 from .base import Launch
+from .systems import get as get_system
 
-#: `job:` of a rule of system sae: REGION/APP_ID (the AppId of the SAE job template).
-JOB_PATTERN = re.compile(
-    r"(?P<region>[a-z]{2,}(?:-[a-z0-9]+)+)/"
-    r"(?P<app>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-)
-#: The execution names this runner makes: the job's region and template, and SAE's JobId.
-EXECUTION_PATTERN = re.compile(
-    r"^sae/(?P<region>[a-z0-9-]+)/apps/(?P<app>[0-9a-f-]{36})/jobs/(?P<job>[^/]+)$"
-)
+# `job:` (REGION/APP_ID) and the execution names this runner makes
+# (sae/REGION/apps/APP_ID/jobs/JOB_ID) are declared once, in the systems table.
+_SYSTEM = get_system("sae")
 
 # Error codes with which SAE (the POP gateway in front of it) refuses a call for its rate: the
 # request was not acted on, so the next delivery may simply try again.
@@ -65,10 +59,11 @@ class SaeJob:
 
     @classmethod
     def parse(cls, job: str) -> SaeJob:
-        match = JOB_PATTERN.fullmatch(job)
-        if match is None:
+        assert _SYSTEM.job_pattern is not None
+        if _SYSTEM.job_pattern.fullmatch(job) is None:
             raise PermanentRunError(f"{job!r} is not an SAE job (REGION/APP_ID)")
-        return cls(match["region"], match["app"])
+        region, app_id = job.split("/")
+        return cls(region, app_id)
 
     def execution(self, job_id: str) -> str:
         return f"sae/{self.region}/apps/{self.app_id}/jobs/{job_id}"
@@ -96,10 +91,10 @@ def render_exec_job(request: RunRequest) -> dict[str, Any]:
 
 def parse_execution(name: str) -> tuple[SaeJob, str]:
     """(the job template, the JobId) of an execution name this runner made."""
-    match = EXECUTION_PATTERN.fullmatch(name)
-    if match is None:
+    if not _SYSTEM.owns_execution(name):
         raise PermanentRunError(f"{name!r} is not an SAE execution name")
-    return SaeJob(match["region"], match["app"]), match["job"]
+    _, region, _, app_id, _, job_id = name.split("/")
+    return SaeJob(region, app_id), job_id
 
 
 class SaeRunner:
