@@ -4,9 +4,14 @@ failures then adoption, permanent and retryable errors, and reconcile to each fi
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -378,3 +383,26 @@ def test_job_history_lists_the_app_s_jobs_newest_first(emu, runner):
         models.DescribeJobHistoryRequest(app_id=PROBE_APP, state="2"), {}, runner._runtime()
     ).body.data
     assert failed_only.total_size == 0 and failed_only.jobs == []
+
+
+# ---------------------------------------------------------------------- the sample, end to end
+
+
+def test_the_sample_sae_rule_runs_end_to_end_in_the_demo():
+    # `triggers demo` as a user runs it: the function (functions-framework), an SQLite ledger and
+    # the emulator, which serves the sample's AppId; the SAE runner is built from
+    # TRIGGERS_SAE_ENDPOINT, which the demo points at its emulator.
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "triggers.cli", "demo", "--config", "config/systems/sae.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRIGGERS_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert re.search(r"paid-orders-on-sae\s+launched\s+manual-[0-9a-f-]{36}", out)
+    assert "1 executions succeeded" in out
+    assert 'args: ["--order=A-1001"]' in out  # CommandArgs reached the task
