@@ -36,6 +36,10 @@ METHODS = frozenset(
         "ListOperations",
         "WaitOperation",
         "DeleteOperation",
+        # Alibaba Cloud SAE (triggers.emulators.sae)
+        "ExecJob",
+        "DescribeJobStatus",
+        "DescribeJobHistory",
         "*",
     }
 )

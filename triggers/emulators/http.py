@@ -217,7 +217,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                     self.server.stopping.wait(decision.latency)
                 if decision.error is not None:
                     f = decision.error
-                    raise ApiError.injected(f.status, f.message or None)
+                    raise _injected(service, f.status, f.message or None)
                 result = handler(Call(params, query, body, self.headers))
                 if decision.drop is not None:
                     self._drop(service, decision)
@@ -241,7 +241,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         fault = decision.drop
         assert fault is not None
         if fault.mode == "status":
-            self._send_error(service, ApiError.injected(fault.status, fault.message or None))
+            self._send_error(service, _injected(service, fault.status, fault.message or None))
             return
         self._log_request(0)
         if fault.mode == "timeout":
@@ -291,6 +291,13 @@ def _json_body(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise ApiError.invalid(f"Invalid JSON payload received. {exc}") from None
+
+
+def _injected(service: Service, status: int, message: str | None) -> ApiError:
+    """An injected fault's error, in the service's own wire shape when it has one (a non-Google
+    API defines ``injected_error(status, message)``), else Google's."""
+    make = getattr(service, "injected_error", None)
+    return make(status, message) if make is not None else ApiError.injected(status, message)
 
 
 def _describe(decision: Decision) -> str:

@@ -33,6 +33,7 @@ from .cloudrun.state import Store
 from .faults import Faults
 from .http import EmulatorHTTPServer, Service
 from .process import ProcessLauncher
+from .sae.api import SaeService
 
 log = logging.getLogger("triggers.emulators")
 
@@ -61,7 +62,7 @@ def _ensure_stderr_logging(level: int) -> None:
 
 
 #: The emulated APIs a server can serve, by the name ``--api`` takes.
-APIS = ("cloudrun", "peloton")
+APIS = ("cloudrun", "peloton", "sae")
 
 
 class EmulatorServer:
@@ -101,7 +102,9 @@ class EmulatorServer:
         self.launcher = ProcessLauncher(grace=kill_grace)
         self.store = Store(self.catalog, self.log_dir, self.launcher)
         self.faults = Faults()
-        builders = {"cloudrun": lambda: CloudRunService(self.store), "peloton": self._peloton}
+        builders: dict[str, Any] = {"cloudrun": lambda: CloudRunService(self.store)}
+        builders["peloton"] = self._peloton
+        builders["sae"] = lambda: SaeService(self.store)  # runs its jobs through the same store
         self.services: list[Service] = [builders[name]() for name in dict.fromkeys(apis)]
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     peloton_templates: str = Field(
         "config/peloton", description="Directory of Peloton job templates (<job>.yaml)."
     )
+    sae_endpoint: str | None = Field(
+        None,
+        description="SAE (system: sae): http://127.0.0.1:PORT for the emulator, or host[:port]"
+        " over HTTPS; default: sae.REGION.aliyuncs.com of each rule's region.",
+    )
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
     cloud_run_timeout_seconds: float = Field(
         30.0, gt=0, le=300, description="Timeout of each Cloud Run API call (jobs.run, a page)."

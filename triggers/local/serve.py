@@ -48,6 +48,7 @@ _ENV_NAMES = (
     "TRIGGERS_RUNNER",
     "TRIGGERS_CLOUD_RUN_ENDPOINT",
     "TRIGGERS_PELOTON_ENDPOINT",
+    "TRIGGERS_SAE_ENDPOINT",
     "TRIGGERS_OIDC_AUDIENCE",
 )
 
@@ -205,6 +206,7 @@ class LocalServer:
         if self.emulator is not None:
             env["TRIGGERS_CLOUD_RUN_ENDPOINT"] = self.emulator.url
             env["TRIGGERS_PELOTON_ENDPOINT"] = self.emulator.url  # served on the same port
+            env["TRIGGERS_SAE_ENDPOINT"] = self.emulator.url  # system: sae, same emulator
         self._saved_env = {name: os.environ.get(name) for name in _ENV_NAMES}
         for name in _ENV_NAMES:
             os.environ.pop(name, None)

@@ -83,6 +83,22 @@ SYSTEMS: dict[str, System] = {
         render="triggers.runners.peloton:render_create",
         executions=re.compile(r"^peloton/jobs/[0-9a-f-]{36}$"),
     ),
+    "sae": System(
+        name="sae",
+        title="Alibaba Cloud SAE ExecJob",
+        # ExecJob has CommandArgs, Envs and Replicas; no container name (one per template), no
+        # "clear args" and no per-run timeout (the template's own applies).
+        overrides=frozenset({"args", "env", "task_count"}),
+        job_pattern=re.compile(
+            r"[a-z]{2,}(?:-[a-z0-9]+)+/"
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        ),
+        job_help="REGION/APP_ID: the job template's AppId (a UUID) and its region,"
+        " e.g. cn-hangzhou/ee1a7a07-abcb-4652-a1d3-2d57f4150000",
+        runner="triggers.runners.sae:from_options",
+        render="triggers.runners.sae:render_exec_job",
+        executions=re.compile(r"^sae/[a-z0-9-]+/apps/[0-9a-f-]{36}/jobs/[^/]+$"),
+    ),
 }
 
 
