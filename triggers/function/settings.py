@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     cloud_run_endpoint: str | None = Field(
         None, description="e.g. http://127.0.0.1:8123 for the emulator; default: Cloud Run."
     )
+    cloud_run_v1_endpoint: str | None = Field(
+        None,
+        description="Cloud Run Admin API v1 (system cloudrun-v1) base URL, e.g. the emulator's;"
+        " default: each job's regional endpoint.",
+    )
+    cloud_run_v1_regions: tuple[str, ...] = Field(
+        (),
+        description="Regions (JSON list) to ask about v1 executions this instance did not launch:"
+        " their names carry no region.",
+    )
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After on a retry answer.")
