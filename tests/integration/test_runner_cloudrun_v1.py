@@ -373,3 +373,40 @@ def test_reconcile_records_each_final_state(emu, ledger, routed, v1, probe_dir, 
     assert deleted.status is Status.FAILED and deleted.reason == NOT_FOUND
     # and each v1 execution was asked about through the v1 runner
     assert v1.execution_status(ok)["outcome"] == "succeeded"
+
+
+# ---------------------------------------------------------------------- the sample, served
+
+
+def test_the_sample_v1_rule_runs_end_to_end_under_serve(tmp_path):
+    """config/systems/cloudrun-v1.yaml on the local stack (`triggers serve`): the function, the
+    SQLite ledger and the emulator serving config/jobs.yaml; the sample order event twice."""
+    from pathlib import Path
+
+    from triggers.local import send
+    from triggers.local.serve import LocalServer, ServeOptions
+
+    root = Path(__file__).resolve().parents[2]
+    options = ServeOptions(
+        rules=str(root / "config/systems/cloudrun-v1.yaml"),
+        jobs=str(root / "config/jobs.yaml"),
+        port=0,
+        sqlite_path=str(tmp_path / "ledger.sqlite3"),
+        log_dir=str(tmp_path / "logs"),
+        clock=False,
+    )
+    event = send.event_file(root / "config/events/pubsub-order.push.json")
+    with LocalServer(options) as server:
+        first = send.post(server.url, event)
+        assert first.status == 200, first.body
+        [outcome] = first.body["rules"]
+        assert outcome["rule"] == "order-export-v1" and outcome["outcome"] == "launched"
+        execution = outcome["execution"]
+        assert execution.startswith("namespaces/demo-project/executions/order-export-")
+        again = send.post(server.url, event)
+        assert again.body["rules"][0]["outcome"] == "duplicate"
+        [record] = server.emulator.store.records()
+        assert server.emulator.store.wait_execution(record.name, timeout=WAIT).state == "succeeded"
+        assert record.run.args == ("--order=A-1001",)
+        runner = CloudRunV1Runner(endpoint=server.emulator.url, timeout=5.0)
+        assert runner.execution_status(execution)["outcome"] == "succeeded"

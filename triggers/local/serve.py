@@ -47,6 +47,7 @@ _ENV_NAMES = (
     "TRIGGERS_SQLITE_PATH",
     "TRIGGERS_RUNNER",
     "TRIGGERS_CLOUD_RUN_ENDPOINT",
+    "TRIGGERS_CLOUD_RUN_V1_ENDPOINT",
     "TRIGGERS_OIDC_AUDIENCE",
 )
 
@@ -152,6 +153,7 @@ class LocalServer:
         }
         if self.emulator is not None:
             env["TRIGGERS_CLOUD_RUN_ENDPOINT"] = self.emulator.url
+            env["TRIGGERS_CLOUD_RUN_V1_ENDPOINT"] = self.emulator.url  # its v1 routes
         self._saved_env = {name: os.environ.get(name) for name in _ENV_NAMES}
         for name in _ENV_NAMES:
             os.environ.pop(name, None)
