@@ -174,6 +174,36 @@ def test_closed_after_create_is_ambiguous_then_adopted_and_sent_once(emu, v1):
     assert v1.find(request_for("someone-else"), since=an_hour_ago()) is None
 
 
+def test_why_not_google_api_python_client_its_transport_runs_the_job_twice(emu):
+    # The same fault through the discovery client of the run.v1 API (httplib2): it sends the POST
+    # again on a closed connection, answers success, and two executions run. This is the reason
+    # the runner uses AuthorizedSession; if httplib2 ever stops doing it, this test says so.
+    import httplib2
+    from googleapiclient.discovery import build_from_document
+
+    from tests.unit.test_runner_cloudrun_v1 import discovery
+
+    service = build_from_document(
+        discovery(), http=httplib2.Http(timeout=5), client_options={"api_endpoint": emu.url + "/"}
+    )
+    emu.faults.drop_response("RunJob", mode="close", match=V1)
+    answer = service.namespaces().jobs().run(name="namespaces/demo-project/jobs/probe", body={})
+    assert answer.execute()["kind"] == "Execution"  # no error at all...
+    assert len(emu.store.records()) == 2  # ...and the job ran twice
+
+
+def test_concurrent_runs_from_many_threads_each_start_one_execution(emu, v1):
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [request_for(f"thread-{i}") for i in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        launches = list(pool.map(v1.run, requests))
+    assert len({launch.execution for launch in launches}) == 16
+    by_key = {r.env_value(RUN_KEY_ENV): r.short for r in emu.store.records()}
+    for request, launch in zip(requests, launches, strict=True):
+        assert launch.execution.endswith("/" + by_key[request.ledger_key])
+
+
 @pytest.mark.parametrize("executed", [False, True], ids=["before", "after"])
 def test_a_503_is_ambiguous_and_find_tells(emu, v1, executed):
     if executed:
@@ -410,3 +440,23 @@ def test_the_sample_v1_rule_runs_end_to_end_under_serve(tmp_path):
         assert record.run.args == ("--order=A-1001",)
         runner = CloudRunV1Runner(endpoint=server.emulator.url, timeout=5.0)
         assert runner.execution_status(execution)["outcome"] == "succeeded"
+
+
+def test_a_job_id_in_two_regions_is_refused_by_the_v1_routes(tmp_path):
+    # One emulator serves every region, and a v1 path names no region: say so, run nothing.
+    import requests
+
+    from triggers.emulators.server import EmulatorServer
+
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        "project: demo-project\nregion: europe-west1\njobs:\n"
+        "  - {name: twin, command: ['true']}\n"
+        "  - {name: twin, region: us-central1, command: ['true']}\n",
+        encoding="utf-8",
+    )
+    with EmulatorServer(jobs, log_dir=tmp_path / "logs", log_to_stderr=False) as server:
+        answer = requests.post(f"{server.url}{V1}namespaces/demo-project/jobs/twin:run", timeout=5)
+        assert answer.status_code == 400
+        assert "several regions (europe-west1, us-central1)" in answer.json()["error"]["message"]
+        assert server.store.records() == []
