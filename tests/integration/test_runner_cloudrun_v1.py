@@ -151,6 +151,34 @@ def test_rate_limited_is_retryable_and_nothing_ran(emu, v1):
     assert v1.run(request).execution
 
 
+def test_unauthenticated_is_retryable_and_nothing_ran(emu, v1):
+    emu.faults.fail("RunJob", 401, match=V1)
+    request = request_for("stale-token")
+    with pytest.raises(RetryableRunError) as info:
+        v1.run(request)
+    assert info.value.status == 401
+    assert emu.store.records() == []
+
+
+def test_a_401_with_real_credentials_refreshes_and_a_failed_refresh_is_retryable(emu, emulator):
+    # User credentials whose token endpoint refuses connections (a free loopback port): the 401
+    # makes AuthorizedSession refresh before sending again; the refresh fails, nothing was sent.
+    from google.oauth2.credentials import Credentials
+
+    credentials = Credentials(
+        token="stale",
+        refresh_token="r",
+        token_uri=f"http://127.0.0.1:{free_port()}/token",
+        client_id="c",
+        client_secret="s",
+    )
+    runner = CloudRunV1Runner(endpoint=emulator.url, credentials=credentials, timeout=5.0)
+    emu.faults.fail("RunJob", 401, match=V1)
+    with pytest.raises(RetryableRunError, match="TransportError|RefreshError"):
+        runner.run(request_for("refresh"))
+    assert emu.store.records() == []
+
+
 def test_connection_refused_is_retryable():
     runner = CloudRunV1Runner(endpoint=f"http://127.0.0.1:{free_port()}", timeout=2.0)
     with pytest.raises(RetryableRunError, match="ConnectionError") as info:

@@ -102,7 +102,15 @@ class CloudRunV1Runner:
         if session is None:
             from google.auth.transport.requests import AuthorizedSession
 
-            session = self._local.session = AuthorizedSession(self._credentials_for_session())
+            credentials = self._credentials_for_session()
+            from google.auth.credentials import AnonymousCredentials
+
+            # A 401 makes AuthorizedSession refresh the token and send the call again (safe: a
+            # 401 was refused). Anonymous credentials cannot be refreshed: the 401 itself must
+            # come back, a RetryableRunError, not an error from the refresh.
+            refresh = () if isinstance(credentials, AnonymousCredentials) else (401,)
+            session = AuthorizedSession(credentials, refresh_status_codes=refresh)
+            self._local.session = session
         return session
 
     def _credentials_for_session(self) -> Any:
