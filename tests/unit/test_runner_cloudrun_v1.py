@@ -219,6 +219,26 @@ def test_without_an_endpoint_or_a_region_a_status_lookup_says_what_to_set() -> N
         runner.execution_status(V1_EXECUTION)
 
 
+def test_without_an_endpoint_each_call_goes_to_the_job_s_regional_endpoint() -> None:
+    runner = CloudRunV1Runner(credentials=object())
+    assert (
+        runner._url("us-east4", "namespaces/p/jobs/j:run")
+        == "https://us-east4-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/p/jobs/j:run"
+    )
+    emulated = CloudRunV1Runner(endpoint="http://127.0.0.1:8123/")
+    assert emulated._url("us-east4", "namespaces/p/executions") == (
+        "http://127.0.0.1:8123/apis/run.googleapis.com/v1/namespaces/p/executions"
+    )
+
+
+def test_status_asks_the_region_it_knows_first_then_the_configured_ones() -> None:
+    runner = CloudRunV1Runner(credentials=object(), regions=("us-central1", "europe-west1"))
+    assert runner._regions_for(V1_EXECUTION) == ["us-central1", "europe-west1"]
+    runner._region_of[V1_EXECUTION] = "europe-west1"  # it launched or found it there
+    assert runner._regions_for(V1_EXECUTION) == ["europe-west1", "us-central1"]
+    assert CloudRunV1Runner(endpoint="http://e")._regions_for(V1_EXECUTION) == [""]
+
+
 # ---------------------------------------------------------------------- settings
 
 
