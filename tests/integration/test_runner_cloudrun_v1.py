@@ -10,6 +10,7 @@ import base64
 import json
 import socket
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,6 +57,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def v2_request(key: str) -> RunRequest:
+    """The same run for the Cloud Run v2 runner."""
+    return replace(request_for(key), system="cloudrun", renderer=None)
 
 
 def v2_name(launch_name: str) -> str:
@@ -230,6 +236,25 @@ def test_concurrent_runs_from_many_threads_each_start_one_execution(emu, v1):
     by_key = {r.env_value(RUN_KEY_ENV): r.short for r in emu.store.records()}
     for request, launch in zip(requests, launches, strict=True):
         assert launch.execution.endswith("/" + by_key[request.ledger_key])
+
+
+def test_the_documented_fault_over_http_narrows_to_v1_and_a_bare_one_hits_both(emu, v1, runner):
+    import requests
+
+    # docs/runners.md: the drop-after-create fault for v1 only, through the control route
+    fault = {"kind": "drop", "method": "RunJob", "mode": "close", "match": V1}
+    assert requests.post(f"{emu.url}/_emulator/faults", json=fault, timeout=5).status_code == 200
+    assert runner.run(v2_request("v2-untouched")).execution  # v2 is not affected...
+    with pytest.raises(AmbiguousRunError):
+        v1.run(request_for("v1-dropped"))  # ...v1 is
+    assert requests.get(f"{emu.url}/_emulator/faults", timeout=5).json() == {"faults": []}
+    # without `match`, a fault by RPC name applies to whichever version calls first
+    emu.faults.fail("RunJob", 503, times=2)
+    with pytest.raises(AmbiguousRunError):
+        v1.run(request_for("v1-503"))
+    with pytest.raises(AmbiguousRunError):
+        runner.run(v2_request("v2-503"))
+    assert len(emu.store.records()) == 2  # the v2 run and the dropped v1 one
 
 
 @pytest.mark.parametrize("executed", [False, True], ids=["before", "after"])
