@@ -34,6 +34,7 @@ locals {
       TRIGGERS_PROJECT              = var.project_id
       TRIGGERS_REGION               = var.region
       TRIGGERS_LEASE_SECONDS        = tostring(var.function.timeout_seconds)
+      TRIGGERS_CLOUD_RUN_V1_REGIONS = jsonencode(local.cloud_run_v1_regions)
     },
   )
 

@@ -88,10 +88,17 @@ locals {
       schedule      = lookup(rule, "schedule", null)
       time_zone     = lookup(rule, "time_zone", null)
       scheduler_job = lookup(rule, "scheduler_job", null)
+      system        = lookup(rule, "system", "cloudrun")
     }
   }
 
   enabled_rules = { for name, r in local.rules : name => r if r.enabled }
+
+  # Regions of the jobs run through the Cloud Run Admin API v1 (system cloudrun-v1): its
+  # execution names carry no region, so the reconciler is told where to ask.
+  cloud_run_v1_regions = sort(distinct([
+    for r in values(local.rules) : split("/", r.job)[3] if r.system == "cloudrun-v1"
+  ]))
 
   # Every Cloud Run job any rule targets (full names; several rules may share one job).
   target_jobs = toset([for r in values(local.rules) : r.job])

@@ -60,6 +60,7 @@ variable "requirements" {
     "google-cloud-firestore>=2.16,<3",
     "google-cloud-pubsub>=2.44,<3",
     "cronsim>=2.8,<3",
+    "google-auth[requests]>=2.29,<3",
   ]
 }
 

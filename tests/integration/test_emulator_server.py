@@ -28,6 +28,7 @@ def test_the_shipped_jobs_run_and_print_what_they_received(tmp_path):
         assert sorted(j.name.rsplit("/", 1)[-1] for j in jobs.list_jobs(parent=SHIPPED_PARENT)) == [
             "csv-loader",
             "nightly-report",
+            "order-export",  # config/systems/cloudrun-v1.yaml
             "orders-processor",
         ]
         overrides = run_v2.RunJobRequest.Overrides(

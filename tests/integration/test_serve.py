@@ -188,7 +188,7 @@ def test_serve_says_where_it_listens_and_what_it_loaded(served):
     assert f"function   {served.url}" in text
     assert "rules      " in text and "4 rules (pubsub 1, scheduler 1, storage 2)" in text
     assert f"ledger     sqlite {served.ledger}" in text
-    assert served.emulator_url and "3 jobs from" in text
+    assert served.emulator_url and "4 jobs from" in text
     assert 'scheduler  nightly-report: "0 2 * * *" (at 02:00 every day, Europe/Berlin time)' in text
     assert re.search(
         r"next tick \d{4}-\d\d-\d\d 02:00 CES?T \(\d{4}-\d\d-\d\dT0[01]:00:00Z\)", text

@@ -162,7 +162,12 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 def test_the_shipped_jobs_file_is_valid():
     catalog = load_jobs(ROOT / "config" / "jobs.yaml")
-    assert sorted(j.name for j in catalog) == ["csv-loader", "nightly-report", "orders-processor"]
+    assert sorted(j.name for j in catalog) == [
+        "csv-loader",
+        "nightly-report",
+        "order-export",  # config/systems/cloudrun-v1.yaml
+        "orders-processor",
+    ]
     for job in catalog:
         assert (job.project, job.region) == ("demo-project", "europe-west1")
         assert job.command[0] == sys.executable and Path(job.command[1]).is_file()

@@ -230,6 +230,16 @@ def test_function_is_gen2_http_with_packaged_rules() -> None:
     assert 'fileset(var.source_dir, "triggers/**/*.py")' in archive
 
 
+def test_the_reconciler_is_told_the_regions_of_cloud_run_v1_jobs() -> None:
+    # v1 execution names carry no region (docs/runners.md#cloudrun-v1): the module passes the
+    # regions of the jobs that cloudrun-v1 rules run, derived from the rules themselves.
+    env = str(_locals()["shared_env"])
+    assert "TRIGGERS_CLOUD_RUN_V1_REGIONS = jsonencode(local.cloud_run_v1_regions)" in env
+    regions = str(_locals()["cloud_run_v1_regions"])
+    assert 'r.system == "cloudrun-v1"' in regions and 'split("/", r.job)[3]' in regions
+    assert 'lookup(rule, "system", "cloudrun")' in (MODULE / "rules.tf").read_text()
+
+
 def test_function_env_names_are_settings() -> None:
     settings = {f"TRIGGERS_{name.upper()}" for name in Settings.model_fields}
     set_here = set(re.findall(r"\b(TRIGGERS_[A-Z_]+)\s*=", (MODULE / "function.tf").read_text()))

@@ -2,7 +2,8 @@
 
 One server serves every emulated API in ``APIS`` that it is asked for, on one port, with one
 fault model; each API is a ``Service`` of ``triggers.emulators.http`` built over the same jobs
-file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v2).
+file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v2) and
+``cloudrun-v1`` (its v1 routes, over the same executions).
 
     with EmulatorServer("config/jobs.yaml") as emu:      # port 0 = a free port
         client = run_v2.JobsClient(
@@ -24,12 +25,14 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .cloudrun.api import CloudRunService
 from .cloudrun.jobs import JobCatalog, JobsFileError, load_jobs
 from .cloudrun.state import Store
+from .cloudrun.v1 import CloudRunV1Service
 from .faults import Faults
 from .http import EmulatorHTTPServer, Service
 from .process import ProcessLauncher
@@ -62,7 +65,7 @@ def _ensure_stderr_logging(level: int) -> None:
 
 
 #: The emulated APIs a server can serve, by the name ``--api`` takes.
-APIS = ("cloudrun", "peloton", "sae")
+APIS = ("cloudrun", "cloudrun-v1", "peloton", "sae")
 
 
 class EmulatorServer:
@@ -102,9 +105,13 @@ class EmulatorServer:
         self.launcher = ProcessLauncher(grace=kill_grace)
         self.store = Store(self.catalog, self.log_dir, self.launcher)
         self.faults = Faults()
-        builders: dict[str, Any] = {"cloudrun": lambda: CloudRunService(self.store)}
-        builders["peloton"] = self._peloton
-        builders["sae"] = lambda: SaeService(self.store)  # runs its jobs through the same store
+        builders: dict[str, Callable[[], Service]] = {
+            "cloudrun": lambda: CloudRunService(self.store),
+            # v1 routes over the same store: it is reset and shut down with the v2 service
+            "cloudrun-v1": lambda: CloudRunV1Service(self.store),
+            "peloton": self._peloton,
+            "sae": lambda: SaeService(self.store),  # runs its jobs through the same store
+        }
         self.services: list[Service] = [builders[name]() for name in dict.fromkeys(apis)]
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

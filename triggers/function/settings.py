@@ -37,6 +37,16 @@ class Settings(BaseSettings):
         description="SAE (system: sae): http://127.0.0.1:PORT for the emulator, or host[:port]"
         " over HTTPS; default: sae.REGION.aliyuncs.com of each rule's region.",
     )
+    cloud_run_v1_endpoint: str | None = Field(
+        None,
+        description="Cloud Run Admin API v1 (system cloudrun-v1) base URL, e.g. the emulator's;"
+        " default: each job's regional endpoint.",
+    )
+    cloud_run_v1_regions: tuple[str, ...] = Field(
+        (),
+        description="Regions (JSON list) to ask about v1 executions this instance did not launch:"
+        " their names carry no region.",
+    )
     lease_seconds: int = Field(540, ge=10, description="Claim lease: the function's timeout.")
     cloud_run_timeout_seconds: float = Field(
         30.0, gt=0, le=300, description="Timeout of each Cloud Run API call (jobs.run, a page)."

@@ -49,6 +49,7 @@ _ENV_NAMES = (
     "TRIGGERS_CLOUD_RUN_ENDPOINT",
     "TRIGGERS_PELOTON_ENDPOINT",
     "TRIGGERS_SAE_ENDPOINT",
+    "TRIGGERS_CLOUD_RUN_V1_ENDPOINT",
     "TRIGGERS_OIDC_AUDIENCE",
 )
 
@@ -207,6 +208,7 @@ class LocalServer:
             env["TRIGGERS_CLOUD_RUN_ENDPOINT"] = self.emulator.url
             env["TRIGGERS_PELOTON_ENDPOINT"] = self.emulator.url  # served on the same port
             env["TRIGGERS_SAE_ENDPOINT"] = self.emulator.url  # system: sae, same emulator
+            env["TRIGGERS_CLOUD_RUN_V1_ENDPOINT"] = self.emulator.url  # its v1 routes
         self._saved_env = {name: os.environ.get(name) for name in _ENV_NAMES}
         for name in _ENV_NAMES:
             os.environ.pop(name, None)

@@ -99,6 +99,17 @@ SYSTEMS: dict[str, System] = {
         render="triggers.runners.sae:render_exec_job",
         executions=re.compile(r"^sae/[a-z0-9-]+/apps/[0-9a-f-]{36}/jobs/[^/]+$"),
     ),
+    "cloudrun-v1": System(
+        name="cloudrun-v1",
+        title="Cloud Run Admin API v1",
+        overrides=OVERRIDES,  # containerOverrides (name, args, env, clearArgs), taskCount, timeout
+        job_pattern=None,  # the same jobs as v2: `namespaces/P/jobs/J` at the region's endpoint
+        job_help="a job id, with project and region, or projects/P/locations/R/jobs/J",
+        runner="triggers.runners.cloudrun_v1:from_options",
+        render="triggers.runners.cloudrun_v1:render_run_job",
+        # v1's own form, which carries no region (the runner knows where to ask)
+        executions=re.compile(r"^namespaces/[^/]+/executions/[^/]+$"),
+    ),
 }
 
 
