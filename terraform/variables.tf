@@ -57,9 +57,11 @@ variable "requirements" {
     "jinja2>=3.1.4,<4",
     "cel-expr-python>=0.1.3,<0.2",
     "google-cloud-run>=0.10,<1",
+    "alibabacloud-sae20190506>=2.11,<3",
     "google-cloud-firestore>=2.16,<3",
     "google-cloud-pubsub>=2.44,<3",
     "cronsim>=2.8,<3",
+    "requests>=2.32,<3",
     "google-auth[requests]>=2.29,<3",
   ]
 }
