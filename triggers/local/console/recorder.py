@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -43,6 +44,9 @@ class EventLog:
         self._entries: deque[dict[str, Any]] = deque(maxlen=capacity)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
+        # Numbers start again when the server does: a page left open sees a new instance and
+        # starts its list afresh instead of waiting for numbers it has already passed.
+        self.instance = secrets.token_hex(4)
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

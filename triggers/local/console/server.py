@@ -114,7 +114,7 @@ class Console:
             after = int(request.args.get("after", "0"))
         except ValueError:
             return _json({"error": "after: a number (the last seq the page has)"}, 400)
-        return _json({"events": self.events.after(after)})
+        return _json({"instance": self.events.instance, "events": self.events.after(after)})
 
     def _runs(self, request: Request) -> Response:
         try:

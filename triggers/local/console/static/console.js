@@ -5,6 +5,7 @@
 const POLL_MS = 1000;
 const RULES_EVERY = 3;  // polls between two looks at the rules (they change only on reload)
 let lastSeq = 0;
+let instance = null;  // the server's; a restarted server numbers its events from 1 again
 let polls = 0;
 let rulesStamp = "";
 
@@ -131,8 +132,16 @@ function eventRow(entry) {
 }
 
 async function pollEvents() {
-  const answer = await getJSON("api/events?after=" + lastSeq);
+  let answer = await getJSON("api/events?after=" + lastSeq);
   const body = document.getElementById("events-body");
+  if (instance !== answer.instance) {
+    if (instance !== null) {  // restarted: what the page lists is gone from the server
+      body.replaceChildren();
+      lastSeq = 0;
+      answer = await getJSON("api/events?after=0");
+    }
+    instance = answer.instance;
+  }
   for (const entry of answer.events) {
     body.prepend(eventRow(entry));
     lastSeq = Math.max(lastSeq, entry.seq);
