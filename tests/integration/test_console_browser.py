@@ -75,8 +75,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     workdir = tmp_path_factory.mktemp("console-stack")
+    rules = workdir / "rules.yaml"  # a copy: the test edits it
+    rules.write_text((ROOT / "config" / "rules.yaml").read_text())
     options = ServeOptions(
-        rules=str(ROOT / "config" / "rules.yaml"),
+        rules=str(rules),
         jobs=str(ROOT / "config" / "jobs.yaml"),
         port=0,
         sqlite_path=str(workdir / "ledger.sqlite3"),
@@ -141,6 +143,22 @@ def test_console_in_a_browser(browser: Any, stack: LocalServer, tmp_path: Path) 
     )
     assert listed == names
     assert "incoming/*.csv" in find(driver, '#rules-body tr[data-rule="csv-ingest"]')[0].text
+
+    # An edited rules file, once reloaded, is what the page lists.
+    rules_file = Path(stack.options.rules)
+    original = rules_file.read_text()
+    rules_file.write_text(
+        original + "\n  - name: extra-rule\n    on: pubsub\n    job: orders-processor\n"
+    )
+    assert stack.reload()
+    eventually(
+        lambda: find(driver, '#rules-body tr[data-rule="extra-rule"]'),
+        timeout=WAIT,
+        what="the reloaded rules listed",
+        context=context,
+    )
+    rules_file.write_text(original)
+    assert stack.reload()
 
     # An event sent with `triggers send`: listed with every rule's verdict.
     sent = cli(

@@ -30,9 +30,18 @@ log = logging.getLogger("triggers.local.console")
 # How many requests the console remembers, and how much of each body it keeps for "try again".
 DEFAULT_CAPACITY = 200
 MAX_KEPT_BODY = 64 * 1024
-# Headers that say nothing about the event (or hold a credential): not kept.
+# Headers that say nothing about the event (or hold a credential): not kept. functions-framework
+# adds Function-Execution-Id to every request itself.
 _DROPPED_HEADERS = frozenset(
-    {"authorization", "host", "content-length", "connection", "accept", "accept-encoding"}
+    {
+        "authorization",
+        "host",
+        "content-length",
+        "connection",
+        "accept",
+        "accept-encoding",
+        "function-execution-id",
+    }
 )
 
 

@@ -8,6 +8,7 @@ let lastSeq = 0;
 let instance = null;  // the server's; a restarted server numbers its events from 1 again
 let polls = 0;
 let rulesStamp = "";
+let dryRun = false;  // `triggers serve --dry-run`: executions are made up, nothing ran
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -64,6 +65,7 @@ function shortName(name) {
 // -- rules ------------------------------------------------------------------------------------
 
 function renderRules(state) {
+  dryRun = state.dry_run;
   document.getElementById("facts").replaceChildren(
     h("b", {}, "function "), state.function, "  ",
     h("b", {}, "ledger "), state.ledger, "  ",
@@ -154,7 +156,10 @@ async function pollEvents() {
 
 function tasks(run) {
   const ex = run.execution_detail;
-  if (!ex) return h("span", { class: "sub" }, run.execution ? "not in this emulator" : "");
+  if (!ex) {
+    const why = dryRun ? "dry run: nothing launched" : "not in this emulator (started before it)";
+    return h("span", { class: "sub" }, run.execution ? why : "");
+  }
   return h("span", {}, badge(ex.state || "?"), " ",
     h("span", { class: "sub" }, ex.succeeded + "/" + (ex.task_count ?? "?") + " ok" +
       (ex.failed ? ", " + ex.failed + " failed" : "") + (ex.running ? ", " + ex.running + " running" : "")));
