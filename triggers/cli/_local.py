@@ -48,6 +48,11 @@ def add_serve(sub, rules_default: str) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="plan and record runs, launch nothing (no emulator)"
     )
+    p.add_argument(
+        "--no-console",
+        action="store_true",
+        help="do not serve the web console (rules, events, runs, try an event) at /_console/",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every emulator request")
     # For tests: the clock's time at start, so a schedule fires without waiting for it.
     p.add_argument("--clock-start", help=argparse.SUPPRESS)
@@ -196,6 +201,7 @@ def _serve(args: argparse.Namespace) -> int:
         clock_start=clock_start,
         verbose=args.verbose,
         reload_interval=0.0 if args.no_reload else 1.0,
+        console=not args.no_console,
     )
     return serve(options)
 

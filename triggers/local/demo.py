@@ -73,6 +73,7 @@ def demo(
         clock=False,  # the demo fires each Scheduler job itself, once, instead of waiting
         # The function's and the emulator's own lines would drown the summary; problems show.
         log_level=logging.WARNING,
+        console=False,  # nobody is there to look at it: the demo stops when it has printed
     )
     server = LocalServer(options)
     tally = _Tally()

@@ -13,7 +13,10 @@
 * Cloud Run: the embedded emulator runs each job of the jobs file as local processes, and the
   function reaches it through the production runner (`TRIGGERS_CLOUD_RUN_ENDPOINT`);
 * Cloud Scheduler: `clock.SchedulerClock` fires every rule's `schedule` on time by posting the
-  request a Scheduler job's HTTP target sends (`send.scheduler_tick`) to the function.
+  request a Scheduler job's HTTP target sends (`send.scheduler_tick`) to the function;
+* the console (`console/`, unless `console=False`): a web page at `/_console/` on the same port
+  over the rules, the requests the function received with every rule's verdict (recorded by
+  `console.RecordingApp` in a bounded ring), the runs and their executions' task logs.
 
 `serve()` is `triggers serve`; `demo.demo()` drives the same stack once with the sample events.
 """
@@ -74,6 +77,7 @@ class ServeOptions:
     verbose: bool = False  # also log every emulator API request
     reload_interval: float = 1.0  # seconds between looks at the rules files; 0: never reload
     log_level: int = logging.INFO  # of the function's, the emulator's and the clock's lines
+    console: bool = True  # serve the web console at /_console/ (`--no-console`: off)
 
 
 # -- the stack --------------------------------------------------------------------------------
@@ -90,6 +94,7 @@ class LocalServer:
         self.emulator: Any = None
         self.app: Any = None
         self.clock: SchedulerClock | None = None
+        self.events: Any = None  # console.EventLog: what the function received, for the console
         self._httpd: Any = None
         self._thread: threading.Thread | None = None
         self._modules: list[Any] = []  # where the app is installed
@@ -105,6 +110,14 @@ class LocalServer:
     def url(self) -> str:
         host = self.options.host if ":" not in self.options.host else f"[{self.options.host}]"
         return f"http://{host}:{self._httpd.port}/"
+
+    @property
+    def console_url(self) -> str | None:
+        if not self.options.console:
+            return None
+        from .console import PREFIX
+
+        return self.url + PREFIX.lstrip("/") + "/"
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -225,7 +238,13 @@ class LocalServer:
             settings = Settings()
         except ValueError as exc:  # a TRIGGERS_* variable of the environment is invalid
             raise ServeError(f"invalid TRIGGERS_* setting: {exc}") from None
-        self.app = App(settings, rules=self.rules)
+        if self.options.console:
+            from .console import EventLog, RecordingApp
+
+            self.events = EventLog()
+            self.app = RecordingApp(settings, rules=self.rules, events=self.events)
+        else:
+            self.app = App(settings, rules=self.rules)
         try:
             # Opens (and for SQLite creates) the ledger now: a path that cannot be written fails
             # here, and `triggers runs` finds the file before the first event has arrived.
@@ -244,6 +263,14 @@ class LocalServer:
         if loaded is not None and loaded is not function and hasattr(loaded, "set_app"):
             loaded.set_app(self.app)  # the same call when it shares the app; needed if not
             self._modules.append(loaded)
+        wsgi_app: Any = flask_app
+        if self.options.console:
+            from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+            from .console import PREFIX, Console
+
+            # Beside the function, not inside it: the deployed function has no such path.
+            wsgi_app = DispatcherMiddleware(flask_app, {PREFIX: Console(self, self.events)})
 
         class QuietHandler(WSGIRequestHandler):
             def log_request(self, code: Any = "-", size: Any = "-") -> None:
@@ -263,7 +290,7 @@ class LocalServer:
             return make_server(
                 self.options.host,
                 listener.getsockname()[1],
-                flask_app,
+                wsgi_app,
                 threaded=True,
                 request_handler=QuietHandler,
                 fd=listener.fileno(),
@@ -274,6 +301,13 @@ class LocalServer:
         answer = send.post(self.url, send.scheduler_tick(job.name, at))
         log.info("%s fired for %s -> %s", job.name, rfc3339(at), send.one_line(answer))
         return answer
+
+    def reconcile(self) -> dict[str, Any]:
+        """One `triggers reconcile` pass over this stack's ledger with its runner (the console's
+        "Reconcile now"): launched runs whose executions ended get their outcome."""
+        from ..ops.reconcile import reconcile
+
+        return reconcile(self.app.ledger, self.app.runner).as_dict()
 
     def stop(self) -> None:
         """Stop the clock, the server and the emulator (killing running tasks); idempotent."""
@@ -328,6 +362,11 @@ class LocalServer:
             f"rules      {opts.rules}: {count} rule{'s' if count != 1 else ''} ({summary})",
             f"ledger     {ledger}",
         ]
+        if self.console_url:
+            lines.append(
+                f"console    {self.console_url}  (rules, events and verdicts, runs and task logs,"
+                " try an event)"
+            )
         if self.emulator is not None:
             jobs = len(self.emulator.catalog)
             lines.append(
