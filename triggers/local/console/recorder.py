@@ -80,6 +80,7 @@ def describe(
     *,
     received: datetime,
     max_body_bytes: int,
+    query: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One request as the console lists it: the answer, the event, every rule's verdict, and
     the request itself as an event file (to paste into "try an event")."""
@@ -95,7 +96,7 @@ def describe(
         entry["reason"] = answer.get("reason")
         return entry
     try:
-        event = decode(headers, body, max_body_bytes=max_body_bytes)
+        event = decode(headers, body, max_body_bytes=max_body_bytes, query=query)
     except DecodeError as exc:
         entry["rejected"] = {"reason": exc.reason, "message": exc.message}
         return entry
@@ -129,10 +130,12 @@ class RecordingApp(App):
         self.events = events
         self._clock = clock
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def handle(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> Response:
         received = self._clock()
         rules = self.rules  # the rules this request is routed with, even if a reload follows
-        response = super().handle(headers, body)
+        response = super().handle(headers, body, query)
         try:
             self.events.append(
                 describe(
@@ -142,6 +145,7 @@ class RecordingApp(App):
                     rules,
                     received=received,
                     max_body_bytes=self.settings.max_body_bytes,
+                    query=query,
                 )
             )
         except Exception:  # the console is a view: it must never cost the sender its answer
