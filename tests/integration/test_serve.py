@@ -519,3 +519,23 @@ def test_demo_runs_everything_and_exits_0():
     assert all(len(line) <= 100 for line in out[out.index("Run history") :].splitlines()[:8])
     workdir = re.search(r"ledger     sqlite (\S+)/ledger\.sqlite3", out).group(1)
     assert not Path(workdir).exists()  # cleaned up without --keep
+
+
+def test_demo_all_systems_runs_a_rule_on_each_job_api():
+    done = subprocess.run(
+        [*TRIGGERS, "demo", "--all-systems"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRIGGERS_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Demo OK:" in out
+    history = out[out.index("Run history") :]
+    # one rule per system, each launched and reconciled to succeeded
+    for rule in ("paid-orders", "order-export-v1", "paid-orders-on-s", "nightly-peloton"):
+        row = re.search(rf"^\s+\S+ \S+\s+{re.escape(rule)}\S*\s+(\S+)", history, re.M)
+        assert row and row.group(1) == "succeeded", (rule, history)
+    assert re.search(r"nightly-peloton\s+launched\s+[0-9a-f-]{36}", out)

@@ -172,6 +172,12 @@ def add_demo(sub, rules_default: str) -> None:
     p.add_argument("--events", default="config/events", help="sample events dir (%(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the ledger and task logs")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for executions")
+    p.add_argument(
+        "--all-systems",
+        action="store_true",
+        help="also the rules and sample events of config/systems/ (Cloud Run v1, SAE, Peloton),"
+        " each on its own emulator",
+    )
     p.set_defaults(run=_demo)
 
 
@@ -325,6 +331,30 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
 def _demo(args: argparse.Namespace) -> int:
     from ..local.demo import demo
 
-    return demo(
-        rules=args.config, jobs=args.jobs, events=args.events, keep=args.keep, timeout=args.timeout
-    )
+    if not args.all_systems:
+        return demo(
+            rules=args.config,
+            jobs=args.jobs,
+            events=args.events,
+            keep=args.keep,
+            timeout=args.timeout,
+        )
+    import shutil
+    import tempfile
+
+    # One rules directory: the main rules and one file per job system, loaded together.
+    systems = Path(args.config).parent / "systems"
+    with tempfile.TemporaryDirectory(prefix="triggers-all-systems-") as workdir:
+        rules = Path(workdir) / "rules"
+        rules.mkdir()
+        shutil.copy(args.config, rules / "00-rules.yaml")
+        for path in sorted(systems.glob("*.yaml")):
+            shutil.copy(path, rules / path.name)
+        return demo(
+            rules=str(rules),
+            jobs=args.jobs,
+            events=args.events,
+            extra_events=sorted(systems.glob("*.json")),
+            keep=args.keep,
+            timeout=args.timeout,
+        )

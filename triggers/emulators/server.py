@@ -25,6 +25,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,10 @@ class EmulatorServer:
             service.reset()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        return self.store.wait_idle(timeout)
+        """Wait until no execution of any emulated API is running. True if idle in time."""
+        deadline = time.monotonic() + timeout
+        stores = [self.store] + ([self.peloton_jobs] if hasattr(self, "peloton_jobs") else [])
+        return all(store.wait_idle(max(0.0, deadline - time.monotonic())) for store in stores)
 
 
 # ---------------------------------------------------------------------- CLI

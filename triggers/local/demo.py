@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -46,6 +46,7 @@ def demo(
     rules: str = "config/rules.yaml",
     jobs: str = "config/jobs.yaml",
     events: str = "config/events",
+    extra_events: Sequence[Path] = (),
     keep: bool = False,
     timeout: float = 30.0,
     out: TextIO | None = None,
@@ -58,7 +59,7 @@ def demo(
     def say(line: str = "") -> None:
         print(line, file=out, flush=True)
 
-    files = sorted(Path(events).glob("*.json"))
+    files = sorted(Path(events).glob("*.json")) + list(extra_events)
     if not files:
         print(f"error: no sample events (*.json) in {events}", file=sys.stderr)
         return 2

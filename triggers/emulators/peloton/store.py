@@ -225,6 +225,17 @@ class JobStore:
                     return record.state
                 self._cond.wait(left)
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every job has reached a terminal state. True if idle in time."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while any(r.state not in TERMINAL for r in self._jobs.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
     def reset(self) -> None:
         with self._cond:
             records = list(self._jobs.values())
