@@ -173,25 +173,13 @@ class CloudRunService:
         body = _body_obj(call)
         name = _exec_name(call.params)
         if body.get("validateOnly", body.get("validate_only", False)) is True:
-            execution = self.store.get_execution(name)
-            return {
-                "name": "",
-                "done": True,
-                "metadata": _any(execution),
-                "response": _any(execution),
-            }
+            return _validated(self.store.get_execution(name))
         return self.store.cancel_execution(name)
 
     def _delete_execution(self, call: Call) -> dict[str, Any]:
         name = _exec_name(call.params)
         if _q_bool(call, "validateOnly", "validate_only"):
-            execution = self.store.get_execution(name)
-            return {
-                "name": "",
-                "done": True,
-                "metadata": _any(execution),
-                "response": _any(execution),
-            }
+            return _validated(self.store.get_execution(name))
         return self.store.delete_execution(name)
 
     def _list_operations(self, call: Call) -> dict[str, Any]:
@@ -208,6 +196,11 @@ class CloudRunService:
         if body.get("timeout") is not None:
             timeout = parse_proto_duration(body["timeout"], "timeout")
         return self.store.wait_operation(_op_name(call.params), timeout)
+
+
+def _validated(execution: dict[str, Any]) -> dict[str, Any]:
+    """What a validate-only cancel or delete answers: a done Operation naming the execution."""
+    return {"name": "", "done": True, "metadata": _any(execution), "response": _any(execution)}
 
 
 def _any(execution: dict[str, Any]) -> dict[str, Any]:
