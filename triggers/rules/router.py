@@ -17,10 +17,10 @@ what a linear scan returns, in declaration order (property tests hold it to that
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from ..events.model import Event
 from ._pattern_conditions import as_double
@@ -112,14 +112,18 @@ class _FieldIndex:
 
     def probe(self, value: Any, found: set[int]) -> None:
         """Add the positions of every entry that `value` (a leaf of the event) satisfies."""
+        kind = type(value)
+        if kind is str:  # the usual leaf: its exact key inline
+            hit = self.exact.get(("s", value))
+            if hit:
+                found.update(hit)
+            self._probe_text(value, found)
+            return
         if isinstance(value, _SCALARS):
             hit = self.exact.get(exact_key(value))
             if hit:
                 found.update(hit)
-        kind = type(value)
-        if kind is str:
-            self._probe_text(value, found)
-        elif (kind is int or kind is float) and (self.segments or self.wide):
+        if (kind is int or kind is float) and (self.segments or self.wide):
             number = as_double(value)
             i = bisect_right(self.points, number) - 1
             if 0 <= i < len(self.segments):
@@ -202,6 +206,19 @@ class _PathTrie:
         children = self.children
         if not children:
             return
+        if len(nodes) == 1 and type(nodes[0]) is dict:
+            # The common case, one JSON object: no grouping needed.
+            node = nodes[0]
+            if len(node) <= len(children):
+                for key, value in node.items():
+                    child = children.get(key)
+                    if child is not None:
+                        child.probe([value], found)
+            else:
+                for key, child in children.items():
+                    if key in node:
+                        child.probe([node[key]], found)
+            return
         reached: dict[str, list[Any]] = {}
         for node in nodes:
             for candidate in element_objects(node) if isinstance(node, (list, tuple)) else (node,):
@@ -229,6 +246,46 @@ class _TypeIndex:
         self.fields = 0
 
 
+class _Sharing:
+    """How many indexed entries of the same field an event value that satisfies one entry may
+    also satisfy: the candidates it brings. Equal exact values; the entry's own prefixes (or
+    suffixes), each shared as often as it occurs; every numeric range that overlaps it."""
+
+    def __init__(self, ways: Iterable[tuple[IndexAnchor, ...]]) -> None:
+        self.counts: Counter[tuple[tuple[str, ...], Hashable]] = Counter()
+        ranges: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
+        for way in ways:
+            for path, entries in way:
+                for entry in entries:
+                    self.counts[path, entry] += 1
+                    if entry[0] == "n":
+                        ranges[path].append(cast(tuple[float, float], entry[1]))
+        self.lows = {p: sorted(lo for lo, _ in rs) for p, rs in ranges.items()}
+        self.highs = {p: sorted(hi for _, hi in rs) for p, rs in ranges.items()}
+        self._memo: dict[tuple[tuple[str, ...], Hashable], int] = {}
+
+    def of(self, path: tuple[str, ...], entry: tuple[str, Any]) -> int:
+        key = (path, entry)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._count(path, entry)
+        return found
+
+    def _count(self, path: tuple[str, ...], entry: tuple[str, Any]) -> int:
+        kind, value = entry
+        if kind == "n":
+            lo, hi = value
+            # ranges starting at or before `hi`, less those ending before `lo`
+            return bisect_right(self.lows[path], hi) - bisect_left(self.highs[path], lo)
+        if kind in ("p", "pi"):
+            return sum(self.counts[path, (kind, value[:n])] for n in range(len(value) + 1))
+        if kind in ("s", "si"):
+            return sum(
+                self.counts[path, (kind, value[len(value) - n :])] for n in range(len(value) + 1)
+            )
+        return self.counts[path, entry]
+
+
 def _ways(rule: Rule) -> list[tuple[IndexAnchor, ...]]:
     found = []
     for constraint in (rule.scope, rule.pattern):
@@ -241,18 +298,14 @@ class Router:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         candidates = [_ways(rule) for rule in self.rules]
-        # Index each rule by its most selective way: the one whose entries the fewest other
-        # rules share (a rule's own bucket beats a `kind: [a]` that sixty rules have), so that
-        # an event hitting it brings the fewest candidates to evaluate; then fewer anchors.
-        sharing: Counter[tuple[tuple[str, ...], Hashable]] = Counter()
-        for ways in candidates:
-            for way in ways:
-                for path, entries in way:
-                    for entry in entries:
-                        sharing[path, entry] += 1
+        # Index each rule by its most selective way: the one that brings the fewest other
+        # rules along when an event hits it (a rule's own bucket beats a `kind: [a]` that
+        # sixty rules have, and beats a `> 5` range that every larger number also reaches);
+        # then the one with fewer anchors.
+        sharing = _Sharing(way for ways in candidates for way in ways)
 
         def selectivity(way: tuple[IndexAnchor, ...]) -> tuple[int, int]:
-            shared = sum(max(sharing[path, entry] for entry in entries) for path, entries in way)
+            shared = sum(max(sharing.of(path, entry) for entry in entries) for path, entries in way)
             return (-shared, -len(way))
 
         by_type: dict[str, _TypeIndex] = defaultdict(_TypeIndex)
