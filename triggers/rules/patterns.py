@@ -73,12 +73,12 @@ __all__ = ["Pattern", "PatternError", "compile", "exact_key", "values_at"]
 class Pattern:
     """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
 
-    __slots__ = ("source", "_root", "_match", "_anchors", "_spec")
+    __slots__ = ("source", "_root", "_match", "_anchors", "_ways")
     source: Mapping[str, Any]  # the pattern as written, for artifacts and sample events
     _root: ObjectNode
     _match: Callable[[Mapping[str, Any]], bool]
     _anchors: tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]
-    _spec: ObjectSpec
+    _ways: tuple[tuple[IndexAnchor, ...], ...]
 
     def __init__(self, source: Mapping[str, Any], spec: ObjectSpec) -> None:
         root = ObjectNode(spec)
@@ -87,7 +87,8 @@ class Pattern:
         set_once(self, "_root", root)
         set_once(self, "_match", root.match)
         set_once(self, "_anchors", _find_anchors(spec))
-        set_once(self, "_spec", spec)
+        # computed now, so that the validated tree is not kept for it (memory per rule)
+        set_once(self, "_ways", _index_ways(spec))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Pattern is immutable: cannot set {name!r}")
@@ -125,7 +126,7 @@ class Pattern:
         alternative. Fields no index can serve (anything-but, exists, cidr, a wildcard with
         stars at both ends) give none.
         """
-        return list(_index_ways(self._spec))
+        return list(self._ways)
 
     def __repr__(self) -> str:
         return f"Pattern({self.source!r})"
