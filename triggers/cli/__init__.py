@@ -25,6 +25,7 @@
                                                  re-drive dead letters after a fix
     triggers demo                                serve the samples, send every sample event, show
                                                  what ran; exit 1 if anything misbehaved
+    triggers completion bash|zsh|fish            a shell completion script
 
 Exit codes: 0 success, 1 the answer is "no" (invalid rules, no match, a send answered with a
 retry or an error, a demo that misbehaved, a check that failed), 2 usage or input errors, or no
@@ -38,7 +39,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _check, _compile, _history, _local, _replay, _rules
+from . import _check, _compile, _completion, _history, _local, _replay, _rules
 from ._common import DEFAULT_RULES, resolve_rules
 
 
@@ -84,4 +85,5 @@ def _parser() -> argparse.ArgumentParser:
     _history.add_reconcile(sub)
     _replay.add_replay(sub, rules_default)
     _local.add_demo(sub, rules_default)
+    _completion.add_completion(sub, _parser)
     return parser
