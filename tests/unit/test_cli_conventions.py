@@ -201,3 +201,26 @@ def test_reconcile_reports_progress_before_each_record() -> None:
     report = reconcile(ledger, Finished(), progress=lambda done, total: seen.append((done, total)))
     assert report.checked == 2
     assert seen == [(0, 2), (1, 2)]
+
+
+@pytest.mark.parametrize(
+    "rules_file", ["config/rules.yaml", "config/systems/sae.yaml", "config/systems/peloton.yaml"]
+)
+def test_serve_examples_are_drawn_from_the_served_rules_and_reach_them(capsys, rules_file):
+    import shlex
+
+    from triggers.local.serve import send_examples
+    from triggers.rules import load
+
+    rules = load(ROOT / rules_file, environ={})
+    examples = send_examples(rules)
+    assert examples
+    for example in examples:
+        command, rule = example.split("   # ")
+        code, out, _ = run(capsys, "send", *shlex.split(command), "--print")
+        assert code == 0, example
+        event = decode(*parse_event_file(out, example))
+        assert rule in [r.name for r in rules.route(event)], (
+            example,
+            rules.get(rule).explain(event),
+        )

@@ -386,13 +386,11 @@ class LocalServer:
 
     def examples(self) -> list[str]:
         url = "" if self.url == send.DEFAULT_URL else f" --url {self.url}"
-        lines = [
-            "Send events from another terminal (`triggers send --help`):",
-            f'  triggers send pubsub{url} --topic orders --data \'{{"status": "paid"}}\'',
-            f"  triggers send storage{url} --bucket raw-data --name incoming/a.csv",
-            f"  triggers send scheduler{url} --job nightly-report",
-            f"  triggers send{url} --file config/events/pubsub-order.cloudevent-binary.json",
-        ]
+        lines = ["Send events from another terminal (`triggers send --help`):"]
+        lines.extend(f"  triggers send {command}" for command in send_examples(self.rules, url))
+        lines.append(
+            f"  triggers send{url} --file EVENT_FILE   (a request file, as in config/events/)"
+        )
         if self.sqlite_path:
             default = Path(".triggers/ledger.sqlite3").absolute()
             where = "" if self.sqlite_path == default else f" --sqlite-path {self.sqlite_path}"
@@ -413,6 +411,65 @@ class LocalServer:
         else:
             out["TRIGGERS_RUNNER"] = "dry-run"
         return out if self.options.ledger == "sqlite" else {}
+
+
+def send_examples(rules: Any, url: str = "", most: int = 6) -> list[str]:
+    """`triggers send` arguments that reach the served rules: one per rule (at most `most`),
+    from its kind, its scope (topic, bucket, Scheduler job) and the fields its pattern asks
+    for, each naming its rule."""
+    import shlex
+
+    out: list[str] = []
+    for rule in rules:
+        spec = rule.spec
+        kinds = {on.split(".")[0] for on in spec.on}
+        scope = rule.scope.source.get("data", {}) if rule.scope is not None else {}
+        if "pubsub" in kinds:
+            if spec.topic:
+                where = f" --topic {spec.topic}"
+            elif spec.subscription:  # a raw push names its subscription, in full
+                where = f" --form push --subscription {scope['subscription'][0]}"
+            else:
+                where = " --topic orders"
+            command = f"pubsub{url}{where}{_message_flags(rule)}"
+        elif "storage" in kinds:
+            event = next((on.split(".")[1] for on in spec.on if "." in on), "finalized")
+            bucket = f" --bucket {spec.bucket}" if spec.bucket else ""
+            name = shlex.quote(_object_name(rule))
+            command = f"storage{url}{bucket} --event {event} --name {name}"
+        elif "scheduler" in kinds:
+            command = f"scheduler{url} --job {spec.scheduler_job or rule.name}"
+        else:
+            continue
+        out.append(f"{command}   # {rule.name}")
+        if len(out) == most:
+            break
+    return out
+
+
+def _message_flags(rule: Any) -> str:
+    """`--attribute K=V` and `--data JSON` for a message the rule's pattern accepts (the fields
+    `triggers check` would synthesize for it); nothing when it asks for neither."""
+    import json
+    import shlex
+
+    from ..rules.samples import desired_document
+
+    message = (desired_document(rule).get("data") or {}).get("message") or {}
+    attributes: dict[str, Any] = message.get("attributes") or {}
+    payload: dict[str, Any] = message.get("json") or {}
+    flags = "".join(f" --attribute {shlex.quote(f'{k}={v}')}" for k, v in attributes.items())
+    if payload or attributes:
+        flags += f" --data {shlex.quote(json.dumps(payload))}"
+    return flags
+
+
+def _object_name(rule: Any) -> str:
+    """An object name the rule's pattern accepts, else a sample one."""
+    from ..rules.samples import desired_document
+
+    name = (desired_document(rule).get("data") or {}).get("name") if rule.spec.match else None
+    return name if isinstance(name, str) and name else "incoming/a.csv"
 
 
 def _stamp(path: str) -> tuple[tuple[str, int, int], ...]:
