@@ -25,6 +25,7 @@ from .plan import Overrides, RunRequest
 from .rules.rule import Rule
 from .rules.ruleset import RuleSet
 from .runners.base import Launch, Runner
+from .spans import NO_SPANS, Spans
 
 log = logging.getLogger("triggers.dispatch")
 
@@ -99,10 +100,12 @@ class Dispatcher:
         *,
         find_margin: timedelta = FIND_MARGIN,
         ambiguous_hold: timedelta | None = None,
+        spans: Spans = NO_SPANS,
     ) -> None:
         self.rules = rules
         self.ledger = ledger
         self.runner = runner
+        self.spans = spans
         self.find_margin = find_margin
         if ambiguous_hold is None:
             timeout = getattr(runner, "timeout", None)
@@ -117,9 +120,11 @@ class Dispatcher:
         # would wait out its own deadline, and an event matching several rules would then be
         # answered after several deadlines, past the sender's. The retry comes back for all.
         outage: list[str] = []
+        with self.spans.span("triggers.route") as span:
+            matched = self.rules.route(event)
+            span.set("rules", len(matched))
         outcomes = tuple(
-            self.dispatch_rule(rule, event, scope=scope, outage=outage)
-            for rule in self.rules.route(event)
+            self.dispatch_rule(rule, event, scope=scope, outage=outage) for rule in matched
         )
         return Decision(event.id, outcomes)
 
@@ -133,6 +138,16 @@ class Dispatcher:
     ) -> RuleOutcome:
         """Claim, run and record one rule. ``outage``, shared by the rules of one event,
         collects a ledger failure; once it holds one, the ledger is not called again."""
+        with self.spans.span("triggers.rule", rule=rule.name) as span:
+            outcome = self._dispatch_rule(rule, event, scope, outage)
+            span.set("outcome", outcome.outcome.value)
+            if outcome.execution:
+                span.set("execution", outcome.execution)
+            return outcome
+
+    def _dispatch_rule(
+        self, rule: Rule, event: Event, scope: str | None, outage: list[str] | None
+    ) -> RuleOutcome:
         try:
             request = rule.plan(event).in_scope(scope)
         except RenderError as exc:
@@ -144,7 +159,9 @@ class Dispatcher:
                 f"ledger unavailable: {outage[0]} (not tried again for this event)",
             )
         try:
-            claim = self.ledger.claim(request, dict(event.document))
+            with self.spans.span("triggers.claim") as span:
+                claim = self.ledger.claim(request, dict(event.document))
+                span.set("claim", claim.kind.value)
         except UnicodeError as exc:
             # Content no store can hold (the decoder and the planner refuse it first; this is
             # the backstop): the same on every delivery, so a rejection, never a retry.
@@ -180,11 +197,13 @@ class Dispatcher:
         return self._run(claim, request)
 
     def _find(self, claim: Claim, request: RunRequest) -> Launch | None:
-        return self.runner.find(request, since=claim.record.created_at - self.find_margin)
+        with self.spans.span("triggers.find"):
+            return self.runner.find(request, since=claim.record.created_at - self.find_margin)
 
     def _run(self, claim: Claim, request: RunRequest) -> RuleOutcome:
         try:
-            launch = self.runner.run(request)
+            with self.spans.span("triggers.run", system=request.system):
+                launch = self.runner.run(request)
         except PermanentRunError as exc:
             self._record(self.ledger.rejected, claim, exc.message)
             return _outcome(request, Outcome.REJECTED, exc.message)
@@ -212,7 +231,8 @@ class Dispatcher:
 
     def _launched(self, claim: Claim, request: RunRequest, launch: Launch) -> RuleOutcome:
         try:
-            written = self.ledger.launched(claim, launch.execution, launch.operation)
+            with self.spans.span("triggers.record", write="launched"):
+                written = self.ledger.launched(claim, launch.execution, launch.operation)
         except Exception as exc:
             # The execution runs, but the record still says `claimed`. Acknowledging would leave
             # it so for good; instead keep the claim (its lease stands) and ask for a retry:
@@ -251,7 +271,9 @@ class Dispatcher:
         # A failed write leaves the claim live; its lease expires and the redelivery takes it
         # over as ambiguous and looks for an execution before it runs. Nothing runs twice.
         try:
-            if not method(claim, *args, **kwargs):
+            with self.spans.span("triggers.record", write=method.__name__):
+                written = method(claim, *args, **kwargs)
+            if not written:
                 log.warning("claim %s was taken over before it could be recorded", claim.record.key)
         except Exception as exc:
             log.warning("ledger write failed for %s: %s", claim.record.key, exc)

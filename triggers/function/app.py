@@ -29,6 +29,7 @@ from ..events import decode
 from ..ledger import Ledger
 from ..rules import RuleSet, load
 from ..runners.base import Runner
+from ..spans import NO_SPANS, Spans
 from .deadletter import DeadLetters, build_dead_letters
 from .logs import current_trace, trace_id
 from .settings import Settings
@@ -56,8 +57,10 @@ class App:
         runner: Runner | None = None,
         authenticator: Any = None,
         dead_letters: DeadLetters | None = _FROM_SETTINGS,
+        spans: Spans | None = None,
     ) -> None:
         self.settings = settings
+        self.spans = spans if spans is not None else build_spans(settings)
         # A fresh pre-validated artifact (`triggers compile`) spares the start validation.
         self.rules = rules if rules is not None else load(settings.rules, compiled=True)
         self.ledger = ledger if ledger is not None else build_ledger(settings)
@@ -84,6 +87,7 @@ class App:
             ambiguous_hold=timedelta(
                 seconds=settings.cloud_run_timeout_seconds + settings.ambiguous_margin_seconds
             ),
+            spans=self.spans,
         )
 
     def use_rules(self, rules: RuleSet) -> None:
@@ -117,8 +121,23 @@ class App:
                 challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
                 refused = {"decision": "refused", "reason": exc.message}
                 return Response(exc.status, refused, challenge)
+        with self.spans.request(headers) as span:
+            response = self._decode_and_dispatch(headers, body, query)
+            span.set("http.status_code", response.status)
+            if "decision" in response.body:
+                span.set("decision", str(response.body["decision"]))
+            return response
+
+    def _decode_and_dispatch(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
+    ) -> Response:
         try:
-            event = decode(headers, body, max_body_bytes=self.settings.max_body_bytes, query=query)
+            with self.spans.span("triggers.decode") as span:
+                event = decode(
+                    headers, body, max_body_bytes=self.settings.max_body_bytes, query=query
+                )
+                span.set("event.id", event.id)
+                span.set("event.type", event.type)
         except DecodeError as exc:
             return self._reject_input(exc, headers, body, query)
         decision = self.dispatcher.dispatch(event)
@@ -277,6 +296,15 @@ def build_runner(settings: Settings) -> Runner:
 
     options = settings.model_dump()
     return SystemRunners(lambda system: system.build_runner(options))
+
+
+def build_spans(settings: Settings) -> Spans:
+    """No spans unless tracing is on; then OpenTelemetry, imported only now (cold start)."""
+    if settings.tracing == "off":
+        return NO_SPANS
+    from .tracing import build_tracing
+
+    return build_tracing(settings)
 
 
 def build_authenticator(settings: Settings) -> Any:

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
         None, description="Project for log trace ids; falls back to GOOGLE_CLOUD_PROJECT."
     )
     log_level: str = "INFO"
+    tracing: Literal["off", "cloud-trace", "console"] = Field(
+        "off",
+        description="Spans of each request (decode, route, per rule: claim, run, record) to"
+        " Cloud Trace or stdout; needs the `tracing` extra (OpenTelemetry).",
+    )
+    tracing_endpoint: str = Field(
+        "https://telemetry.googleapis.com/v1/traces",
+        description="OTLP/HTTP traces endpoint of `cloud-trace`: Google's Telemetry API.",
+    )
+    tracing_sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="Share of new traces kept; a sampled caller is followed."
+    )
     oidc_audience: str | None = Field(
         None,
         description="Verify Google OIDC tokens of callers for this audience, or a JSON list of"
