@@ -219,6 +219,13 @@ class _FileLoader:
                     at("overrides", name),
                     f"overrides.{name}: {system.title} (system: {system.name}) has no {name}",
                 )
+            if not system.secrets:
+                for env_name in spec.overrides.secret_env:
+                    problem(
+                        at("overrides", "env", env_name),
+                        f"overrides.env.{env_name}: {system.title} (system: {system.name})"
+                        " cannot read an env var from Secret Manager; pass a value",
+                    )
         scope = self._scope(spec, defaults, at, problem) if spec is not None else None
         pattern = None
         if valid("match", kind=dict) is not None:
@@ -257,6 +264,7 @@ class _FileLoader:
         env = tuple(
             (key, template(f"env.{key}", ("overrides", "env", key), value))
             for key, value in (valid("overrides", "env", kind=dict) or {}).items()
+            if isinstance(value, str)  # else a secret reference: nothing to render
         )
         dedup_key = None
         if valid("dedup", "key") is not None:
