@@ -15,7 +15,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -179,6 +181,20 @@ class SecretRefSpec(_Model):
         return value
 
 
+def _env_value_kind(value: Any) -> str:
+    return "secret_ref" if isinstance(value, dict | SecretRefSpec) else "template"
+
+
+# An env value: a template string, or a secret reference. Chosen by its shape, so that a wrong
+# secret reference gets the reference's errors, not also "should be a string". The tags appear
+# in pydantic's error locations; the loader leaves them out of its messages.
+ENV_VALUE_TAGS = ("template", "secret_ref")
+EnvValue = Annotated[
+    Annotated[str, Tag("template")] | Annotated[SecretRefSpec, Tag("secret_ref")],
+    Discriminator(_env_value_kind),
+]
+
+
 class OverridesSpec(_Model):
     """Cloud Run `jobs.run` overrides. Strings (args, env values) are Jinja2 templates."""
 
@@ -187,7 +203,7 @@ class OverridesSpec(_Model):
     )
     args: list[str] | None = Field(None, description="Replace the container's args.")
     clear_args: bool = Field(False, description="Clear the container's args (no args).")
-    env: dict[str, str | SecretRefSpec] = Field(
+    env: dict[str, EnvValue] = Field(
         default_factory=dict,
         description="Env vars merged over the job's own: a template string, or"
         " {secret: S, version: latest} to read the value from Secret Manager at run time.",
