@@ -20,6 +20,21 @@ RUN_KEY_ENV = "TRIGGERS_RUN_KEY"
 
 
 @dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A Secret Manager version an env var takes its value from (`valueSource.secretKeyRef`).
+
+    Only the reference travels through triggers: Cloud Run reads the value when the task starts,
+    with the job's runtime service account, so no secret value reaches the function or its logs.
+    """
+
+    secret: str  # a secret id in the job's project, or projects/P/secrets/S
+    version: str = "latest"
+
+    def to_rest(self) -> dict[str, Any]:
+        return {"secretKeyRef": {"secret": self.secret, "version": self.version}}
+
+
+@dataclass(frozen=True, slots=True)
 class Overrides:
     """Cloud Run `RunJobRequest.Overrides`, with None meaning "keep what the job has"."""
 
@@ -29,6 +44,8 @@ class Overrides:
     env: tuple[tuple[str, str], ...] = ()
     task_count: int | None = None
     timeout_seconds: int | None = None
+    # Env vars whose value Cloud Run reads from Secret Manager, after the plain `env`.
+    secret_env: tuple[tuple[str, SecretRef], ...] = ()
 
     def to_rest(self, extra_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
         """The `overrides` object of the REST body, in the API's camelCase JSON mapping."""
@@ -41,9 +58,11 @@ class Overrides:
         clear = self.clear_args or self.args == ()
         if self.args and not clear:
             container["args"] = list(self.args)
-        env = self.env + extra_env
+        env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in self.env]
+        env += [{"name": name, "valueSource": ref.to_rest()} for name, ref in self.secret_env]
+        env += [{"name": name, "value": value} for name, value in extra_env]
         if env:
-            container["env"] = [{"name": name, "value": value} for name, value in env]
+            container["env"] = env
         if clear:
             container["clearArgs"] = True
         if container:

@@ -22,6 +22,13 @@ def add_serve(sub, rules_default: str) -> None:
     )
     add_rules_option(p, rules_default)
     p.add_argument("--jobs", default="config/jobs.yaml", help="jobs file (%(default)s)")
+    p.add_argument(
+        "--secrets",
+        default=None,
+        metavar="FILE",
+        help="YAML/JSON of secret name -> value: the emulator's Secret Manager, for env vars"
+        " that reference a secret (default: none)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     p.add_argument(
         "--port", type=int, default=8080, help="function port, 0 = any free (%(default)s)"
@@ -196,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         rules=args.config,
         jobs=args.jobs,
+        secrets=args.secrets,
         host=args.host,
         port=args.port,
         emulator_port=args.emulator_port,

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ class EmulatorServer:
     ``jobs`` is a path to a jobs file or an already-loaded ``JobCatalog``. ``log_dir`` holds task
     logs (a fresh temporary directory if omitted). ``kill_grace`` is the SIGTERM -> SIGKILL delay
     when a task is cancelled or times out. ``apis``: which of ``APIS`` to serve (default: all).
+    ``secrets``: a secrets file (or its mapping) of name -> value for env vars that reference
+    Secret Manager (cloudrun/secrets.py).
     ``store`` is the Cloud Run executions store, ``faults`` the fault model of every API.
     """
 
@@ -89,6 +91,7 @@ class EmulatorServer:
         log_level: int = logging.INFO,
         log_to_stderr: bool = True,
         apis: tuple[str, ...] = APIS,
+        secrets: str | os.PathLike[str] | Mapping[str, str] | None = None,
     ) -> None:
         unknown = sorted(set(apis) - set(APIS))
         if unknown or not apis:
@@ -104,7 +107,11 @@ class EmulatorServer:
         self.host = host
         self._requested_port = port
         self.launcher = ProcessLauncher(grace=kill_grace)
-        self.store = Store(self.catalog, self.log_dir, self.launcher)
+        if secrets is not None and not isinstance(secrets, Mapping):
+            from .cloudrun.secrets import load_secrets
+
+            secrets = load_secrets(secrets)
+        self.store = Store(self.catalog, self.log_dir, self.launcher, secrets=secrets)
         self.faults = Faults()
         builders: dict[str, Callable[[], Service]] = {
             "cloudrun": lambda: CloudRunService(self.store),
@@ -237,6 +244,13 @@ def build_parser(prog: str = "triggers emulator") -> argparse.ArgumentParser:
         choices=APIS,
         help="an emulated API to serve; repeat for several (default: all of them)",
     )
+    p.add_argument(
+        "--secrets",
+        default=None,
+        metavar="FILE",
+        help="YAML/JSON of secret name -> value, resolving env vars that reference Secret"
+        " Manager (default: none, so such a run fails as for an unknown secret)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every task attempt")
     return p
 
@@ -253,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             kill_grace=args.kill_grace,
             log_level=level,
             apis=tuple(args.api or APIS),
+            secrets=args.secrets,
         )
     except JobsFileError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -65,6 +65,7 @@ class ServeError(Exception):
 class ServeOptions:
     rules: str = "config/rules.yaml"
     jobs: str = "config/jobs.yaml"
+    secrets: str | None = None  # the emulator's secrets file (name -> value); None: no secret
     host: str = "127.0.0.1"
     port: int = 8080  # 0: any free port
     emulator_port: int = 0
@@ -508,7 +509,12 @@ def _start_emulator(opts: ServeOptions) -> Any:
         )
     try:
         emulator = EmulatorServer(
-            opts.jobs, opts.host, opts.emulator_port, opts.log_dir, log_to_stderr=False
+            opts.jobs,
+            opts.host,
+            opts.emulator_port,
+            opts.log_dir,
+            log_to_stderr=False,
+            secrets=opts.secrets,
         )
     except JobsFileError as exc:
         raise ServeError(str(exc)) from None

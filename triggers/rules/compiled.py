@@ -38,7 +38,7 @@ from .loader import load_source, no_cyclic_gc, rules_files
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
 from .ruleset import RuleSet
-from .schema import ON_SHORTHANDS, DedupSpec, OverridesSpec, RuleSpec
+from .schema import ON_SHORTHANDS, DedupSpec, OverridesSpec, RuleSpec, SecretRefSpec
 from .templates import deferred_template
 
 FORMAT = 1
@@ -224,8 +224,14 @@ def _stale(root: Path, document: Mapping[str, Any], environ: Mapping[str, str]) 
 def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
     data = dict(entry["spec"])
     fields_set = entry["fields_set"]
+    overrides_data = dict(data["overrides"])
+    # A secret reference was dumped as a mapping; everything else in env is a template string.
+    overrides_data["env"] = {
+        name: value if isinstance(value, str) else SecretRefSpec.model_construct(None, **value)
+        for name, value in overrides_data["env"].items()
+    }
     data["overrides"] = OverridesSpec.model_construct(
-        set(fields_set["overrides"]), **data["overrides"]
+        set(fields_set["overrides"]), **overrides_data
     )
     data["dedup"] = DedupSpec.model_construct(set(fields_set["dedup"]), **data["dedup"])
     spec = RuleSpec.model_construct(set(fields_set["rule"]), **data)
@@ -240,7 +246,7 @@ def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
         pattern=None if spec.match is None else compile_pattern(spec.match),
         condition=None if spec.when is None else deferred_condition(spec.when),
         args=None if overrides.args is None else tuple(map(deferred_template, overrides.args)),
-        env=tuple((name, deferred_template(value)) for name, value in overrides.env.items()),
+        env=tuple((name, deferred_template(value)) for name, value in overrides.plain_env.items()),
         dedup_key=None if dedup.key is None else deferred_template(dedup.key),
         schedule=(
             None if spec.schedule is None else _DeferredSchedule(spec.schedule, spec.time_zone)

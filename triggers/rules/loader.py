@@ -27,7 +27,15 @@ from .condition import ConditionProblem, compile_condition
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
 from .ruleset import RuleSet
-from .schema import FULL_JOB, JOB_ID, ON_SHORTHANDS, PROJECT_ID, REGION, RuleSpec
+from .schema import (
+    ENV_VALUE_TAGS,
+    FULL_JOB,
+    JOB_ID,
+    ON_SHORTHANDS,
+    PROJECT_ID,
+    REGION,
+    RuleSpec,
+)
 from .templates import Template, TemplateProblem, compile_template
 from .yamlsource import YAMLProblem, line_of, parse, plain, substitute_env
 
@@ -191,6 +199,8 @@ class _FileLoader:
         except ValidationError as exc:
             for error in exc.errors():
                 loc = tuple(error["loc"])
+                if loc[:2] == ("overrides", "env") and len(loc) > 3 and loc[3] in ENV_VALUE_TAGS:
+                    loc = loc[:3] + loc[4:]  # the env value's union tag: not a field users wrote
                 invalid.append(loc)
                 problem(at(*loc), _pydantic_message(loc, error))
 
@@ -219,6 +229,13 @@ class _FileLoader:
                     at("overrides", name),
                     f"overrides.{name}: {system.title} (system: {system.name}) has no {name}",
                 )
+            if not system.secrets:
+                for env_name in spec.overrides.secret_env:
+                    problem(
+                        at("overrides", "env", env_name),
+                        f"overrides.env.{env_name}: {system.title} (system: {system.name})"
+                        " cannot read an env var from Secret Manager; pass a value",
+                    )
         scope = self._scope(spec, defaults, at, problem) if spec is not None else None
         pattern = None
         if valid("match", kind=dict) is not None:
@@ -257,6 +274,7 @@ class _FileLoader:
         env = tuple(
             (key, template(f"env.{key}", ("overrides", "env", key), value))
             for key, value in (valid("overrides", "env", kind=dict) or {}).items()
+            if isinstance(value, str)  # else a secret reference: nothing to render
         )
         dedup_key = None
         if valid("dedup", "key") is not None:
@@ -396,7 +414,10 @@ def _pydantic_message(loc: tuple, error: Mapping[str, Any]) -> str:
 
 
 def _known_fields(parent: tuple) -> tuple[str, ...]:
-    from .schema import DedupSpec, OverridesSpec
+    from .schema import DedupSpec, OverridesSpec, SecretRefSpec
+
+    if parent[:2] == ("overrides", "env") and len(parent) == 3:
+        return tuple(SecretRefSpec.model_fields)  # a secret reference's own fields
 
     models: dict[str, type[BaseModel]] = {"overrides": OverridesSpec, "dedup": DedupSpec}
     model = models.get(str(parent[0]))

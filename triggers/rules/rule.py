@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import RenderError
 from ..events.model import Event
-from ..plan import Overrides, RunRequest
+from ..plan import Overrides, RunRequest, SecretRef
 from ..runners.systems import renderer_of
 from ._frozen import Frozen, init
 from .condition import Condition
@@ -207,6 +207,10 @@ class Rule(Frozen):
                 env=env,
                 task_count=overrides.task_count,
                 timeout_seconds=overrides.timeout,
+                secret_env=tuple(
+                    (name, SecretRef(ref.secret, ref.version))
+                    for name, ref in overrides.secret_env.items()
+                ),
             ),
             dedup_key=key,
             dedup_window_seconds=self.spec.dedup.window,

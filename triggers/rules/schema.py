@@ -15,7 +15,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -140,6 +142,59 @@ class _Model(BaseModel):
     )
 
 
+# A Secret Manager secret: its id in the job's project, or projects/P/secrets/S; and a version:
+# `latest` or a version number (Secret Manager's own formats).
+SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+FULL_SECRET = re.compile(r"^projects/[^/]+/secrets/[A-Za-z0-9_-]{1,255}$")
+SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*)$")
+
+
+class SecretRefSpec(_Model):
+    """`env: {NAME: {secret: S, version: latest}}`: Cloud Run reads the value from Secret
+    Manager when the task starts; the rules, the function and its logs only see the name."""
+
+    secret: str = Field(
+        description="The secret: its id in the job's project, or projects/P/secrets/S."
+    )
+    version: Annotated[
+        str,
+        # `version: 3` in YAML is an int; Secret Manager's version ids are decimal strings.
+        BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 1}]}),
+    ] = Field("latest", description="'latest' (the default) or a version number.")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        if not (SECRET_ID.match(value) or FULL_SECRET.match(value)):
+            raise ValueError(
+                f"secret {value!r} is not a secret id (letters, digits, '-' and '_', at most"
+                " 255 characters) nor projects/P/secrets/S"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not SECRET_VERSION.match(value):
+            raise ValueError(f"version {value!r} must be 'latest' or a version number (1, 2, ...)")
+        return value
+
+
+def _env_value_kind(value: Any) -> str:
+    return "secret_ref" if isinstance(value, dict | SecretRefSpec) else "template"
+
+
+# An env value: a template string, or a secret reference. Chosen by its shape, so that a wrong
+# secret reference gets the reference's errors, not also "should be a string". The tags appear
+# in pydantic's error locations; the loader leaves them out of its messages.
+ENV_VALUE_TAGS = ("template", "secret_ref")
+EnvValue = Annotated[
+    Annotated[str, Tag("template")] | Annotated[SecretRefSpec, Tag("secret_ref")],
+    Discriminator(_env_value_kind),
+]
+
+
 class OverridesSpec(_Model):
     """Cloud Run `jobs.run` overrides. Strings (args, env values) are Jinja2 templates."""
 
@@ -148,8 +203,10 @@ class OverridesSpec(_Model):
     )
     args: list[str] | None = Field(None, description="Replace the container's args.")
     clear_args: bool = Field(False, description="Clear the container's args (no args).")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Env vars merged over the job's own."
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="Env vars merged over the job's own: a template string, or"
+        " {secret: S, version: latest} to read the value from Secret Manager at run time.",
     )
     task_count: int | None = Field(None, ge=1, le=MAX_TASK_COUNT)
     timeout: Duration | None = Field(
@@ -165,7 +222,7 @@ class OverridesSpec(_Model):
 
     @field_validator("env")
     @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+    def _env_names(cls, env: dict[str, str | SecretRefSpec]) -> dict[str, str | SecretRefSpec]:
         problems = []
         for name, value in env.items():
             if not ENV_NAME.match(name):
@@ -177,6 +234,8 @@ class OverridesSpec(_Model):
                 problems.append(
                     f"env name {name!r} is reserved: the prefix {prefix} is Cloud Run's"
                 )
+            if not isinstance(value, str):
+                continue  # a secret reference: its value never passes through here
             try:
                 size = len(value.encode())
             except UnicodeEncodeError:  # `${NAME}` from an environment holding non-UTF-8 bytes
@@ -193,6 +252,16 @@ class OverridesSpec(_Model):
         if self.clear_args and self.args is not None:
             raise ValueError("set either args or clear_args, not both")
         return self
+
+    @property
+    def secret_env(self) -> dict[str, SecretRefSpec]:
+        """The env vars read from Secret Manager."""
+        return {k: v for k, v in self.env.items() if isinstance(v, SecretRefSpec)}
+
+    @property
+    def plain_env(self) -> dict[str, str]:
+        """The env vars whose value is a template."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
 
 
 class DedupSpec(_Model):

@@ -48,6 +48,9 @@ class System:
     # `jobs.run` body (RunRequest.run_job_body).
     render: str | None
     executions: re.Pattern[str]  # the execution names this system's runner makes
+    # Whether an env override can name a Secret Manager secret (`env: {X: {secret: S}}`), which
+    # the system resolves itself at run time, so that the value never passes through triggers.
+    secrets: bool = False
 
     def renderer(self) -> Renderer | None:
         return None if self.render is None else _load(self.render)
@@ -72,6 +75,7 @@ SYSTEMS: dict[str, System] = {
         runner="triggers.runners.cloudrun:from_options",
         render=None,
         executions=re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/]+$"),
+        secrets=True,  # EnvVar.valueSource.secretKeyRef {secret, version}
     ),
     "peloton": System(
         name="peloton",
@@ -109,6 +113,9 @@ SYSTEMS: dict[str, System] = {
         render="triggers.runners.cloudrun_v1:render_run_job",
         # v1's own form, which carries no region (the runner knows where to ask)
         executions=re.compile(r"^namespaces/[^/]+/executions/[^/]+$"),
+        # Its reference (shared/apis/cloud-run-v1-namespaces-jobs.txt) documents no secret
+        # source for a run's env overrides, so a secret there is a load error, not a guess.
+        secrets=False,
     ),
 }
 

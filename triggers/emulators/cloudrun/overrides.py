@@ -29,10 +29,18 @@ _PROTO_DURATION = re.compile(r"^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$")
 
 
 @dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    """``EnvVar.valueSource.secretKeyRef``: a Secret Manager version, resolved at run time."""
+
+    secret: str  # a secret id in the job's project, or projects/P/secrets/S
+    version: str = "latest"
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerOverride:
     name: str = ""
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str | SecretKeyRef], ...] = ()
     clear_args: bool = False
 
 
@@ -66,6 +74,9 @@ class EffectiveRun:
     timeout: float
     max_retries: int
     working_dir: str
+    # The env vars whose value came from a secret: the execution resource shows these
+    # references, as Cloud Run does, never the values the task was given.
+    secret_refs: tuple[tuple[str, SecretKeyRef], ...] = ()
 
 
 def parse_proto_duration(value: Any, field: str) -> float:
@@ -214,35 +225,83 @@ def _parse_container(raw: Any) -> ContainerOverride:
     env_raw = raw.get("env") or []
     if not isinstance(env_raw, list):
         raise ApiError.invalid(f"Invalid value at '{where}.env', {_js(env_raw)}", f"{where}.env")
-    env: dict[str, str] = {}
+    env: dict[str, str | SecretKeyRef] = {}
     for i, item in enumerate(env_raw):
         at = f"{where}.env[{i}]"
         if not isinstance(item, Mapping):
             raise ApiError.invalid(f"Invalid value at '{at}', {_js(item)}", at)
         _check_keys(item, {"name": "name", "value": "value", "valueSource": "value_source"}, at)
-        if _get(item, "valueSource", "value_source") is not None:
-            raise ApiError.invalid(
-                f"{at}.value_source: secret references are "
-                f"not supported by the emulator; pass a value",
-                f"{at}.value_source",
-            )
         env_name = item.get("name", "")
         problem = env_name_problem(env_name)
         if problem:
             raise ApiError.invalid(f"{at}.name: {problem}", f"{at}.name")
-        value = _str(item.get("value", "") or "", f"{at}.value")
-        problem = env_value_problem(env_name, value)
-        if problem:
-            raise ApiError.invalid(f"{at}.value: {problem}", f"{at}.value")
+        source = _get(item, "valueSource", "value_source")
+        value: str | SecretKeyRef
+        if source is not None:
+            if item.get("value"):
+                raise ApiError.invalid(
+                    f"{at}: set either value or value_source, not both", f"{at}.value_source"
+                )
+            value = _parse_value_source(source, f"{at}.value_source")
+        else:
+            value = _str(item.get("value", "") or "", f"{at}.value")
+            problem = env_value_problem(env_name, value)
+            if problem:
+                raise ApiError.invalid(f"{at}.value: {problem}", f"{at}.value")
         env.pop(env_name, None)
         env[env_name] = value
     return ContainerOverride(name=name, args=args, env=tuple(env.items()), clear_args=clear_args)
 
 
-def apply_overrides(job: JobSpec, overrides: RunOverrides) -> EffectiveRun:
-    """The effective run of ``job`` with ``overrides``; ``ApiError`` if they do not fit the job."""
+def _parse_value_source(raw: Any, where: str) -> SecretKeyRef:
+    if not isinstance(raw, Mapping):
+        raise ApiError.invalid(f"Invalid value at '{where}', {_js(raw)}", where)
+    _check_keys(raw, {"secretKeyRef": "secret_key_ref"}, where)
+    ref = _get(raw, "secretKeyRef", "secret_key_ref")
+    at = f"{where}.secret_key_ref"
+    if not isinstance(ref, Mapping):
+        raise ApiError.invalid(f"Invalid value at '{at}', {_js(ref)}", at)
+    _check_keys(ref, {"secret": "secret", "version": "version"}, at)
+    secret = _str(ref.get("secret", "") or "", f"{at}.secret")
+    if not SECRET_NAME.match(secret):
+        raise ApiError.invalid(
+            f"{at}.secret: '{secret}' is not a secret name: use the secret id, or"
+            " projects/{project}/secrets/{secret} for another project's",
+            f"{at}.secret",
+        )
+    # An empty version is "latest", as the API documents.
+    version = _str(ref.get("version", "") or "", f"{at}.version") or "latest"
+    return SecretKeyRef(secret, version)
+
+
+SECRET_NAME = re.compile(r"^(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}$")
+
+
+def resolve_secret(ref: SecretKeyRef, project: str, secrets: Mapping[str, str], where: str) -> str:
+    """The value of ``ref`` for a job in ``project``, from the emulator's secrets file: keyed by
+    the secret id (the job's project) or by projects/P/secrets/S. An unknown secret is the error
+    Cloud Run gives for it; every version of a known secret has its one value."""
+    full = ref.secret if "/" in ref.secret else f"projects/{project}/secrets/{ref.secret}"
+    _, owner, _, short = full.split("/")
+    for key in (full, short) if owner == project else (full,):
+        if key in secrets:
+            return secrets[key]
+    raise ApiError.invalid(
+        f"{where}: Secret {full}/versions/{ref.version} was not found",
+        where,
+    )
+
+
+def apply_overrides(
+    job: JobSpec, overrides: RunOverrides, secrets: Mapping[str, str] | None = None
+) -> EffectiveRun:
+    """The effective run of ``job`` with ``overrides``; ``ApiError`` if they do not fit the job.
+
+    ``secrets`` (name -> value, the emulator's ``--secrets`` file) resolves the env vars that
+    reference Secret Manager; the task gets the value, the execution resource the reference."""
     args = job.args
     env = dict(job.env)
+    secret_refs: dict[str, SecretKeyRef] = {}
     container = overrides.container
     if container is not None:
         if container.name and container.name != job.container_name:
@@ -256,7 +315,11 @@ def apply_overrides(job: JobSpec, overrides: RunOverrides) -> EffectiveRun:
             args = container.args
         elif container.clear_args:
             args = ()
-        for k, v in container.env:
+        for i, (k, v) in enumerate(container.env):
+            if isinstance(v, SecretKeyRef):
+                where = f"overrides.container_overrides[0].env[{i}].value_source.secret_key_ref"
+                secret_refs[k] = v
+                v = resolve_secret(v, job.project, secrets or {}, where)
             env[k] = v  # keeps the job's order for names it already had
     return EffectiveRun(
         command=job.command,
@@ -267,4 +330,5 @@ def apply_overrides(job: JobSpec, overrides: RunOverrides) -> EffectiveRun:
         timeout=overrides.timeout if overrides.timeout is not None else job.timeout,
         max_retries=job.max_retries,
         working_dir=job.working_dir,
+        secret_refs=tuple(secret_refs.items()),
     )

@@ -88,7 +88,10 @@ def _elapsed(start: datetime, end: datetime) -> str:
 
 
 def container_json(
-    job: JobSpec, args: Sequence[str], env: Sequence[tuple[str, str]]
+    job: JobSpec,
+    args: Sequence[str],
+    env: Sequence[tuple[str, str]],
+    secret_refs: Sequence[tuple[str, Any]] = (),
 ) -> dict[str, Any]:
     c: dict[str, Any] = {}
     if job.container_name:
@@ -98,7 +101,19 @@ def container_json(
     if args:
         c["args"] = list(args)
     if env:
-        c["env"] = [{"name": k, "value": v} for k, v in env]
+        # A secret's value stays in the task: the resource shows its reference, as Cloud Run's.
+        refs = dict(secret_refs)
+        c["env"] = [
+            {"name": k, "value": v}
+            if k not in refs
+            else {
+                "name": k,
+                "valueSource": {
+                    "secretKeyRef": {"secret": refs[k].secret, "version": refs[k].version}
+                },
+            }
+            for k, v in env
+        ]
     c["resources"] = {"limits": {"cpu": "1000m", "memory": "512Mi"}}
     if job.working_dir:
         c["workingDir"] = job.working_dir
@@ -206,7 +221,7 @@ def execution_json(rec: ExecutionRecord) -> dict[str, Any]:
             "parallelism": m.slots,
             "taskCount": run.task_count,
             "template": {
-                "containers": [container_json(rec.job, run.args, run.env)],
+                "containers": [container_json(rec.job, run.args, run.env, run.secret_refs)],
                 "maxRetries": run.max_retries,
                 "timeout": format_duration(run.timeout),
             },

@@ -56,8 +56,11 @@ class Store:
         *,
         clock: Callable[[], datetime] = utcnow,
         environ: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.catalog = catalog
+        # Secret Manager as the emulator knows it: secret name -> value (`--secrets FILE`).
+        self.secrets: Mapping[str, str] = dict(secrets or {})
         self.log_root = Path(log_dir)
         self.launcher = launcher
         self.clock = clock
@@ -119,7 +122,7 @@ class Store:
             job = self._job(full_name)
             if request.etag and request.etag != self._job_etag(job):
                 raise ApiError(409, f"etag mismatch for job '{full_name}'", "ABORTED")
-            run = apply_overrides(job, request.overrides)
+            run = apply_overrides(job, request.overrides, self.secrets)
             now = self.clock()
             short = self._new_short_name(job.name)
             rec = ExecutionRecord(
