@@ -159,6 +159,19 @@ def test_condition_type_errors_on_declared_fields_fail_at_load(condition, said):
     assert said in problem
 
 
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [("data.size > 1.5", True), ("data.size == 2000.0", True), ("data.size < 0.5", False)],
+)
+def test_an_int_field_compared_with_a_double_loads_and_evaluates_as_at_run_time(
+    condition, expected
+):
+    # The CEL runtime compares numbers across types; the checker alone would refuse this.
+    [rule] = load_text(rules("storage", when=condition), environ={}).rules
+    document = {"data": {"bucket": "b", "name": "n", "size": 2000}}
+    assert rule.condition.evaluate(document)[0] is expected
+
+
 def test_the_same_condition_without_declared_fields_is_not_refused():
     # A custom CloudEvent's data is the producer's: the checker cannot know `size` is a string.
     load_text(rules("com.example.order.v1.created", when='data.size >= "100"'), environ={})

@@ -26,18 +26,28 @@ _WRAPPERS = {
 
 # frozenset of kinds -> (env or None when `data` is open, {proto message name: (shown path,
 # field names)}) for did-you-mean messages.
-_cache: dict[frozenset[str], tuple[Any, dict[str, tuple[str, tuple[str, ...]]]]] = {}
+_cache: dict[tuple[frozenset[str], bool], tuple[Any, dict[str, tuple[str, tuple[str, ...]]]]] = {}
 
 
-def typed_env(kinds: frozenset[str]) -> tuple[Any, dict[str, tuple[str, tuple[str, ...]]]]:
+def typed_env(
+    kinds: frozenset[str], *, ints_as_doubles: bool = False
+) -> tuple[Any, dict[str, tuple[str, tuple[str, ...]]]]:
     """A CEL environment whose `data` has the merged shape of `kinds` (None if that is open),
-    and the generated message names with the `data.` path and fields each stands for."""
-    if kinds not in _cache:
-        _cache[kinds] = _build(kinds)
-    return _cache[kinds]
+    and the generated message names with the `data.` path and fields each stands for.
+
+    `ints_as_doubles` declares the int fields as doubles: the runtime compares an int with a
+    double (`data.size > 1.5` on dyn data works), but this checker has no such overloads and
+    cannot be given them, so a condition that fails the int check is tried again this way.
+    """
+    key = (kinds, ints_as_doubles)
+    if key not in _cache:
+        _cache[key] = _build(kinds, ints_as_doubles)
+    return _cache[key]
 
 
-def _build(kinds: frozenset[str]) -> tuple[Any, dict[str, tuple[str, tuple[str, ...]]]]:
+def _build(
+    kinds: frozenset[str], ints_as_doubles: bool
+) -> tuple[Any, dict[str, tuple[str, tuple[str, ...]]]]:
     shape = merged_data_shape(kinds)
     if not isinstance(shape, Mapping):
         return None, {}
@@ -49,7 +59,7 @@ def _build(kinds: frozenset[str]) -> tuple[Any, dict[str, tuple[str, tuple[str, 
         proto = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(proto)
         pool.Add(proto)
-    package = "triggers_fields." + "_".join(sorted(kinds))
+    package = "triggers_fields." + "_".join(sorted(kinds)) + ("_d" if ints_as_doubles else "")
     file = descriptor_pb2.FileDescriptorProto(
         name=package.replace(".", "/") + ".proto",
         package=package,
@@ -57,7 +67,8 @@ def _build(kinds: frozenset[str]) -> tuple[Any, dict[str, tuple[str, tuple[str, 
         dependency=["google/protobuf/struct.proto", "google/protobuf/wrappers.proto"],
     )
     names: dict[str, tuple[str, tuple[str, ...]]] = {}
-    _message(file.message_type.add(), "data", "data", shape, f"{package}.data", names)
+    wrappers = dict(_WRAPPERS, **({INT: ".google.protobuf.DoubleValue"} if ints_as_doubles else {}))
+    _message(file.message_type.add(), "data", "data", shape, f"{package}.data", names, wrappers)
     pool.Add(file)
     env = cel.NewEnv(
         descriptor_pool=pool,
@@ -76,6 +87,7 @@ def _message(
     shape: Mapping[str, Shape],
     full_name: str,
     names: dict[str, tuple[str, tuple[str, ...]]],
+    wrappers: Mapping[str, str],
 ) -> None:
     from google.protobuf import descriptor_pb2
 
@@ -95,6 +107,7 @@ def _message(
                 sub,
                 f"{full_name}.{nested}",
                 names,
+                wrappers,
             )
             entry.type_name = f".{full_name}.{nested}"
         elif sub == STRING_MAP:
@@ -111,8 +124,8 @@ def _message(
                 )
             entry.label = field_type.LABEL_REPEATED
             entry.type_name = f".{full_name}.{entry_name}Entry"
-        elif sub in _WRAPPERS:
-            entry.type_name = _WRAPPERS[sub]
+        elif sub in wrappers:
+            entry.type_name = wrappers[sub]
         else:  # OPEN, or a field the kinds type differently
             assert sub == OPEN, sub
             entry.type_name = ".google.protobuf.Value"

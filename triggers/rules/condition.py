@@ -94,7 +94,12 @@ def compile_condition(source: str, kinds: frozenset[str] | None = None) -> Condi
             try:
                 checked = typed.compile(source)
             except RuntimeError as exc:
-                raise ConditionProblem(_typed_problem(str(exc), kinds, messages)) from None
+                # An int field compared with a double is fine at run time (see _cel_types).
+                doubles, _ = typed_env(kinds, ints_as_doubles=True)
+                try:
+                    checked = doubles.compile(source)
+                except RuntimeError:
+                    raise ConditionProblem(_typed_problem(str(exc), kinds, messages)) from None
     returns = checked.return_type()
     if returns != cel.Type.BOOL and returns != cel.Type.DYN:
         raise ConditionProblem(f"when: must be a bool expression, this one gives {returns.name()}")
