@@ -120,7 +120,7 @@ rules:
     match: {data: {name: [{prefix: "strict/"}]}}
     job: strict
     overrides:
-      args: ["{{ data.missing_field }}"]
+      args: ["{{ event.missing_field }}"]
 """
 
 

@@ -36,9 +36,9 @@ rules:
     on: storage.finalized
     job: probe
     overrides:
-      args: ["{{{{ data.missing_field }}}}"]
+      args: ["{{{{ event.missing_field }}}}"]
 """
-FIXED_YAML = RULES_YAML.replace("data.missing_field", "data.name")
+FIXED_YAML = RULES_YAML.replace("event.missing_field", "data.name")
 
 
 def storage_request() -> tuple[dict[str, str], bytes]:

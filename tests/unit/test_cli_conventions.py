@@ -82,7 +82,7 @@ def test_plan_fails_when_a_matched_rule_cannot_plan_its_run(capsys, tmp_path) ->
     rules.write_text(
         "project: demo-project\nregion: europe-west1\nrules:\n"
         "  - name: needs-a-field\n    on: storage.finalized\n    job: j\n"
-        "    overrides: {args: ['{{ data.not_there }}']}\n"
+        "    overrides: {args: ['{{ data.metadata.not_there }}']}\n"
     )
     code, out, _ = run(capsys, "plan", "--config", str(rules), "--matched", SAMPLE)
     assert code == 1

@@ -22,7 +22,7 @@ from triggers.rules import load_text
 EVENTS = Path(__file__).resolve().parents[2] / "config" / "events"
 RULES = load_text(STORAGE_RULES_YAML, environ={})
 FIXED = load_text(
-    STORAGE_RULES_YAML.replace("{{ data.missing_field }}", "{{ data.name }}"), environ={}
+    STORAGE_RULES_YAML.replace("{{ event.missing_field }}", "{{ data.name }}"), environ={}
 )
 
 

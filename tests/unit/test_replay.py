@@ -260,7 +260,7 @@ rules:
     on: storage.finalized
     job: loader
     overrides:
-      args: ["{{ data.nope }}"]
+      args: ["{{ event.nope }}"]
   - name: audit
     on: storage.finalized
     match: {data: {name: [{prefix: "other/"}]}}
@@ -290,7 +290,7 @@ def test_a_rejected_record_that_would_now_run_is_changed(ledger, runner):
     [rejected] = records(ledger, status=[Status.REJECTED])
     # WHEN the template is fixed
     fixed = load_text(
-        STORAGE_RULES_YAML.replace("{{ data.missing_field }}", "{{ data.name }}"), environ={}
+        STORAGE_RULES_YAML.replace("{{ event.missing_field }}", "{{ data.name }}"), environ={}
     )
     [c] = [c for c in compare(fixed, [rejected])]
     # THEN the comparison says it would run now, and why it did not before

@@ -171,7 +171,7 @@ def test_invalid_pattern_cel_and_templates_point_at_their_lines():
 
 
 def test_when_must_be_boolean():
-    problems = _problems(MINIMAL + "    when: size(data)\n")
+    problems = _problems(MINIMAL + "    when: size(data.message.attributes)\n")
     assert problems == [
         "rules.yaml:7: rule 'a': when: must be a bool expression, this one gives INT"
     ]

@@ -33,7 +33,7 @@ def rules_with_arg(template: str) -> str:
         region: europe-west1
         rules:
           - name: r
-            on: storage
+            on: com.example.thing.v1  # free-form data: the sandbox, not fields, is tested
             job: loader
             overrides:
               args: ['{quoted}']

@@ -15,6 +15,8 @@ events reach a rule with `when:`.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,17 +71,65 @@ class Condition:
         return False, f"when: cannot evaluate ({value})"
 
 
-def compile_condition(source: str) -> Condition:
+def compile_condition(source: str, kinds: frozenset[str] | None = None) -> Condition:
+    """Check and compile a condition now. Raises ConditionProblem.
+
+    With `kinds` (the rule's event kinds), `data` is checked against what those events have
+    (triggers/events/fields.py): an unknown field or a type error on a declared one
+    (`data.size >= "100"`) fails here, instead of the condition never matching. The program
+    kept for evaluation is the plain one: documents are dicts, not the typed messages.
+    """
     from cel_expr_python import cel
 
     try:
         program = _env().compile(source)
     except RuntimeError as exc:
         raise ConditionProblem(_clean(str(exc))) from None
-    returns = program.return_type()
+    checked = program
+    if kinds is not None:
+        from ._cel_types import typed_env
+
+        typed, messages = typed_env(kinds)
+        if typed is not None:
+            try:
+                checked = typed.compile(source)
+            except RuntimeError as exc:
+                # An int field compared with a double is fine at run time (see _cel_types).
+                doubles, _ = typed_env(kinds, ints_as_doubles=True)
+                try:
+                    checked = doubles.compile(source)
+                except RuntimeError:
+                    raise ConditionProblem(_typed_problem(str(exc), kinds, messages)) from None
+    returns = checked.return_type()
     if returns != cel.Type.BOOL and returns != cel.Type.DYN:
         raise ConditionProblem(f"when: must be a bool expression, this one gives {returns.name()}")
     return Condition(source, program)
+
+
+_UNDEFINED_FIELD = re.compile(
+    r"undefined field '(?P<field>[^']+)' not found in struct '(?P<struct>[^']+)'"
+)
+
+
+def _typed_problem(
+    message: str, kinds: frozenset[str], messages: dict[str, tuple[str, tuple[str, ...]]]
+) -> str:
+    """The checker's message, with an unknown field said in the terms of the event document
+    (`data.nmae`, the kinds, the closest field) rather than of the generated proto types."""
+    # The checker names a nullable field's type `wrapper(int)`; the document just has an int.
+    from triggers.events.fields import listed
+
+    cleaned = re.sub(r"wrapper\((\w+)\)", r"\1", _clean(message))
+    unknown = _UNDEFINED_FIELD.search(cleaned)
+    if unknown is None or unknown["struct"] not in messages:
+        return cleaned
+    shown, fields = messages[unknown["struct"]]
+    field = unknown["field"]
+    whose = " or ".join(f"'{k}'" for k in sorted(kinds))
+    said = f"{shown}.{field}: no {whose} event has this field"
+    close = difflib.get_close_matches(field, fields, n=1, cutoff=0.6)
+    said += f"; did you mean {close[0]!r}?" if close else f"; {listed(fields)}"
+    return cleaned[: unknown.start()] + said
 
 
 def _clean(message: str) -> str:

@@ -248,10 +248,12 @@ class _FileLoader:
                         at("match", *path),
                         f"match.{dotted}: {message}" if dotted else f"match: {message}",
                     )
+        # What the rule's events can hold: templates and `when:` may read only that.
+        kinds = spec.kinds if spec is not None else None
         condition = None
         if valid("when") is not None:
             try:
-                condition = compile_condition(valid("when"))
+                condition = compile_condition(valid("when"), kinds)
             except ConditionProblem as exc:
                 problem(at("when"), str(exc))
 
@@ -260,7 +262,7 @@ class _FileLoader:
         def template(field: str, path: tuple[str | int, ...], source: str) -> Template | None:
             template_lines[field] = at(*path)
             try:
-                return compile_template(source)
+                return compile_template(source, kinds)
             except TemplateProblem as exc:
                 problem(at(*path), f"{field}: {exc}")
                 return None

@@ -8,6 +8,7 @@ limits; patterns, CEL and templates are compiled (and so checked) by the loader.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC
 from typing import Annotated, Any
 
@@ -47,6 +48,17 @@ ON_SHORTHANDS: dict[str, tuple[str, ...]] = {
 _KIND_OF_TYPE: dict[str, str] = {
     t: shorthand.split(".")[0] for shorthand, types in ON_SHORTHANDS.items() for t in types
 }
+
+
+def event_kinds(on: Iterable[str]) -> frozenset[str]:
+    """The kinds of event that `on:` values receive: `storage.finalized` is `storage`, a full
+    type of a known source is that source, any other full type is `generic`."""
+    return frozenset(
+        value.split(".")[0] if value in ON_SHORTHANDS else _KIND_OF_TYPE.get(value, "generic")
+        for value in on
+    )
+
+
 # A full CloudEvent type: reverse-DNS-ish, at least two dots (`com.example.thing.v1`).
 _FULL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){2,}$")
 
@@ -383,12 +395,15 @@ class RuleSpec(_Model):
                 raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
         return value
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The event kinds this rule's `on:` can receive (a full type of an unknown source is
+        `generic`)."""
+        return event_kinds(self.on)
+
     @model_validator(mode="after")
     def _source_fields(self) -> RuleSpec:
-        kinds = {
-            on.split(".")[0] if on in ON_SHORTHANDS else _KIND_OF_TYPE.get(on, "generic")
-            for on in self.on
-        }
+        kinds = self.kinds
         owned = {
             "topic": "pubsub",
             "subscription": "pubsub",

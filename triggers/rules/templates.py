@@ -90,8 +90,12 @@ class Template:
         return f"Template({self.source!r}, {kind})"
 
 
-def compile_template(source: str) -> Template:
-    """Check and compile a template now. Raises TemplateProblem."""
+def compile_template(source: str, kinds: frozenset[str] | None = None) -> Template:
+    """Check and compile a template now. Raises TemplateProblem.
+
+    With `kinds` (the rule's event kinds), a read of a `data` field that none of those kinds'
+    events has (`data.schedul_time` on a Scheduler rule) is a problem too: it could only ever
+    fail at render (see triggers/events/fields.py)."""
     if not source.isascii():
         from ._sandbox import unencodable_problem
 
@@ -116,6 +120,11 @@ def compile_template(source: str) -> Template:
         # Jinja's code generator does this walk: it also refuses unknown filters and tests
         # (TemplateAssertionError, a TemplateSyntaxError).
         unknown = sorted(meta.find_undeclared_variables(ast) - VARIABLES)
+        if not unknown and kinds is not None:
+            misread = data_field_problems(ast, kinds)
+            if misread:
+                line, message = misread[0]
+                raise TemplateProblem(f"{message}{_line(source, line)}")
         compiled = None if unknown else env.from_string(ast)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(
@@ -127,6 +136,52 @@ def compile_template(source: str) -> Template:
             f"{', '.join(repr(u) for u in unknown)}; available: {', '.join(sorted(VARIABLES))}"
         )
     return Template(source, compiled)
+
+
+def data_field_problems(ast: Any, kinds: frozenset[str]) -> list[tuple[int, str]]:
+    """(template line, message) for each read of `data.<path>` (or `event.data.<path>`) that
+    no event of `kinds` can have, in template order.
+
+    Only constant paths are checked (`data.a.b`, `data['a'][0]`); a step computed at render
+    (`data[key]`) ends the path there. A template that assigns `data` or `event` itself (a loop
+    variable, `set`) reads its own value, so that name is not checked.
+    """
+    from jinja2 import nodes
+
+    from triggers.events.fields import data_problem
+
+    rebound = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
+    problems: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        path: list[str | int] = []
+        current = node
+        while True:
+            if isinstance(current, nodes.Getattr):
+                path.append(current.attr)
+            elif isinstance(current, nodes.Getitem) and isinstance(current.arg, nodes.Const):
+                if not isinstance(current.arg.value, str | int) or isinstance(
+                    current.arg.value, bool
+                ):
+                    break
+                path.append(current.arg.value)
+            else:
+                break
+            current = current.node
+        if not isinstance(current, nodes.Name) or current.name in rebound:
+            continue
+        path.reverse()
+        if current.name == "event":
+            if path[:1] != ["data"]:
+                continue  # the top level also holds the delivery's CloudEvent extensions
+            path = path[1:]
+        elif current.name != "data":
+            continue
+        message = data_problem(kinds, path) if path else None
+        if message is not None and message not in seen:
+            seen.add(message)
+            problems.append((node.lineno, message))
+    return problems
 
 
 def _compile(source: str) -> Any:
