@@ -129,7 +129,7 @@ locals {
     dead_letters = {
       enabled = true
       name    = "dead letters arriving"
-      doc     = "The function rejected requests for good and dead-lettered them. Inspect them with `triggers redrive list` (docs/deadletters.md); fix the rule or the sender, then redrive."
+      doc     = "The function rejected requests for good and dead-lettered them. See them with `triggers replay --from-topic <dead-letter subscription> --dry-run` (docs/deadletters.md); fix the rule or the sender, then replay them."
       conditions = {
         dead_lettered = { metric = "dead_lettered", label = null, threshold = 0 }
       }
@@ -146,7 +146,7 @@ locals {
     failed_executions = {
       enabled = var.reconcile.enabled
       name    = "failed executions"
-      doc     = "The reconciler saw executions of the rules' jobs fail. `triggers history --status failed` lists them with their log URIs."
+      doc     = "The reconciler saw executions of the rules' jobs fail. `triggers runs --status failed` lists them, `triggers show` gives one with its log URI."
       conditions = {
         failed = { metric = "executions", label = "failed", threshold = var.monitoring.failed_executions_threshold }
       }
@@ -216,7 +216,7 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
   user_labels           = var.labels
 
   documentation {
-    content   = "Messages wait in the dead-letter subscription ${var.name}-dead-letter. Inspect and redrive or purge them (`triggers redrive`, docs/deadletters.md)."
+    content   = "Messages wait in the dead-letter subscription ${var.name}-dead-letter. Fix the cause, then `triggers replay --from-topic` them (docs/operations.md, docs/deadletters.md); what is replayed successfully is acknowledged and leaves the backlog."
     mime_type = "text/markdown"
   }
 
