@@ -93,7 +93,9 @@ locals {
 }
 
 resource "google_logging_metric" "rule" {
-  for_each = local.monitoring ? local.log_metrics : {}
+  # A `for` with `if`, not `cond ? local.log_metrics : {}`: the metrics are an object whose
+  # values differ in shape, and a conditional cannot unify it with an empty object.
+  for_each = { for id, metric in local.log_metrics : id => metric if local.monitoring }
 
   project     = var.project_id
   name        = "${local.metric_prefix}/${each.key}"
@@ -163,7 +165,7 @@ locals {
 }
 
 resource "google_monitoring_alert_policy" "count" {
-  for_each = local.monitoring_alerts ? { for id, alert in local.count_alerts : id => alert if alert.enabled } : {}
+  for_each = { for id, alert in local.count_alerts : id => alert if local.monitoring_alerts && alert.enabled }
 
   project               = var.project_id
   display_name          = "triggers ${var.name}: ${each.value.name}"

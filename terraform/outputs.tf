@@ -95,7 +95,7 @@ output "firestore_database" {
 output "monitoring" {
   description = "Metric types of the log-based metrics by id (matched, launched, duplicate, rejected, retried, dead_lettered, executions, reconcile_errors), alert policy names by id and the dashboard id; empty / null when monitoring is off."
   value = {
-    metrics        = local.metric_types
+    metrics = local.metric_types
     alert_policies = merge(
       { for id, policy in google_monitoring_alert_policy.count : id => policy.name },
       { for policy in google_monitoring_alert_policy.dead_letter_backlog : "dead_letter_backlog" => policy.name },
