@@ -93,8 +93,6 @@ locals {
 }
 
 resource "google_logging_metric" "rule" {
-  # A `for` with `if`, not `cond ? local.log_metrics : {}`: the metrics are an object whose
-  # values differ in shape, and a conditional cannot unify it with an empty object.
   for_each = { for id, metric in local.log_metrics : id => metric if local.monitoring }
 
   project     = var.project_id
