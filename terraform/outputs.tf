@@ -91,3 +91,15 @@ output "firestore_database" {
     collection = var.firestore.collection
   }
 }
+
+output "monitoring" {
+  description = "Metric types of the log-based metrics by id (matched, launched, duplicate, rejected, retried, dead_lettered, executions, reconcile_errors), alert policy names by id and the dashboard id; empty / null when monitoring is off."
+  value = {
+    metrics = local.metric_types
+    alert_policies = merge(
+      { for id, policy in google_monitoring_alert_policy.count : id => policy.name },
+      { for policy in google_monitoring_alert_policy.dead_letter_backlog : "dead_letter_backlog" => policy.name },
+    )
+    dashboard = one(google_monitoring_dashboard.this[*].id)
+  }
+}

@@ -10,6 +10,8 @@ locals {
     "firestore.googleapis.com",
     "storage.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
   ])
 }
 

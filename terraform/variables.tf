@@ -274,3 +274,30 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "monitoring" {
+  description = "Cloud Monitoring over the functions' structured logs (monitoring.tf): log-based metrics per rule (matched, launched, duplicate, rejected, retried, dead_lettered, executions, reconcile_errors), alert policies that notify `notification_channels`, and a dashboard. Computed by Cloud Logging, so the function's cold start is unchanged."
+  type = object({
+    enabled                       = optional(bool, true)
+    metric_prefix                 = optional(string) # default: var.name (metrics are logging.googleapis.com/user/PREFIX/ID)
+    alerts                        = optional(bool, true)
+    dashboard                     = optional(bool, true)
+    notification_channels         = optional(list(string), [])
+    alert_window                  = optional(string, "300s")
+    rejected_threshold            = optional(number, 0)
+    retried_threshold             = optional(number, 10)
+    failed_executions_threshold   = optional(number, 0)
+    dead_letter_backlog_threshold = optional(number, 0)
+    dead_letter_backlog_duration  = optional(string, "3600s")
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.monitoring.alert_window)) && can(regex("^[0-9]+s$", var.monitoring.dead_letter_backlog_duration))
+    error_message = "monitoring.alert_window and monitoring.dead_letter_backlog_duration are durations in seconds, e.g. \"300s\"."
+  }
+  validation {
+    condition     = alltrue([for channel in var.monitoring.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "monitoring.notification_channels are notification channel names: projects/PROJECT/notificationChannels/ID."
+  }
+}

@@ -155,7 +155,9 @@ def handle_reconcile(request):
     try:
         report = reconcile(app.ledger, app.runner)
     except Exception as exc:  # the ledger is down or locked: nothing was decided
-        logging.getLogger("triggers.ops.reconcile").exception("reconcile failed")
+        logging.getLogger("triggers.ops.reconcile").exception(
+            "reconcile failed", extra={"labels": {"kind": "reconcile_error"}}
+        )
         body = json.dumps({"error": f"ledger unavailable: {type(exc).__name__}: {exc}"})
         return body, 503, {"Content-Type": "application/json"}
     return json.dumps(report.as_dict()), 200, {"Content-Type": "application/json"}

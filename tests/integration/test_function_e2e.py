@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from tests.integration.conftest import (
     eventually,
     write_probe_jobs_file,
 )
+from tests.logquery import counts, load_metrics, log_entry, series
 from triggers.emulators.probe import REGION, executions_client, probe_records
 from triggers.ledger import Ledger, Status
 from triggers.ledger.base import INPUT_RULE, Record
@@ -507,6 +509,32 @@ def test_the_same_order_published_twice_runs_once_and_counts_the_duplicate(e2e):
     assert record.event["id"] in (first, second)
     assert e2e.runs_of("dedup", record) == [record.execution]
     assert e2e.task_saw(record.execution)["argv"] == [f"--order={order_id}"]
+
+
+def test_the_modules_log_based_metrics_count_the_functions_launch_and_duplicate(e2e):
+    # terraform/monitoring.tf's filters and extractors over what this functions-framework
+    # process wrote to stdout, as Cloud Logging would store it (tests/logquery.py).
+    order_id, data = order()
+    dedup_key = f"order#{order_id}"
+    e2e.pubsub.publish("orders-dedup", data, kind="order")
+    e2e.wait_logs(1, rule="orders-dedup", dedup_key=dedup_key, outcome="launched")
+    e2e.pubsub.publish("orders-dedup", data, kind="order")
+    e2e.wait_logs(1, rule="orders-dedup", dedup_key=dedup_key, outcome="duplicate")
+
+    lines = e2e.function.log_entries(dedup_key=dedup_key)
+    metrics = load_metrics("triggers", "triggers-reconcile")
+    found = counts(metrics, [log_entry(line, "triggers") for line in lines])
+    rule = "orders-dedup"
+    assert found == {
+        "matched": Counter(
+            {
+                series(rule=rule, outcome="launched"): 1,
+                series(rule=rule, outcome="duplicate"): 1,
+            }
+        ),
+        "launched": Counter({series(rule=rule): 1}),
+        "duplicate": Counter({series(rule=rule): 1}),
+    }, e2e.context()
 
 
 def test_a_nacked_delivery_is_redelivered_by_pubsub_and_runs_once(e2e):

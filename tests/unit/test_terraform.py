@@ -33,6 +33,7 @@ CONCERN_FILES = [
     "iam.tf",
     "deadletter.tf",
     "reconcile.tf",
+    "monitoring.tf",
 ]
 
 

@@ -175,7 +175,9 @@ class App:
         log.warning(
             "rejected a request that is not an event: %s",
             exc,
-            extra={"labels": {"outcome": "rejected", "reason": exc.reason}},
+            extra={
+                "labels": {"kind": "input_rejected", "outcome": "rejected", "reason": exc.reason}
+            },
         )
         try:
             self.ledger.reject_input(body, exc.reason, exc.message, summary)
@@ -224,7 +226,12 @@ class App:
                 "could not dead-letter a rejection (%s): %s",
                 rule or reason,
                 exc,
-                extra={"labels": {k: v for k, v in (("rule", rule), ("event_id", event_id)) if v}},
+                extra={
+                    "labels": {
+                        "kind": "dead_letter_failed",
+                        **{k: v for k, v in (("rule", rule), ("event_id", event_id)) if v},
+                    }
+                },
             )
 
     def _log(self, decision: Decision, event) -> None:
@@ -244,12 +251,16 @@ class App:
                 outcome.outcome.value,
                 detail,
                 extra={
+                    # `kind` and these labels are what the Terraform module's log-based
+                    # metrics select and extract (terraform/monitoring.tf): keep them stable.
                     "labels": {
+                        "kind": "decision",
                         "rule": outcome.rule,
                         "event_id": event.id,
                         "dedup_key": outcome.dedup_key,
                         "execution": outcome.execution,
                         "outcome": outcome.outcome.value,
+                        "reason": outcome.reason,
                     }
                 },
             )

@@ -166,7 +166,7 @@ class PubSubDeadLetters:
                 "could not publish a dead letter to %s: %s",
                 self.topic,
                 exc,
-                extra={"labels": _labels(reason, rule, event_id)},
+                extra={"labels": _labels("dead_letter_failed", reason, rule, event_id)},
             )
             return
         log.info(
@@ -174,7 +174,7 @@ class PubSubDeadLetters:
             event_id or "a request",
             self.topic,
             message_id,
-            extra={"labels": _labels(reason, rule, event_id)},
+            extra={"labels": _labels("dead_letter", reason, rule, event_id)},
         )
 
     def close(self) -> None:
@@ -182,8 +182,9 @@ class PubSubDeadLetters:
             self._client.stop()
 
 
-def _labels(reason: str, rule: str | None, event_id: str | None) -> dict[str, str]:
-    labels = {"dead_letter_reason": truncate(reason, 256)}
+def _labels(kind: str, reason: str, rule: str | None, event_id: str | None) -> dict[str, str]:
+    # `kind` is what the Terraform module's dead-letter metric selects (terraform/monitoring.tf).
+    labels = {"kind": kind, "dead_letter_reason": truncate(reason, 256)}
     if rule is not None:
         labels["rule"] = rule
     if event_id is not None:

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from contextvars import ContextVar
-from typing import Any
+from typing import IO, Any
 
 # The trace of the request being handled, set by the HTTP layer from X-Cloud-Trace-Context.
 current_trace: ContextVar[str | None] = ContextVar("triggers_trace", default=None)
@@ -59,18 +59,20 @@ def trace_id(header: str | None) -> str | None:
     return trace or None
 
 
-def configure(level: str = "INFO", project: str | None = None) -> None:
-    """Route the `triggers` loggers to stdout as JSON lines (idempotent: one handler, whose
-    level and project are those of the latest call)."""
+def configure(
+    level: str = "INFO", project: str | None = None, stream: IO[str] | None = None
+) -> None:
+    """Route the `triggers` loggers to stdout (or `stream`) as JSON lines (idempotent: one
+    handler, whose level, project and stream are those of the latest call)."""
     logger = logging.getLogger("triggers")
     logger.setLevel(level.upper())
     logger.propagate = False
-    formatters = [
-        h.formatter for h in logger.handlers if isinstance(h.formatter, CloudLoggingFormatter)
-    ]
-    for formatter in formatters:
-        formatter.project = project
-    if not formatters:
-        handler = logging.StreamHandler(sys.stdout)
+    handlers = [h for h in logger.handlers if isinstance(h.formatter, CloudLoggingFormatter)]
+    for existing in handlers:
+        existing.formatter.project = project  # type: ignore[union-attr]
+        if stream is not None and isinstance(existing, logging.StreamHandler):
+            existing.setStream(stream)
+    if not handlers:
+        handler = logging.StreamHandler(stream or sys.stdout)
         handler.setFormatter(CloudLoggingFormatter(project))
         logger.addHandler(handler)

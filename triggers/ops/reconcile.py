@@ -117,7 +117,11 @@ def reconcile(
                 {"key": record.key, "execution": record.execution, "error": _describe(exc)}
             )
             log.warning(
-                "reconciling %s (%s) failed: %s", record.key, record.execution, _describe(exc)
+                "reconciling %s (%s) failed: %s",
+                record.key,
+                record.execution,
+                _describe(exc),
+                extra={"labels": {"kind": "reconcile_error", "rule": record.rule}},
             )
     return report
 
@@ -154,6 +158,24 @@ def _reconcile_one(
         return
     report.not_found += not_found
     setattr(report, status.value, getattr(report, status.value) + 1)
+    # One line per finished execution: the Terraform module's executions metric counts these
+    # (terraform/monitoring.tf), by rule and outcome.
+    log.log(
+        logging.WARNING if status is Status.FAILED else logging.INFO,
+        "%s: execution %s %s",
+        record.rule,
+        record.execution,
+        status.value,
+        extra={
+            "labels": {
+                "kind": "execution",
+                "rule": record.rule,
+                "outcome": status.value,
+                "reason": reason,
+                "execution": record.execution,
+            }
+        },
+    )
 
 
 def _describe(exc: BaseException) -> str:
