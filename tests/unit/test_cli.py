@@ -92,6 +92,7 @@ def test_plan_json_names_the_job_and_the_dedup_identity_of_each_run(capsys):
     verdicts = {v["rule"]: v for v in json.loads(out)["verdicts"]}
     planned = verdicts["csv-ingest"]
     dedup_key = "raw-data/incoming/2026/11/21/orders.csv#1763683200000000"
+    assert set(planned) == {"rule", "matched", "job", "dedup_key", "ledger_key", "event", "request"}
     assert planned["matched"] is True
     assert planned["job"] == "projects/demo-project/locations/europe-west1/jobs/csv-loader"
     assert planned["dedup_key"] == dedup_key

@@ -8,6 +8,7 @@ operation, the reason, the ambiguous flag and the attempts, not only its status.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -115,6 +116,7 @@ def test_a_render_failure_records_the_rejection_under_the_events_identity(dispat
     assert strict.dedup_key == event.default_dedup_key
     record = ledger.get(strict.ledger_key)
     assert record.rule == "needs-field" and record.dedup_key == event.default_dedup_key
+    assert record.job == "projects/demo-project/locations/europe-west1/jobs/strict"
     assert written(ledger, strict) == {
         "status": Status.REJECTED,
         "execution": None,
@@ -243,3 +245,54 @@ def test_a_failed_write_is_never_an_exception_for_the_caller(dispatcher, store):
     decision = dispatcher.dispatch(storage_event())
     assert {o.outcome for o in decision.outcomes} == {Outcome.LAUNCHED}
     assert store.failed == ["update", "update"]
+
+
+# --- what the operator reads in the log -------------------------------------------------------
+
+
+def test_a_failed_write_is_logged_with_the_key_and_the_error(dispatcher, store, caplog):
+    store.fail("update", StoreUnavailable("firestore: deadline exceeded"))
+    with caplog.at_level(logging.WARNING, logger="triggers.dispatch"):
+        load = by_rule(dispatcher.dispatch(storage_event()))["load"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ledger write failed for {load.ledger_key}: firestore: deadline exceeded"
+    ]
+
+
+def test_a_claim_taken_over_before_its_write_is_logged(dispatcher, ledger, runner, clock, caplog):
+    # GIVEN a run so slow that its claim was taken over before it could record the launch
+    request = STORAGE_RULES.get("load").plan(storage_event())
+
+    class SlowRunner(ScriptedRunner):
+        def run(self, request, *, validate_only=False):
+            clock.advance(LEASE)
+            assert ledger.claim(request).kind.value == "takeover"
+            return super().run(request)
+
+    slow = Dispatcher(STORAGE_RULES, ledger, SlowRunner())
+    with caplog.at_level(logging.WARNING, logger="triggers.dispatch"):
+        load = by_rule(slow.dispatch(storage_event()))["load"]
+    # THEN the launch is still reported, and the lost write is logged (the taker records it)
+    assert load.outcome is Outcome.LAUNCHED
+    assert f"claim {request.ledger_key} was taken over before it could be recorded" in [
+        r.getMessage() for r in caplog.records
+    ]
+    assert ledger.get(request.ledger_key).status is Status.CLAIMED
+
+
+def test_a_failed_claim_of_an_unplannable_rule_is_logged(dispatcher, store, caplog):
+    store.fail("create", StoreUnavailable("down"), times=3)
+    with caplog.at_level(logging.WARNING, logger="triggers.dispatch"):
+        dispatcher.dispatch(storage_event(name="strict/a.csv"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert "ledger claim failed for rejected rule needs-field: down" in messages
+    assert "ledger claim failed for rule load: down" in messages
+
+
+def test_only_a_launch_says_adopted(dispatcher, runner):
+    runner.fail("loader", PermanentRunError("job not found", status=404))
+    decision = dispatcher.dispatch(storage_event())
+    assert [o.adopted for o in decision.outcomes] == [False, False]
+    assert all("adopted" not in rule for rule in decision.as_dict()["rules"])
+    again = dispatcher.dispatch(storage_event())  # duplicates
+    assert [o.adopted for o in again.outcomes] == [False, False]

@@ -258,9 +258,11 @@ def keyed(backend):
     return keys
 
 
-def test_find_reads_a_whole_key_case_insensitively(ledger, keyed):
+def test_find_reads_a_whole_key_case_insensitively(ledger, keyed, backend):
+    backend.calls.clear()
     assert ledger.find(keyed[2]).key == keyed[2]
     assert ledger.find("  " + keyed[2].upper() + "\n").key == keyed[2]
+    assert backend.calls == {"get": 2}  # a whole key is one read, not a range
 
 
 @pytest.mark.parametrize("key", ["xyz", "run-1", "Mixed/Key"])
@@ -306,7 +308,7 @@ def test_find_with_an_ambiguous_prefix_lists_up_to_five_keys(ledger, backend):
 
 @pytest.mark.parametrize("text", ["", "   ", "\n"])
 def test_find_needs_a_key(ledger, text):
-    with pytest.raises(ValueError, match="a ledger key is needed"):
+    with pytest.raises(ValueError, match="^a ledger key is needed$"):
         ledger.find(text)
 
 
@@ -389,7 +391,7 @@ def test_list_by_execution_takes_a_full_name_or_its_last_segment(ledger, backend
 def test_as_dict_is_every_field_with_the_status_as_text():
     record = stored_record("k", reason="why", ambiguous=True)
     out = record.as_dict()
-    assert out["status"] == "launched" and isinstance(out["status"], str)
+    assert type(out["status"]) is str and out["status"] == "launched"  # not the enum
     assert set(out) == set(Record.__dataclass_fields__)
     assert out["reason"] == "why" and out["ambiguous"] is True and out["key"] == "k"
 
@@ -517,3 +519,26 @@ def test_faults_are_used_up_in_order(ledger, backend):
             ledger.find("abcdef01")
     assert ledger.find("abcdef01") is None
     assert backend.failed == ["with_prefix", "with_prefix"]
+
+
+def test_list_filters_on_creation_time_from_since_inclusive_to_until_exclusive(ledger, backend):
+    for minute in range(4):
+        backend.create(stored_record(f"k{minute}", created_at=START + timedelta(minutes=minute)))
+    since, until = START + timedelta(minutes=1), START + timedelta(minutes=3)
+    assert [r.key for r in ledger.list(since=since)] == ["k3", "k2", "k1"]
+    assert [r.key for r in ledger.list(until=until)] == ["k2", "k1", "k0"]
+    assert [r.key for r in ledger.list(since=since, until=until)] == ["k2", "k1"]
+
+
+def test_list_by_event_id_compares_it_as_text(ledger, backend):
+    backend.create(stored_record("a", event={"id": "7"}))
+    backend.create(stored_record("b", event={"id": 8}))
+    backend.create(stored_record("c", event={}))
+    assert [r.key for r in ledger.list(event_id="7")] == ["a"]
+    assert [r.key for r in ledger.list(event_id=8)] == ["b"]
+    assert [r.key for r in ledger.list(event_id="8")] == ["b"]
+    assert ledger.list(event_id="9") == []
+
+
+def test_a_conflict_says_what_it_is():
+    assert str(RecordExists()) == "record exists" and RecordExists().record is None

@@ -143,3 +143,22 @@ def test_rules_are_indexed_under_their_most_selective_field(monkeypatch):
     # WHEN routed THEN the bucket, not the shared kind, picked the candidates
     assert [r.name for r in rules.route(event)] == ["r7"]
     assert evaluated == ["r7"]
+
+
+def test_stats_count_rules_types_anchor_fields_and_unanchored_rules():
+    # What the benchmark reports to show how well the index partitions a rule set: two
+    # finalized rules anchored on the same field (data.bucket), one finalized rule and one
+    # deleted rule that have no exact value to be indexed by.
+    rules = load_text(
+        """\
+project: demo-project
+region: europe-west1
+rules:
+  - {name: a, on: storage.finalized, match: {data: {bucket: [raw]}}, job: j}
+  - {name: b, on: storage.finalized, match: {data: {bucket: [other], name: [x]}}, job: j}
+  - {name: c, on: storage.finalized, job: j}
+  - {name: d, on: storage.deleted, job: j}
+""",
+        environ={},
+    )
+    assert rules.stats() == {"rules": 4, "types": 2, "anchor_fields": 1, "unanchored": 2}
