@@ -107,6 +107,8 @@ def test_a_retryable_error_releases_with_its_reason_and_not_ambiguous(dispatcher
         "attempts": 2,
     }
     assert ledger.get(again.ledger_key).operation == f"op-{runner.run_calls}"  # audit: duplicate
+    # Nothing can have started (the error said so), so nobody looked for an execution.
+    assert runner.find_calls == 0
 
 
 def test_a_render_failure_records_the_rejection_under_the_events_identity(dispatcher, ledger):
@@ -188,7 +190,11 @@ def test_a_failed_launch_record_is_recovered_by_the_takeover_without_a_second_ru
     assert written(ledger, load)["status"] is Status.CLAIMED
     assert ledger.get(load.ledger_key).execution is None
     # WHEN the event is redelivered inside the lease THEN it must wait
-    assert by_rule(dispatcher.dispatch(storage_event()))["load"].outcome is Outcome.RETRY
+    busy = by_rule(dispatcher.dispatch(storage_event()))["load"]
+    assert (busy.outcome, busy.reason) == (
+        Outcome.RETRY,
+        "another delivery of this event holds the claim",
+    )
     # WHEN it is redelivered after the lease THEN the takeover finds the execution and adopts it
     clock.advance(LEASE)
     again = by_rule(dispatcher.dispatch(storage_event()))["load"]

@@ -171,6 +171,23 @@ class TestEventarc:
         event = decode(headers, body)
         assert event.time == "2026-11-21T10:15:30.123Z" and event.subject is None
 
+    def test_errors_name_the_cloudevent_and_the_path_inside_it(self):
+        # A sender fixing a rejected event needs to know which part of which form was wrong.
+        headers, _ = eventarc({})
+        with pytest.raises(DecodeError) as info:
+            decode(headers, b"{not json")
+        assert info.value.reason == "bad_json"
+        assert info.value.message.startswith("Pub/Sub CloudEvent: data is not valid JSON (")
+        storage = message(
+            attributes={"eventType": "OBJECT_EXPLODE", "bucketId": "b", "objectId": "o"}
+        )
+        with pytest.raises(DecodeError) as info:
+            decode(*eventarc({"message": storage}))
+        assert info.value.message.startswith(
+            "Cloud Storage notification (Pub/Sub CloudEvent):"
+            " data.message.attributes.eventType is 'OBJECT_EXPLODE'"
+        )
+
     def test_message_id_falls_back_to_the_cloudevent_id(self):
         msg = message()
         del msg["messageId"]
