@@ -500,3 +500,6 @@ def test_a_value_no_json_parser_makes_is_judged_without_raising():
     # not a number, so not one of the numbers excluded: like any value of another type, it passes
     assert compile({"n": [{"anything-but": [1, 2]}]}).matches({"n": {1, 2}}) is True
     assert compile({"n": [{"numeric": [">", 0]}]}).explain(odd) is not None
+    # a bytearray is unhashable: a literal lookup raises TypeError inside, which is no match
+    for literals in (["a"], ["a", "b"]):
+        assert compile({"n": literals}).matches({"n": bytearray(b"a")}) is False
