@@ -95,6 +95,43 @@ def rejection(headers, body) -> tuple[str, str]:
             "raw Pub/Sub push: message.attributes.a is a number, expected a string"
             " (Pub/Sub attribute values are strings)",
         ),
+        (
+            JSON,
+            json.dumps({"message": None, "subscription": "s"}),
+            "bad_field",
+            "raw Pub/Sub push: message is null, expected an object",
+        ),
+        (
+            {**BINARY, "ce-specversion": "0.9"},
+            b"{}",
+            "bad_cloudevent",
+            "CloudEvent binary mode: Found invalid specversion 0.9",
+        ),
+        (
+            STRUCTURED,
+            json.dumps({**DOCUMENT, "specversion": "9"}),
+            "bad_cloudevent",
+            "structured CloudEvent: Found invalid specversion 9",
+        ),
+        (
+            {**BINARY, "Content-Type": "application/cloudevents+json"},
+            b"{}",
+            "bad_cloudevent",
+            "CloudEvent binary mode: a ce-specversion header and Content-Type"
+            " application/cloudevents+json contradict each other"
+            " (binary mode carries the data's own content type)",
+        ),
+        (
+            {
+                **BINARY,
+                "ce-type": "google.cloud.storage.object.v1.finalized",
+                "ce-source": "//storage.googleapis.com/projects/_/buckets/b",
+            },
+            json.dumps({"bucket": "", "name": "n"}),
+            "missing_field",
+            "Cloud Storage CloudEvent google.cloud.storage.object.v1.finalized:"
+            " data.bucket is missing",
+        ),
     ],
     ids=[
         "nested-too-deeply",
@@ -106,6 +143,11 @@ def rejection(headers, body) -> tuple[str, str]:
         "publish-time-number",
         "ordering-key-array",
         "attribute-number",
+        "message-null",
+        "binary-specversion",
+        "structured-specversion",
+        "binary-with-cloudevents-type",
+        "storage-bucket-empty",
     ],
 )
 def test_rejections_say_what_and_where(headers, body, reason, message):
@@ -139,3 +181,11 @@ def test_a_scheduler_tick_without_a_time_is_stamped_in_utc_whatever_the_local_zo
         time.tzset()
     # Tokyo is 9 hours ahead: anything under an hour off is UTC, not local time read as UTC.
     assert abs((stamped - datetime.now(UTC)).total_seconds()) < 3600
+
+
+@pytest.mark.parametrize("attributes", [{"eventType": "OBJECT_FINALIZE"}, {"bucketId": "b"}])
+def test_a_message_with_only_one_storage_attribute_is_an_ordinary_message(attributes):
+    # A notification has both eventType and bucketId; either alone is somebody's own attribute.
+    body = {"message": {"messageId": "1", "attributes": attributes}, "subscription": "s"}
+    event = decode(JSON, json.dumps(body).encode())
+    assert (event.kind, event.form) == ("pubsub", "pubsub-push")

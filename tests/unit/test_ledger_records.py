@@ -357,6 +357,7 @@ def test_event_id_of(event, expected):
         (EXECUTION, "csv-loader-ab1cd"),
         (EXECUTION + "/", "csv-loader-ab1cd"),
         (EXECUTION + "///", "csv-loader-ab1cd"),
+        ("jobs/j/executions/run-X", "run-X"),  # only slashes are stripped, not other letters
         ("csv-loader-ab1cd", "csv-loader-ab1cd"),
         ("executions/", "executions"),
         ("/", None),
@@ -542,3 +543,22 @@ def test_list_by_event_id_compares_it_as_text(ledger, backend):
 
 def test_a_conflict_says_what_it_is():
     assert str(RecordExists()) == "record exists" and RecordExists().record is None
+
+
+def test_a_conflict_without_the_record_is_read_back_for_a_claim(clock):
+    # Firestore's AlreadyExists does not carry the document: the claim must read it by its key.
+    backend = ConflictWithoutRecord()
+    ledger = Ledger(backend, lease=LEASE, clock=clock)
+    first = ledger.claim(run_request())
+    again = ledger.claim(run_request())
+    assert again.kind is ClaimKind.BUSY and again.record.token == first.record.token
+    assert backend.calls["get"] == 1
+
+
+def test_renewing_a_record_past_its_window_costs_one_create_and_one_replace(ledger, backend, clock):
+    request = run_request()
+    assert ledger.launched(ledger.claim(request), EXECUTION)
+    clock.advance(seconds=WINDOW)
+    backend.calls.clear()
+    assert ledger.claim(request).kind is ClaimKind.NEW
+    assert backend.calls == {"create": 1, "replace": 1}

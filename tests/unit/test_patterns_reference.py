@@ -25,7 +25,7 @@ from hypothesis import event as event_note
 from hypothesis import strategies as st
 
 from triggers.rules._pattern_match import ObjectNode
-from triggers.rules.patterns import PatternError, compile
+from triggers.rules.patterns import PatternError, compile, exact_key
 
 # -- the reference ---------------------------------------------------------------------------
 
@@ -489,7 +489,9 @@ CASES = [
 @pytest.mark.parametrize(("pattern", "event", "expected"), CASES)
 def test_documented_cases(pattern, event, expected):
     assert reference_matches(pattern, event) is expected
-    assert compile(pattern).matches(event) is expected
+    compiled = compile(pattern)
+    assert compiled.matches(event) is expected
+    assert (compiled._root.explain_value(event, "(event)") is None) is expected
 
 
 def test_a_value_no_json_parser_makes_is_judged_without_raising():
@@ -500,6 +502,19 @@ def test_a_value_no_json_parser_makes_is_judged_without_raising():
     # not a number, so not one of the numbers excluded: like any value of another type, it passes
     assert compile({"n": [{"anything-but": [1, 2]}]}).matches({"n": {1, 2}}) is True
     assert compile({"n": [{"numeric": [">", 0]}]}).explain(odd) is not None
+    # inside an array too, an odd value is itself, not null
+    assert compile({"n": [None]}).matches(odd) is False
+    assert compile({"n": [None]}).matches({"n": [frozenset({1})]}) is False
+    assert compile({"n": [{"exists": True}]}).matches({"n": [frozenset({1})]}) is True
     # a bytearray is unhashable: a literal lookup raises TypeError inside, which is no match
     for literals in (["a"], ["a", "b"]):
         assert compile({"n": literals}).matches({"n": bytearray(b"a")}) is False
+
+
+def test_exact_keys_of_text_and_of_what_is_no_json_leaf():
+    class Text(str):
+        pass
+
+    assert exact_key(Text("a")) == exact_key("a") == ("s", "a")
+    with pytest.raises(TypeError, match="^exact_key: frozenset is not a JSON leaf value$"):
+        exact_key(frozenset())
