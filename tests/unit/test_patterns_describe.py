@@ -72,3 +72,22 @@ def test_a_wrong_operand_is_named_in_the_validation_error(value, kind):
     assert str(info.value) == (
         f'n.0.prefix: prefix must be a string or {{"equals-ignore-case": string}}, not {kind}'
     )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (False, "a pattern must be an object, not false"),
+        ({"a": False}, "a: must be an object or an array of match values, not false"),
+        ({"a": True}, "a: must be an object or an array of match values, not true"),
+        (
+            {"a": [frozenset()]},
+            "a.0: a match value must be a string, a number, true, false, null or an operator"
+            " object, not a frozenset",
+        ),
+    ],
+)
+def test_a_wrong_pattern_node_is_named_by_its_json_kind(pattern, message):
+    with pytest.raises(PatternError) as info:
+        compile(pattern)
+    assert str(info.value) == message
