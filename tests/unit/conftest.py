@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import Phase, settings
 
 from tests.fakes import STORAGE_RULES_YAML, Clock, ScriptedRunner
 from triggers.dispatch import Dispatcher
@@ -34,3 +35,10 @@ def ledger(clock):
 @pytest.fixture
 def dispatcher(ledger, runner):
     return Dispatcher(STORAGE_RULES, ledger, runner)
+
+
+# `--hypothesis-profile=mutation` (what `mutmut run` passes, see docs/testing.md): a failing
+# property is reported at once instead of being shrunk, which on a mutant can take minutes.
+settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=False
+)

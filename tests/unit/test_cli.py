@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import subprocess
 import sys
@@ -80,6 +81,41 @@ def test_plan_json_is_machine_readable_and_agrees_across_input_forms(capsys):
         "--input=gs://raw-data/incoming/2026/11/21/orders.csv",
         "--table=orders",
     ]
+
+
+def test_plan_json_names_the_job_and_the_dedup_identity_of_each_run(capsys):
+    # Tools read these keys to find a run in the ledger (`triggers show LEDGER_KEY`) and in
+    # Cloud Run (TRIGGERS_RUN_KEY): their names and values are the contract, not just present.
+    sample = next(s for s in SAMPLES if s.endswith("storage-finalized.cloudevent-binary.json"))
+    code, out, _ = run(capsys, "plan", "--json", "--config", RULES, sample)
+    assert code == 0
+    verdicts = {v["rule"]: v for v in json.loads(out)["verdicts"]}
+    planned = verdicts["csv-ingest"]
+    dedup_key = "raw-data/incoming/2026/11/21/orders.csv#1763683200000000"
+    assert set(planned) == {
+        "rule",
+        "matched",
+        "system",
+        "job",
+        "dedup_key",
+        "ledger_key",
+        "event",
+        "request",
+    }
+    assert planned["matched"] is True
+    assert planned["job"] == "projects/demo-project/locations/europe-west1/jobs/csv-loader"
+    assert planned["dedup_key"] == dedup_key
+    assert (
+        planned["ledger_key"] == hashlib.sha256(f"csv-ingest\x00{dedup_key}".encode()).hexdigest()
+    )
+    assert planned["event"]["id"] == "9876543210123456"
+    assert planned["request"]["name"] == planned["job"]
+    env = planned["request"]["overrides"]["containerOverrides"][0]["env"]
+    assert {"name": "TRIGGERS_RUN_KEY", "value": planned["ledger_key"]} in env
+    # A rule that did not match plans nothing: no job and no keys, only why.
+    missed = verdicts["paid-orders"]
+    assert missed["matched"] is False and "is not google.cloud.pubsub" in missed["reason"]
+    assert not {"job", "dedup_key", "ledger_key", "request"} & set(missed)
 
 
 def _json_chunks(text: str):

@@ -151,6 +151,43 @@ class TestEventarc:
         assert event.form == "cloudevent-structured"
         assert event.data == decode(*eventarc({"message": message(), "subscription": SUB})).data
 
+    def test_the_cloudevents_own_time_and_subject_lead(self):
+        # Eventarc stamps the event when it routes it, after the publish: the two differ, and
+        # the CloudEvent's own attributes are what the event is (and what templates see).
+        event = decode(
+            *eventarc(
+                {"message": message(), "subscription": SUB},
+                **{"ce-time": "2026-11-21T10:15:31.500Z", "ce-subject": "orders/A-1001"},
+            )
+        )
+        assert event.time == "2026-11-21T10:15:31.500Z"
+        assert event.subject == "orders/A-1001"
+        assert event.document["subject"] == "orders/A-1001"
+        assert event.data["message"]["publish_time"] == "2026-11-21T10:15:30.123Z"
+
+    def test_without_a_cloudevent_time_the_publish_time_stands_in(self):
+        headers, body = eventarc({"message": message(), "subscription": SUB})
+        del headers["ce-time"]
+        event = decode(headers, body)
+        assert event.time == "2026-11-21T10:15:30.123Z" and event.subject is None
+
+    def test_errors_name_the_cloudevent_and_the_path_inside_it(self):
+        # A sender fixing a rejected event needs to know which part of which form was wrong.
+        headers, _ = eventarc({})
+        with pytest.raises(DecodeError) as info:
+            decode(headers, b"{not json")
+        assert info.value.reason == "bad_json"
+        assert info.value.message.startswith("Pub/Sub CloudEvent: data is not valid JSON (")
+        storage = message(
+            attributes={"eventType": "OBJECT_EXPLODE", "bucketId": "b", "objectId": "o"}
+        )
+        with pytest.raises(DecodeError) as info:
+            decode(*eventarc({"message": storage}))
+        assert info.value.message.startswith(
+            "Cloud Storage notification (Pub/Sub CloudEvent):"
+            " data.message.attributes.eventType is 'OBJECT_EXPLODE'"
+        )
+
     def test_message_id_falls_back_to_the_cloudevent_id(self):
         msg = message()
         del msg["messageId"]

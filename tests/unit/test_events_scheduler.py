@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -95,6 +96,21 @@ class TestHttpTarget:
         assert decode(headers, body, now=fixed(plus_two)).time == "2026-11-21T09:00:00.000000Z"
         assert decode(headers, body, now=fixed(naive)).time == "2026-11-21T09:00:00.000000Z"
 
+    def test_conversion_to_utc_does_not_depend_on_the_machines_zone(self, monkeypatch):
+        # On a machine whose local zone is not UTC, a naive time is still taken as UTC and an
+        # aware one converted to UTC (not to local time). CI machines run in UTC, which hides it.
+        monkeypatch.setenv("TZ", "Asia/Tokyo")
+        time.tzset()
+        try:
+            plus_two = datetime(2026, 11, 21, 11, 0, tzinfo=timezone(timedelta(hours=2)))
+            naive = datetime(2026, 11, 21, 9, 0)
+            headers, body = http(**{"X-CloudScheduler-ScheduleTime": None})
+            for now in (plus_two, naive):
+                assert decode(headers, body, now=fixed(now)).time == "2026-11-21T09:00:00.000000Z"
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+
     def test_default_now_is_utc(self):
         event = decode(*http(**{"X-CloudScheduler-ScheduleTime": None}))
         assert event.time.endswith("Z")
@@ -159,6 +175,40 @@ class TestPubsubTarget:
         event = decode(*pubsub_push({"scheduler_job": JOB}))
         assert event.data["schedule_time"] == "2026-11-21T02:00:01.5Z"
         assert event.data["schedule_time_inferred"] is True
+
+    def test_the_publish_time_leads_the_cloudevent_time_when_no_schedule_time(self):
+        # The publish time is when Scheduler fired; Eventarc's ce-time is later, its routing.
+        headers, body = self._eventarc({"scheduler_job": JOB}, publish_time="2026-11-21T02:00:00Z")
+        event = decode(headers, body)
+        assert event.data["schedule_time"] == "2026-11-21T02:00:00Z"
+        assert event.data["schedule_time_inferred"] is True
+        assert event.id == f"{JOB}#2026-11-21T02:00:00Z"
+
+    def test_without_a_publish_time_the_cloudevent_time_stands_in(self):
+        headers, body = self._eventarc({"scheduler_job": JOB})
+        event = decode(headers, body)
+        assert event.data["schedule_time"] == "2026-11-21T02:00:01Z"
+        assert event.time == "2026-11-21T02:00:01Z"
+
+    def test_cloudevent_extensions_are_kept(self):
+        headers, body = self._eventarc({"scheduler_job": JOB, "schedule_time": TICK})
+        headers["ce-traceparent"] = "00-abc-def-01"
+        assert decode(headers, body).extensions == {"traceparent": "00-abc-def-01"}
+
+    @staticmethod
+    def _eventarc(attributes, publish_time=None):
+        message = {"messageId": "m-1", "attributes": attributes}
+        if publish_time:
+            message["publishTime"] = publish_time
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": "m-1",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "ce-source": "//pubsub.googleapis.com/projects/demo-project/topics/ticks",
+            "ce-time": "2026-11-21T02:00:01Z",
+            "Content-Type": "application/json",
+        }
+        return headers, json.dumps({"message": message}).encode()
 
     def test_through_eventarc(self):
         message = {

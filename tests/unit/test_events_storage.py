@@ -144,6 +144,20 @@ def test_payload_format_none_builds_the_object_from_attributes():
     assert event.subject == f"objects/{NAME}"
 
 
+def test_payload_format_none_ignores_a_payload_that_is_sent_anyway():
+    # NONE means the attributes are the whole notification, even if the message has data.
+    attrs = attributes(payload="NONE")
+    event = decode(*notification(attrs=attrs, raw_data=b"not the object resource"))
+    assert event.data == {"bucket": BUCKET, "name": NAME, "generation": 1763683200000000}
+
+
+def test_a_json_payload_is_parsed_only_when_the_format_says_so():
+    # With JSON_API_V1 the payload is the resource, so a broken one is an error, not ignored.
+    with pytest.raises(DecodeError) as info:
+        decode(*notification(raw_data=b"not the object resource"))
+    assert info.value.reason == "bad_json"
+
+
 def test_payload_format_none_without_generation():
     attrs = attributes(payload="NONE")
     del attrs["objectGeneration"]
@@ -180,7 +194,8 @@ def test_unrelated_fields_are_kept_as_given():
         (
             cloudevent({**OBJECT, "size": "12kB"}),
             "bad_field",
-            "Cloud Storage CloudEvent google.cloud.storage.object.v1.finalized: data.size is '12kB', expected an integer string",
+            "Cloud Storage CloudEvent google.cloud.storage.object.v1.finalized: "
+            "data.size is '12kB', expected an integer string",
         ),
         (cloudevent({**OBJECT, "generation": 1.5}), "bad_field", "data.generation is a number"),
         (
@@ -205,7 +220,8 @@ def test_unrelated_fields_are_kept_as_given():
         (
             notification(attrs=attributes("OBJECT_EXPLODE")),
             "bad_field",
-            "raw Pub/Sub push): message.attributes.eventType is 'OBJECT_EXPLODE', expected one of OBJECT_FINALIZE",
+            "raw Pub/Sub push): message.attributes.eventType is 'OBJECT_EXPLODE', expected one of"
+            " OBJECT_FINALIZE, OBJECT_DELETE, OBJECT_ARCHIVE, OBJECT_METADATA_UPDATE",
         ),
         (
             notification(raw_data=b"not json"),

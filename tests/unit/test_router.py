@@ -255,3 +255,22 @@ def test_overlapping_numeric_ranges_and_infinite_bounds(monkeypatch):
         found, _ = _count_evaluated(monkeypatch, rules, {"size": size})
         monkeypatch.undo()
         assert "r0" in found or size <= 0
+
+
+def test_stats_count_rules_types_anchor_fields_and_unanchored_rules():
+    # What the benchmark reports to show how well the index partitions a rule set: two
+    # finalized rules anchored on the same field (data.bucket), one finalized rule and one
+    # deleted rule that have no exact value to be indexed by.
+    rules = load_text(
+        """\
+project: demo-project
+region: europe-west1
+rules:
+  - {name: a, on: storage.finalized, match: {data: {bucket: [raw]}}, job: j}
+  - {name: b, on: storage.finalized, match: {data: {bucket: [other], name: [x]}}, job: j}
+  - {name: c, on: storage.finalized, job: j}
+  - {name: d, on: storage.deleted, job: j}
+""",
+        environ={},
+    )
+    assert rules.stats() == {"rules": 4, "types": 2, "anchor_fields": 1, "unanchored": 2}

@@ -212,8 +212,16 @@ def test_invalid_schedules_are_refused_with_the_reason(cron, message):
 
 
 def test_day_and_month_names_with_an_l_or_w_are_not_mistaken_for_l():
-    Schedule("0 0 * JUL WED")
-    Schedule("0 0 * APR,JUL * ")
+    # JUL and WED hold an L or a W, which the "no L/W" check must not take for the operators:
+    # the schedules are accepted and fire when the names say.
+    wednesdays_in_july = Schedule("0 0 * JUL WED").upcoming(t("2026-01-01T00:00:00"), 3)
+    assert wednesdays_in_july == [
+        t("2026-07-01T00:00:00"),
+        t("2026-07-08T00:00:00"),
+        t("2026-07-15T00:00:00"),
+    ]
+    april_and_july = Schedule("0 0 * APR,JUL * ").upcoming(t("2026-04-30T12:00:00"), 2)
+    assert april_and_july == [t("2026-07-01T00:00:00"), t("2026-07-02T00:00:00")]
 
 
 def test_an_unknown_time_zone_is_refused():
