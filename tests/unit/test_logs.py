@@ -215,3 +215,27 @@ def test_log_project_prefers_the_explicit_setting_then_the_platform(monkeypatch)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "platform-proj")
     assert log_project(Settings(firestore_project="ledger-proj")) == "platform-proj"
     assert log_project(Settings(project="explicit-proj")) == "explicit-proj"
+
+
+def test_configure_moves_off_a_closed_stream_without_raising():
+    import io
+    import logging
+
+    from triggers.function import logs
+
+    logger = logging.getLogger("triggers")
+    saved = list(logger.handlers)
+    streams = {h: h.stream for h in saved if isinstance(h, logging.StreamHandler)}
+    closed, fresh = io.StringIO(), io.StringIO()
+    try:
+        logs.configure("INFO", stream=closed)
+        closed.close()  # e.g. a test's captured stdout, gone with its test
+        logs.configure("INFO", stream=fresh)
+        logger.info("still logging")
+        assert '"message": "still logging"' in fresh.getvalue()
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in saved:
+                logger.removeHandler(handler)
+        for handler, stream in streams.items():
+            handler.stream = stream

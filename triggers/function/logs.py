@@ -71,7 +71,10 @@ def configure(
     for existing in handlers:
         existing.formatter.project = project  # type: ignore[union-attr]
         if stream is not None and isinstance(existing, logging.StreamHandler):
-            existing.setStream(stream)
+            try:
+                existing.setStream(stream)
+            except ValueError:  # the old stream is closed (a swapped stdout): nothing to flush
+                existing.stream = stream
     if not handlers:
         handler = logging.StreamHandler(stream or sys.stdout)
         handler.setFormatter(CloudLoggingFormatter(project))
