@@ -311,3 +311,14 @@ def test_only_a_launch_says_adopted(dispatcher, runner):
     assert all("adopted" not in rule for rule in decision.as_dict()["rules"])
     again = dispatcher.dispatch(storage_event())  # duplicates
     assert [o.adopted for o in again.outcomes] == [False, False]
+
+
+def test_content_no_store_can_hold_is_rejected_under_the_replay_scope(dispatcher, ledger, store):
+    # GIVEN a store that cannot encode the record (the backstop behind the decoder's checks)
+    store.fail("create", UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
+    decision = dispatcher.dispatch(storage_event(), scope="replay-9")
+    load = by_rule(decision)["load"]
+    # THEN it is a rejection for good, recorded under the replay's identity, never a retry
+    assert load.outcome is Outcome.REJECTED and load.reason.startswith("bad_encoding: ")
+    assert load.dedup_key.startswith("replay-9/")
+    assert written(ledger, load)["status"] is Status.REJECTED

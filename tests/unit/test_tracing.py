@@ -75,6 +75,8 @@ def test_a_request_continues_the_caller_s_cloud_trace_with_a_span_per_step() -> 
     assert rule.attributes["execution"].endswith("/executions/csv-loader-1")
     assert spans["triggers.claim"].attributes["claim"] == "new"
     assert spans["triggers.run"].parent.span_id == rule.context.span_id
+    assert spans["triggers.run"].attributes["system"] == "cloudrun"
+    assert spans["triggers.route"].attributes["rules"] == 1
     assert spans["triggers.record"].attributes["write"] == "launched"
     assert spans["triggers.decode"].attributes["event.type"].endswith("finalized")
 
