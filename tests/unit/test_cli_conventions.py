@@ -224,3 +224,22 @@ def test_serve_examples_are_drawn_from_the_served_rules_and_reach_them(capsys, r
             example,
             rules.get(rule).explain(event),
         )
+
+
+def test_send_takes_the_project_of_the_served_rules(capsys, tmp_path, monkeypatch):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "project: acme-prod-1234\nregion: europe-west1\n"
+        "rules:\n  - {name: r, on: pubsub, topic: orders, job: j}\n"
+    )
+    monkeypatch.setenv("TRIGGERS_RULES", str(rules))
+    code, out, _ = run(capsys, "send", "pubsub", "--topic", "orders", "--print")
+    assert code == 0
+    event = decode(*parse_event_file(out, "printed"))
+    assert event.source.endswith("projects/acme-prod-1234/topics/orders")
+    # an explicit --project still wins, and without rules the old default applies
+    code, out, _ = run(capsys, "send", "pubsub", "--project", "other-9999", "--print")
+    assert "projects/other-9999/topics/orders" in decode(*parse_event_file(out, "x")).source
+    monkeypatch.setenv("TRIGGERS_RULES", str(tmp_path / "none.yaml"))
+    code, out, _ = run(capsys, "send", "pubsub", "--print")
+    assert "projects/demo-project/topics/orders" in decode(*parse_event_file(out, "x")).source

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC
 from pathlib import Path
 
-from ._common import DEFAULT_URL, SQLITE_DEFAULT, SUPPRESS, add_rules_option
+from ._common import DEFAULT_RULES, DEFAULT_URL, SQLITE_DEFAULT, SUPPRESS, add_rules_option
 
 
 def add_serve(sub, rules_default: str) -> None:
@@ -102,7 +102,8 @@ def add_send(sub) -> None:
     # the kinds' copies and override `triggers send --url X pubsub`. _send() fills them in.
     p.set_defaults(run=_send)
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
-    project = os.environ.get("TRIGGERS_PROJECT", "demo-project")
+    # The project of short topic and subscription names: the served rules' (see _project).
+    project = None
 
     k = kinds.add_parser(
         "pubsub",
@@ -124,7 +125,12 @@ def add_send(sub) -> None:
     )
     k.add_argument("--subscription", help="projects/P/subscriptions/S (default: derived)")
     k.add_argument("--id", help="message id (default: a new one; repeat one to see dedup)")
-    k.add_argument("--project", default=project, help="for a short topic (%(default)s)")
+    k.add_argument(
+        "--project",
+        default=project,
+        help="for a short topic (default: the served rules' project, $TRIGGERS_RULES or"
+        " config/rules.yaml; else $TRIGGERS_PROJECT or demo-project)",
+    )
 
     k = kinds.add_parser(
         "storage",
@@ -153,7 +159,9 @@ def add_send(sub) -> None:
         default="cloudevent",
         help="Eventarc CloudEvent, or a Pub/Sub notification via raw push (%(default)s)",
     )
-    k.add_argument("--project", default=project, help="for the notification's subscription")
+    k.add_argument(
+        "--project", default=project, help="for the notification's subscription (as pubsub's)"
+    )
 
     k = kinds.add_parser(
         "scheduler",
@@ -263,6 +271,24 @@ def _send(args: argparse.Namespace) -> int:
     return status
 
 
+def _project() -> str:
+    """The project of the rules `triggers serve` serves by default: what their short topic and
+    subscription names mean. Falls back to $TRIGGERS_PROJECT, then demo-project."""
+    fallback = os.environ.get("TRIGGERS_PROJECT", "demo-project")
+    path = Path(os.environ.get("TRIGGERS_RULES", DEFAULT_RULES))
+    if not path.exists():
+        return fallback
+    from ..errors import RulesError
+    from ..rules import load
+
+    try:
+        rules = load(path)
+    except RulesError:
+        return fallback
+    projects = {rule.job.split("/")[1] for rule in rules if rule.job.startswith("projects/")}
+    return projects.pop() if len(projects) == 1 else fallback
+
+
 def _write_event_files(requests: list, output: str | None) -> int:
     from ..local import send
 
@@ -298,7 +324,7 @@ def _send_requests(args: argparse.Namespace) -> list:
                 data,
                 attributes,
                 form=args.form,
-                project=args.project,
+                project=args.project or _project(),
                 subscription=args.subscription,
                 message_id=args.id,
             )
@@ -316,7 +342,7 @@ def _send_requests(args: argparse.Namespace) -> list:
                 form=args.form,
                 content_type=args.content_type,
                 metadata=_pairs(args.metadata, "--metadata"),
-                project=args.project,
+                project=args.project or _project(),
                 time=now,
             )
         )
