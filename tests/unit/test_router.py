@@ -274,3 +274,52 @@ rules:
         environ={},
     )
     assert rules.stats() == {"rules": 4, "types": 2, "anchor_fields": 1, "unanchored": 2}
+
+
+# -- every probe of the index, at its boundaries ------------------------------------------------
+
+_PROBE_RULES = """\
+rules:
+  - {name: pre, on: storage, match: {data: {name: [{prefix: "abc"}]}}, job: j}
+  - {name: pre-long, on: storage, match: {data: {name: [{prefix: "abcdefghij"}]}}, job: j}
+  - {name: pre-ci, on: storage, match: {data: {name: [{prefix: {equals-ignore-case: "XYZ"}}]}}, job: j}
+  - {name: suf, on: storage, match: {data: {name: [{suffix: ".csv"}]}}, job: j}
+  - {name: suf-long, on: storage, match: {data: {name: [{suffix: "0123456789.csv"}]}}, job: j}
+  - {name: suf-ci, on: storage, match: {data: {name: [{suffix: {equals-ignore-case: ".JSON"}}]}}, job: j}
+  - {name: eic, on: storage, match: {data: {name: [{equals-ignore-case: "Report"}]}}, job: j}
+  - {name: exact, on: storage, match: {data: {name: ["exact"]}}, job: j}
+  - {name: range, on: storage, match: {data: {size: [{numeric: [">=", 10, "<", 20]}]}}, job: j}
+  - {name: nested, on: storage, match: {data: {items: {k: [{prefix: "v"}]}}}, job: j}
+  - {name: deep, on: storage, match: {data: {rows: {cell: {k: [exact]}}}}, job: j}
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"name": "abc"}, {"pre"}),  # a prefix as long as the value
+        ({"name": "abcdefghij"}, {"pre", "pre-long"}),
+        ({"name": "xyz"}, {"pre-ci"}),  # ignore-case prefix as long as the value
+        ({"name": "XyZ-and-more"}, {"pre-ci"}),
+        ({"name": "a.csv"}, {"suf"}),  # shorter than the longest suffix: the loop stops there
+        ({"name": ".csv"}, {"suf"}),  # a suffix as long as the value
+        ({"name": "x0123456789.csv"}, {"suf", "suf-long"}),
+        ({"name": "a.json"}, {"suf-ci"}),  # shorter than the longest prefix, then ignore-case
+        ({"name": ".JSON"}, {"suf-ci"}),
+        ({"name": "REPORT"}, {"eic"}),
+        ({"name": "exact"}, {"exact"}),
+        ({"name": "zzz", "size": 10}, {"range"}),
+        ({"name": "zzz", "size": 19.5}, {"range"}),
+        ({"name": "zzz", "size": 20}, set()),
+        ({"name": "zzz", "items": [{"k": "x"}, {"k": "v1"}]}, {"nested"}),  # several objects
+        ({"name": "zzz", "items": {"k": "v2"}}, {"nested"}),
+        # several objects reached at one level: each is walked, not only the first
+        ({"name": "zzz", "rows": [{"cell": {"k": "no"}}, {"cell": {"k": "exact"}}]}, {"deep"}),
+    ],
+)
+def test_every_probe_finds_its_rule_at_the_boundaries(monkeypatch, data, expected):
+    rules = load_text("project: demo-project\nregion: europe-west1\n" + _PROBE_RULES, environ={})
+    found, evaluated = _count_evaluated(monkeypatch, rules, data)
+    assert set(found) == expected
+    assert set(evaluated) >= expected  # found through the index, not by a scan
+    assert rules._router.stats()["unanchored"] == 0
