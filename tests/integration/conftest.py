@@ -100,6 +100,16 @@ def http_status(host: str, port: int, method: str, path: str, timeout: float = 1
         connection.close()
 
 
+def launch_recorded(ledger: Any, runner: Any, request: Any) -> tuple[str, str]:
+    """Claim, run and record as launched, as the dispatcher does: (ledger key, execution).
+    The runner tests' reconcile scenarios start from records made this way."""
+    claim = ledger.claim(request)
+    assert claim.owned
+    started = runner.run(request)
+    assert ledger.launched(claim, started.execution, started.operation)
+    return claim.record.key, started.execution
+
+
 def eventually(
     probe: Callable[[], T | None],
     *,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, launch_recorded
 from triggers.emulators.probe import (
     PROBE_JOB,
     probe_records,
@@ -44,11 +44,7 @@ def launch(ledger: Ledger, runner: CloudRunRunner, key: str, **overrides) -> tup
         dedup_window_seconds=3600,
         event=EventRef(id=key, source="//tests", type="test"),
     )
-    claim = ledger.claim(request)
-    assert claim.owned
-    started = runner.run(request)
-    assert ledger.launched(claim, started.execution, started.operation)
-    return claim.record.key, started.execution
+    return launch_recorded(ledger, runner, request)
 
 
 def finished(runner: CloudRunRunner, name: str) -> dict:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, launch_recorded
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulators.probe import PROBE_JOB, probe_records
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
@@ -407,12 +407,7 @@ def test_a_missing_job_is_rejected_and_recorded(emu, ledger, routed):
 
 
 def launch(ledger: Ledger, runner, key: str, **overrides) -> tuple[str, str]:
-    request = request_for(key, **overrides)
-    claim = ledger.claim(request)
-    assert claim.owned
-    started = runner.run(request)
-    assert ledger.launched(claim, started.execution, started.operation)
-    return claim.record.key, started.execution
+    return launch_recorded(ledger, runner, request_for(key, **overrides))
 
 
 def test_reconcile_records_each_final_state(emu, ledger, routed, v1, probe_dir, executions):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, launch_recorded
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulators.peloton.api import JOB_MANAGER, TASK_MANAGER
 from triggers.emulators.probe import write_probe_jobs
@@ -346,12 +346,7 @@ def test_a_job_manager_that_is_not_listening_is_retryable() -> None:
 
 
 def launch(ledger: Ledger, runner: PelotonRunner, key: str, **overrides: Any) -> tuple[str, str]:
-    request = request_for(key, **overrides)
-    claim = ledger.claim(request)
-    assert claim.owned
-    started = runner.run(request)
-    assert ledger.launched(claim, started.execution, started.operation)
-    return claim.record.key, started.execution
+    return launch_recorded(ledger, runner, request_for(key, **overrides))
 
 
 def test_reconcile_to_succeeded_failed_and_cancelled(emu, runner, ledger, probe_dir) -> None:

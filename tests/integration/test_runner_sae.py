@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, launch_recorded
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.emulators.probe import PROBE_JOB, probe_records
 from triggers.emulators.sae.api import SaeService
@@ -312,12 +312,7 @@ def test_a_refused_connection_is_retryable():
 
 
 def launch(ledger: Ledger, runner: SaeRunner, key: str, **overrides: Any) -> tuple[str, str]:
-    request = request_for(key, **overrides)
-    claim = ledger.claim(request)
-    assert claim.owned
-    started = runner.run(request)
-    assert ledger.launched(claim, started.execution, started.operation)
-    return claim.record.key, started.execution
+    return launch_recorded(ledger, runner, request_for(key, **overrides))
 
 
 def test_reconcile_records_succeeded_failed_and_gone(emu, runner, service, ledger):

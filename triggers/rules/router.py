@@ -133,37 +133,33 @@ class _FieldIndex:
                     found.add(position)
 
     def _probe_text(self, text: str, found: set[int]) -> None:
-        size = len(text)
-        for length in self.prefix_lengths:
-            if length > size:
-                break
-            hit = self.prefix.get(text[:length])
-            if hit:
-                found.update(hit)
-        for length in self.suffix_lengths:
-            if length > size:
-                break
-            hit = self.suffix.get(text[size - length :])
-            if hit:
-                found.update(hit)
+        _probe_ends(self.prefix, self.prefix_lengths, text, False, found)
+        _probe_ends(self.suffix, self.suffix_lengths, text, True, found)
         if self.folded or self.prefix_folded or self.suffix_folded:
             lowered = text.lower()
             hit = self.folded.get(lowered)
             if hit:
                 found.update(hit)
-            size = len(lowered)
-            for length in self.prefix_folded_lengths:
-                if length > size:
-                    break
-                hit = self.prefix_folded.get(lowered[:length])
-                if hit:
-                    found.update(hit)
-            for length in self.suffix_folded_lengths:
-                if length > size:
-                    break
-                hit = self.suffix_folded.get(lowered[size - length :])
-                if hit:
-                    found.update(hit)
+            _probe_ends(self.prefix_folded, self.prefix_folded_lengths, lowered, False, found)
+            _probe_ends(self.suffix_folded, self.suffix_folded_lengths, lowered, True, found)
+
+
+def _probe_ends(
+    table: dict[str, list[int]],
+    lengths: tuple[int, ...],
+    text: str,
+    from_end: bool,
+    found: set[int],
+) -> None:
+    """Look `text`'s prefixes (or suffixes) of each indexed length up in `table` (shortest
+    first; `lengths` is sorted, so the first one longer than `text` ends the probe)."""
+    size = len(text)
+    for length in lengths:
+        if length > size:
+            return
+        hit = table.get(text[size - length :] if from_end else text[:length])
+        if hit:
+            found.update(hit)
 
 
 def _after(bound: float) -> float:
