@@ -43,6 +43,10 @@ class Outcome(str, enum.Enum):
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
     RETRY = "retry"
+    # Flow control (acknowledged: a queue task or a batch launches it later, exactly once).
+    QUEUED = "queued"
+    BATCHED = "batched"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

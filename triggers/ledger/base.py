@@ -40,6 +40,11 @@ class Status(str, enum.Enum):
     LAUNCHED = "launched"
     REJECTED = "rejected"
     RELEASED = "released"
+    # Flow control (triggers/flow): the launch was handed to a queue task, or the event joined
+    # a batch; both are decided (a redelivery is a duplicate) but not finished.
+    QUEUED = "queued"
+    BATCHED = "batched"
+    SKIPPED = "skipped"  # max_running reached and the rule says `when_busy: skip`
     # Set later by the reconciler from the execution itself.
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -47,8 +52,18 @@ class Status(str, enum.Enum):
 
 
 FINISHED = frozenset(
-    {Status.LAUNCHED, Status.REJECTED, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}
+    {
+        Status.LAUNCHED,
+        Status.REJECTED,
+        Status.SKIPPED,
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.CANCELLED,
+    }
 )
+# Records a redelivery of their event is a duplicate of: finished, or handed to flow control
+# (the queue task or the batch will launch them; the event itself must not again).
+DECIDED = FINISHED | {Status.QUEUED, Status.BATCHED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,9 @@ class Record:
     event_document: dict[str, Any] | None = None
     # How the execution ended (set by the reconciler): outcome, task counts, times, log URI.
     outcome: dict[str, Any] | None = None
+    # Flow control: the queue task that launches it (`queued`), the batch it joined (`batched`).
+    task: str | None = None
+    batch: str | None = None
 
     def lease_live(self, now: datetime) -> bool:
         return self.status is Status.CLAIMED and self.lease_until > now
@@ -279,7 +297,7 @@ class Ledger:
                 if self.backend.replace(record, current.token)
                 else None
             )
-        if current.status in FINISHED:
+        if current.status in DECIDED:
             self.backend.count_duplicate(current.key, now)
             return Claim(ClaimKind.DUPLICATE, current)
         if current.lease_live(now):

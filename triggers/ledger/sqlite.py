@@ -36,7 +36,13 @@ _COLUMNS = tuple(f.name for f in fields(Record))
 _DERIVED = ("event_id", "execution_id")
 _ROW_COLUMNS = _COLUMNS + _DERIVED
 # Columns added since the first version, with their type: `_migrate` adds them to older files.
-_ADDED = (("outcome", "TEXT"), ("event_id", "TEXT"), ("execution_id", "TEXT"))
+_ADDED = (
+    ("outcome", "TEXT"),
+    ("event_id", "TEXT"),
+    ("execution_id", "TEXT"),
+    ("task", "TEXT"),
+    ("batch", "TEXT"),
+)
 _JSON = frozenset({"event", "request", "event_document", "outcome"})
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 _UPDATABLE = frozenset(_COLUMNS) - {"key"}
@@ -63,6 +69,8 @@ CREATE TABLE IF NOT EXISTS runs (
     ambiguous      INTEGER NOT NULL,
     event_document TEXT,
     outcome        TEXT,
+    task           TEXT,
+    batch          TEXT,
     event_id       TEXT,
     execution_id   TEXT
 );

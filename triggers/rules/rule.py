@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import RenderError
 from ..events.model import Event
+from ..flow.spec import Flow
 from ..plan import Overrides, RunRequest, SecretRef
 from ..runners.systems import renderer_of
 from ._frozen import Frozen, init
@@ -85,6 +86,8 @@ class Rule(Frozen):
         "dedup_key",
         "schedule",
         "template_lines",
+        "flow",
+        "batch_key",
     )
     name: str
     spec: RuleSpec
@@ -101,6 +104,10 @@ class Rule(Frozen):
     schedule: Any
     # Where each template came from, e.g. {"args[0]": 12}, so render errors point at a line.
     template_lines: Mapping[str, int]
+    # Flow control (`limits:` / `batch:`, triggers.flow.spec.Flow), None for inline launches;
+    # and the batch key template of a batched rule (None: one open batch per rule).
+    flow: Flow | None
+    batch_key: Template | None
 
     def __init__(
         self,
@@ -117,6 +124,8 @@ class Rule(Frozen):
         dedup_key: Template | None,
         schedule: Any = None,
         template_lines: Mapping[str, int] | None = None,
+        flow: Flow | None = None,
+        batch_key: Template | None = None,
     ) -> None:
         init(self, "name", name)
         init(self, "spec", spec)
@@ -131,6 +140,8 @@ class Rule(Frozen):
         init(self, "dedup_key", dedup_key)
         init(self, "schedule", schedule)
         init(self, "template_lines", {} if template_lines is None else template_lines)
+        init(self, "flow", flow)
+        init(self, "batch_key", batch_key)
 
     __eq__ = object.__eq__  # identity, as the dataclass with eq=False had
     __hash__ = object.__hash__
