@@ -761,7 +761,7 @@ def test_sqlite_an_older_ledger_file_gains_the_lookup_columns(tmp_path, with_out
         db = backend._db()
         columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
         indexes = {row[1] for row in db.execute("PRAGMA index_list(runs)")}
-    assert columns[-3:] == ["outcome", "event_id", "execution_id"]
+    assert columns[-5:] == ["outcome", "event_id", "execution_id", "task", "batch"]
     assert {"runs_event_created", "runs_execution_created", "runs_execution_id_created"} <= indexes
     # AND opening it again migrates nothing twice
     with SQLiteBackend(path) as again:
