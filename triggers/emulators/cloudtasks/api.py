@@ -34,18 +34,15 @@ from .resources import (
     MAX_SCHEDULE_AHEAD,
     QUEUE_ID,
     TASK_ID,
-    VIEWS,
     Queue,
     TaskState,
     apply_queue_fields,
-    enum_value,
-    parse_duration,
+    new_task_id,
     parse_http_request,
-    parse_timestamp,
-    to_int_enums,
     update_mask_paths,
 )
-from .store import TasksStore, new_task_id
+from .store import TasksStore
+from .wire import VIEWS, enum_value, parse_duration, parse_timestamp, to_int_enums
 
 _SEG = r"([^/:]+)"
 _LOC = rf"/v2/projects/{_SEG}/locations/{_SEG}"
