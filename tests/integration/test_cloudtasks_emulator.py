@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,6 +26,8 @@ from triggers.flow.queue import QueueUnavailable, Task, TaskQueueError
 from triggers.flow.spec import Limits
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROJECT, LOCATION = "demo-project", "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
@@ -473,6 +478,17 @@ def test_a_lost_create_task_response_is_unavailable_then_the_retry_finds_the_nam
     assert queue.enqueue(Task("q-lost", "f-2", {})) is False  # created before the loss
 
 
+def test_a_create_task_answer_held_past_the_timeout_is_unavailable_then_exists(
+    emu: Any, target: Target
+) -> None:
+    queue = CloudTasksQueue(PROJECT, LOCATION, target.url, endpoint=emu.url, timeout=1.0)
+    ensure_queues(queue, {"q-slow": Limits("q-slow")})
+    emu.faults.drop_response("CreateTask", mode="timeout", seconds=3)
+    with pytest.raises(QueueUnavailable, match="q-slow"):
+        queue.enqueue(Task("q-slow", "f-3", {}))
+    assert queue.enqueue(Task("q-slow", "f-3", {})) is False
+
+
 def test_refusals_are_task_queue_errors_naming_the_queue(emu: Any, queue: CloudTasksQueue) -> None:
     with pytest.raises(TaskQueueError, match="queues/absent") as err:
         queue.enqueue(Task("absent", "x", {}))
@@ -492,21 +508,39 @@ def test_nothing_listening_is_queue_unavailable(target: Target) -> None:
         nowhere.enqueue(Task("q", "x", {}))
 
 
-def test_the_cli_serves_cloud_tasks_alongside_cloud_run(tmp_path: Path) -> None:
+def test_the_cli_serves_cloud_tasks_alongside_cloud_run_with_its_options(
+    tmp_path: Path, target: Target
+) -> None:
     from triggers.emulators.probe import write_probe_jobs
-    from triggers.emulators.server import APIS, build_parser
 
-    assert "cloudtasks" in APIS
-    args = build_parser().parse_args(
-        [
-            "--jobs",
-            str(write_probe_jobs(tmp_path)),
-            "--api",
-            "cloudrun",
-            "--api",
-            "cloudtasks",
-            "--tasks-time-scale",
-            "60",
-        ]
+    jobs = str(write_probe_jobs(tmp_path))
+    command = [sys.executable, "-m", "triggers.emulators", "--jobs", jobs, "--port", "0"]
+    proc = subprocess.Popen(
+        [*command, "--api", "cloudrun", "--api", "cloudtasks", "--tasks-time-scale", "60"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert args.api == ["cloudrun", "cloudtasks"] and args.tasks_time_scale == 60
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split(": ", 1)[1].strip()
+        queue = CloudTasksQueue(PROJECT, LOCATION, target.url, endpoint=url)
+        ensure_queues(queue, {"q-cli": Limits("q-cli", rate_per_second=1.0)})
+        assert queue.enqueue(Task("q-cli", "l-cli", {"kind": "launch"}))
+        eventually(lambda: target.of("l-cli"), timeout=10, what="the task's dispatch")
+        with urllib.request.urlopen(f"{url}/_emulator/tasks", timeout=5) as answer:
+            assert json.load(answer)["timeScale"] == 60
+        with urllib.request.urlopen(f"{url}/_emulator/health", timeout=5) as answer:
+            assert json.load(answer)["taskQueues"] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None and "CreateTask -> 200" in proc.stderr.read()
+    refused = subprocess.run(
+        [*command, "--tasks-time-scale", "0"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert refused.returncode == 2 and "time scale must be > 0" in refused.stderr
