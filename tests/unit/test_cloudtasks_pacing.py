@@ -192,6 +192,7 @@ def test_an_http_request_takes_enum_numbers_and_base64_bodies() -> None:
         {"url": "http://x/", "httpMethod": "GET", "body": "aGk="},
         {"url": "http://x/", "httpMethod": 99},
         {"url": "http://x/", "oidcToken": {"audience": "a"}},
+        {"url": "http://x/", "body": base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()},
     ],
 )
 def test_invalid_http_requests_are_refused_with_400(raw: dict) -> None:

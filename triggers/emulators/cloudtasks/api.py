@@ -244,7 +244,7 @@ def _body(call: Call) -> Mapping[str, Any]:
 def _view(raw: Any) -> str:
     if raw in (None, ""):
         return "BASIC"
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():  # not "¹": isdigit says yes
         raw = int(raw)
     view = enum_value(raw, VIEWS, "response_view")
     return "BASIC" if view == "VIEW_UNSPECIFIED" else view

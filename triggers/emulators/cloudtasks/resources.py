@@ -31,6 +31,7 @@ from .wire import HTTP_METHODS, enum_value, json_object, number, parse_duration
 QUEUE_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 DEFAULT_DISPATCH_DEADLINE = 600.0  # HTTP targets: 10 minutes (15 s .. 30 min allowed)
+MAX_TASK_BYTES = 1024 * 1024  # Cloud Tasks: a task is at most 1 MB
 MAX_SCHEDULE_AHEAD = 30 * 86400.0  # scheduleTime at most 30 days ahead
 # A queue's fields UpdateQueue may name in its updateMask (the others are output only).
 UPDATABLE = {
@@ -255,6 +256,11 @@ def parse_http_request(raw: Any) -> HttpRequest:
             raise ApiError.invalid(
                 "task.http_request.body must be base64", "task.http_request.body"
             ) from None
+        if len(payload) > MAX_TASK_BYTES:
+            raise ApiError.invalid(
+                f"Task size too large: a task's body is at most {MAX_TASK_BYTES} bytes",
+                "task.http_request.body",
+            )
         if method not in ("POST", "PUT", "PATCH"):
             raise ApiError.invalid(
                 "a body is only allowed for POST, PUT and PATCH", "task.http_request.body"
