@@ -84,6 +84,10 @@ def _summary(ruleset) -> list[dict]:
                 if rule.schedule is None
                 else (rule.schedule.cron, rule.schedule.time_zone),
                 "template_lines": dict(rule.template_lines),
+                "flow": rule.flow,
+                "batch_key": rule.batch_key.source if rule.batch_key else None,
+                "limits_set": rule.spec.limits and rule.spec.limits.model_fields_set,
+                "batch_set": rule.spec.batch and rule.spec.batch.model_fields_set,
             }
         )
     return out

@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from .condition import deferred_condition
+from .flow import flow_document, flow_from_document
 from .loader import load_source, no_cyclic_gc, rules_files
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
 from .ruleset import RuleSet
 from .schema import ON_SHORTHANDS, DedupSpec, OverridesSpec, RuleSpec, SecretRefSpec
+from .schema_flow import BatchSpec, LimitsSpec
 from .templates import deferred_template
 
 FORMAT = 1
@@ -142,8 +144,12 @@ def build(
                     "rule": sorted(spec.model_fields_set),
                     "overrides": sorted(spec.overrides.model_fields_set),
                     "dedup": sorted(spec.dedup.model_fields_set),
+                    "limits": None if spec.limits is None else sorted(spec.limits.model_fields_set),
+                    "batch": None if spec.batch is None else sorted(spec.batch.model_fields_set),
                 },
                 "template_lines": dict(rule.template_lines),
+                # Merged with the file's `limits:` defaults, which the spec alone does not hold.
+                "flow": flow_document(rule.flow),
             }
         )
     document = {
@@ -234,6 +240,10 @@ def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
         set(fields_set["overrides"]), **overrides_data
     )
     data["dedup"] = DedupSpec.model_construct(set(fields_set["dedup"]), **data["dedup"])
+    if data.get("limits") is not None:
+        data["limits"] = LimitsSpec.model_construct(set(fields_set["limits"]), **data["limits"])
+    if data.get("batch") is not None:
+        data["batch"] = BatchSpec.model_construct(set(fields_set["batch"]), **data["batch"])
     spec = RuleSpec.model_construct(set(fields_set["rule"]), **data)
     overrides, dedup = spec.overrides, spec.dedup
     return Rule(
@@ -252,6 +262,12 @@ def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
             None if spec.schedule is None else _DeferredSchedule(spec.schedule, spec.time_zone)
         ),
         template_lines=entry["template_lines"],
+        flow=flow_from_document(entry["flow"]),
+        batch_key=(
+            None
+            if spec.batch is None or spec.batch.key is None
+            else deferred_template(spec.batch.key)
+        ),
     )
 
 
