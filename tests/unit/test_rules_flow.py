@@ -3,7 +3,9 @@ the file-level `limits:` merges into each rule's, and every problem, at its `fil
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,8 @@ from triggers.flow.spec import Batching, Flow, Limits, WhenBusy
 from triggers.rules import load_text
 from triggers.rules.flow import describe_rate
 from triggers.rules.schema_flow import parse_rate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(text: str):
@@ -422,3 +426,82 @@ def test_compiled_rules_have_the_flow_of_the_loaded_rules(tmp_path, monkeypatch)
     assert all(r.flow is not None for r in compiled)  # the file's limits reached every rule
     ingest = next(r for r in compiled if r.name == "ingest")
     assert ingest.batch_key.render({"data": {"bucket": "landing"}}) == "landing"
+
+
+# -- what the commands show ---------------------------------------------------------------------
+
+EVENT = str(ROOT / "config" / "events" / "pubsub-order.push.json")
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str]:
+    from triggers.cli import main
+
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def flow_rules(tmp_path) -> str:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        HEAD
+        + "limits:\n  rate: 150/min\nrules:\n"
+        + _rule("paced", "limits: {max_running: 2, max_wait: 90m}\n")
+        + _rule("batched", "batch: {window: 30s, per_task: 10, key: '{{ data.subscription }}'}\n")
+    )
+    return str(path)
+
+
+def test_validate_shows_each_rules_limits_and_batch(capsys, flow_rules):
+    code, out = _cli(capsys, "validate", flow_rules)
+    assert code == 0
+    assert out.splitlines() == [
+        f"{flow_rules}: 2 rules OK (pubsub 2)",
+        "flow control (2 of the rules launch through Cloud Tasks):",
+        "  paced:",
+        "    limits: queue triggers-paced, rate 150/min, max_running 2 (when busy: queue up to 90m)",
+        "  batched:",
+        "    limits: queue triggers-batched, rate 150/min",
+        "    batch: window 30s, up to 1000 events, 10 per task, key '{{ data.subscription }}'",
+    ]
+    code, out = _cli(capsys, "validate", "--json", flow_rules)
+    flows = json.loads(out)["flow"]
+    assert flows["paced"] == {
+        "queue": "triggers-paced",
+        "rate": "150/min",
+        "rate_per_second": 2.5,
+        "max_running": 2,
+        "when_busy": "queue",
+        "max_wait_seconds": 5400,
+        "batch": None,
+    }
+    assert flows["batched"]["batch"] == {
+        "window_seconds": 30,
+        "max_events": 1000,
+        "per_task": 10,
+        "key": "{{ data.subscription }}",
+    }
+
+
+def test_validate_says_nothing_of_flow_control_when_no_rule_uses_it(capsys, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(HEAD + "rules:\n" + _rule("a", ""))
+    assert _cli(capsys, "validate", str(path)) == (0, f"{path}: 1 rule OK (pubsub 1)\n")
+    code, out = _cli(capsys, "validate", "--json", str(path))
+    assert json.loads(out)["flow"] == {}
+
+
+def test_plan_shows_the_flow_of_each_matched_rule(capsys, flow_rules):
+    code, out = _cli(capsys, "plan", "--config", flow_rules, EVENT)
+    assert code == 0
+    paced = out[out.index("+ paced:") : out.index("+ batched:")]
+    assert "      limits: queue triggers-paced, rate 150/min, max_running 2" in paced
+    batched = out[out.index("+ batched:") :]
+    assert "      batch: window 30s, up to 1000 events, 10 per task" in batched
+
+    code, out = _cli(capsys, "plan", "--json", "--config", flow_rules, EVENT)
+    verdicts = {v["rule"]: v for v in json.loads(out)["verdicts"]}
+    assert verdicts["paced"]["flow"]["max_running"] == 2
+    assert verdicts["paced"]["flow"]["batch"] is None
+    assert verdicts["batched"]["flow"]["batch"]["per_task"] == 10
+    assert verdicts["batched"]["flow"]["queue"] == "triggers-batched"
