@@ -28,6 +28,7 @@ def _problems(text: str) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
+_SAE_JOB = "cn-hangzhou/ee1a7a07-abcb-4652-a1d3-2d57f4150000"
 HEAD = """\
 project: demo-project
 region: europe-west1
@@ -505,3 +506,47 @@ def test_plan_shows_the_flow_of_each_matched_rule(capsys, flow_rules):
     assert verdicts["paced"]["flow"]["batch"] is None
     assert verdicts["batched"]["flow"]["batch"]["per_task"] == 10
     assert verdicts["batched"]["flow"]["queue"] == "triggers-batched"
+
+
+# -- docs/rules.md lists every error, as the loader writes it -----------------------------------
+
+_EVERY_ERROR = [
+    HEAD
+    + "rules:\n"
+    + _rule(
+        "a",
+        "limits: {rate: 60/minutes, max_running: 0, when_busy: wait, max_wait: 40d,"
+        " queue: bad_queue!, rat: 1}\n"
+        "batch: {window: 25h, max_events: 5001, per_task: 0, key: '{{ data.bucket '}\n",
+    )
+    + _rule("b", "limits: {rate: 0/s}\nbatch: {max_events: 3, windw: 1}\n")
+    + _rule("c", "limits: {rate: 600/s, max_running: 1.5, max_wait: 1 hour}\n")
+    + _rule("d", "limits: 5\nbatch: 2m\n")
+    + _rule("e", "limits: {max_running: 1, when_busy: skip, max_wait: 5m}\n")
+    + _rule("f", "limits: {when_busy: skip, max_wait: 5m}\n")
+    + _rule("i", "batch: {window: 1m}\noverrides: {task_count: 2}\n")
+    + _rule("j", "limits: {when_busy: replace}\n")
+    + _rule("l", "limits: {max_wait: 5m}\n")
+    + _rule("k", "system: sae\nlimits: {max_running: 1}\n", job=_SAE_JOB),
+    HEAD + "limits: {bogus: 1}\nrules:\n" + _rule("a", ""),
+    HEAD
+    + "rules:\n"
+    + _rule("e", "limits: {queue: shared, rate: 1/s}\n")
+    + _rule("f", "limits: {queue: shared}\n")
+    + _rule("g", "limits: {queue: shared, rate: 30/min}\n"),
+    HEAD + "limits: {max_running: 1}\nrules:\n" + _rule("a", "system: sae\n", job=_SAE_JOB),
+]
+
+
+def test_docs_list_every_error_as_the_loader_writes_it():
+    written = []
+    for text in _EVERY_ERROR:
+        written += _problems(text)
+    docs = (ROOT / "docs" / "rules.md").read_text()
+    table = docs[docs.index("## Every error") :]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 20
+    for row in rows:
+        message = row.split("`")[1]
+        prefix = message.split("...")[0].rstrip()
+        assert any(prefix in problem for problem in written), message
