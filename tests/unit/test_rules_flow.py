@@ -550,3 +550,22 @@ def test_docs_list_every_error_as_the_loader_writes_it():
         message = row.split("`")[1]
         prefix = message.split("...")[0].rstrip()
         assert any(prefix in problem for problem in written), message
+
+
+@pytest.mark.parametrize("module", ["spec.py", "naming.py"])
+def test_an_artifact_of_another_flow_naming_or_spec_is_not_used(monkeypatch, module):
+    """The artifact stores compiled flows (queue ids among them): a change to the code that
+    makes them retires it, as a change to the rules code does."""
+    from triggers.rules import compiled
+
+    monkeypatch.setattr(compiled, "_compiler", None)
+    before = compiled.compiler_fingerprint()
+    read_bytes = Path.read_bytes
+
+    def edited(path: Path) -> bytes:
+        data = read_bytes(path)
+        return data + b"# edited\n" if path.parent.name == "flow" and path.name == module else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    monkeypatch.setattr(compiled, "_compiler", None)
+    assert compiled.compiler_fingerprint() != before

@@ -14,8 +14,9 @@ The artifact is used only while it provably describes what validation saw; other
 are validated as if it did not exist (and the log says why):
 
 - the same format and the same *compiler*: a sha256 of the triggers modules that decide what
-  loading produces (triggers/rules/*.py, events/model.py) and of the pydantic and
-  Jinja versions, so upgrading triggers or editing the schema retires every artifact;
+  loading produces (triggers/rules/*.py, events/model.py, flow/spec.py and flow/naming.py)
+  and of the pydantic and Jinja versions, so upgrading triggers or editing the schema retires
+  every artifact;
 - the same sources: the same rules files (paths below a directory) with the same sha256;
 - the same values of every environment variable the sources reference (`${NAME}`), since
   they are substituted when loading: unset then means unset now.
@@ -75,6 +76,9 @@ def compiler_fingerprint() -> str:
         files = sorted(rules_dir.glob("*.py")) + [
             package / "__init__.py",
             package / "events" / "model.py",
+            # a rule's flow is stored compiled: its values and default queue ids come from here
+            package / "flow" / "spec.py",
+            package / "flow" / "naming.py",
         ]
         digest = hashlib.sha256(
             f"triggers rules artifact {FORMAT}\0pydantic {pydantic.VERSION}\0"
