@@ -274,6 +274,12 @@ def test_max_running_needs_a_system_that_counts_its_running_executions(system):
     assert rule.flow.limits.rate_per_second == 1.0
 
 
+def test_only_cloud_run_v2_counts_and_cancels_running_executions():
+    from triggers.runners.systems import SYSTEMS
+
+    assert {name for name, system in SYSTEMS.items() if system.counts_running} == {"cloudrun"}
+
+
 def test_a_batch_decides_task_count():
     text = (
         HEAD
