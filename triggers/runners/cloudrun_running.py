@@ -13,7 +13,14 @@ import time
 from typing import Any
 
 from ..errors import RetryableRunError
-from .cloudrun import MAX_PAGE_SIZE, _describe
+
+# The largest page ListExecutions serves (the API caps page_size at 1000; cloudrun.py too).
+MAX_PAGE_SIZE = 1000
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def running_executions(client: Any, job: str, *, timeout: float, budget: float) -> list[str]:
