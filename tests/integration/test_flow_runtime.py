@@ -324,3 +324,39 @@ def test_max_running_1_against_an_execution_held_running(stack, when_busy):
         [cancelled] = [e for e in stack.executions(rule) if e.name == running]
         assert cancelled.cancelled_count == 1
     assert len(stack.executions(rule)) == (1 if when_busy is WhenBusy.SKIP else 2)
+
+
+@pytest.mark.parametrize("where", ["after the claim", "after jobs.run"])
+def test_a_task_that_dies_mid_launch_is_retried_and_launches_exactly_once(stack, where):
+    """The task's instance fails between its claim and jobs.run (an unexpected error: the
+    handler answers 503 with the claim still held), or after jobs.run before the record."""
+
+    class DiesOnce(Ledger):
+        died = False
+
+        def launched(self, claim, execution, operation=None):
+            if where == "after jobs.run" and not DiesOnce.died:
+                DiesOnce.died = True
+                raise ConnectionError("the instance died after jobs.run")
+            return super().launched(claim, execution, operation)
+
+    stack.install({"crash": Limits(queue="triggers-crash", rate_per_second=5.0)}, DiesOnce)
+    if where == "after the claim":
+        real_run = stack.runner.run
+
+        def run_dies_once(request, validate_only=False):
+            stack.runner.run = real_run
+            raise RuntimeError("the instance died before jobs.run")
+
+        stack.runner.run = run_dies_once
+    assert stack.post_event("crash", "c/2").status_code == 200
+    [record] = eventually(
+        lambda: stack.records("crash", Status.LAUNCHED), timeout=30, what="the launch"
+    )
+    statuses = [e["status"] for e in stack.emulator.tasks.dispatch_log("triggers-crash")]
+    assert statuses[0] == 503 and statuses[-1] == 200
+    assert record.attempts == 2  # the retried task took the dead one's claim over
+    assert record.execution is not None
+    assert len(stack.executions("crash")) == 1
+    if where == "after jobs.run":
+        assert record.execution == stack.executions("crash")[0].name  # adopted, not run again
