@@ -230,23 +230,25 @@ def test_a_burst_of_500_at_60_per_minute_never_exceeds_the_rate_and_launches_eac
 def test_a_429_storm_is_absorbed_by_task_retries_with_nothing_lost(stack):
     from triggers.emulators.cloudrun.quota import RunQuota
 
-    stack.install({"storm": Limits(queue="triggers-storm", rate_per_second=20.0)})
+    # Five times the quota: most first attempts get a 429. (Backoff, up to 300 s, can leave
+    # the quota idle for a while: the drain time varies, the outcome does not.)
+    stack.install({"storm": Limits(queue="triggers-storm", rate_per_second=5.0)})
     stack.cloud_run.quota = RunQuota.parse("60/min", time_scale=SCALE)
     try:
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda i: stack.post_event("storm", f"s/{i}"), range(150)))
+            answers = list(pool.map(lambda i: stack.post_event("storm", f"s/{i}"), range(100)))
         assert {a.status_code for a in answers} == {200}
         eventually(
-            lambda: len(stack.records("storm", Status.LAUNCHED)) == 150,
-            timeout=120,
-            what="150 launches through the quota",
+            lambda: len(stack.records("storm", Status.LAUNCHED)) == 100,
+            timeout=240,
+            what="100 launches through the quota",
         )
         quota = stack.cloud_run.quota
         assert quota.refused > 0  # there was a storm
     finally:
         stack.cloud_run.quota = None
     keys = run_keys(stack.executions("storm"))
-    assert len(keys) == 150 == len(set(keys))
+    assert len(keys) == 100 == len(set(keys))
     retried = [e for e in stack.emulator.tasks.dispatch_log("triggers-storm") if e["status"] == 503]
     assert len(retried) >= quota.refused  # each 429 was a retry of one task, not of an event
 
