@@ -12,7 +12,7 @@ import pytest
 from tests.integration.conftest import eventually
 from tests.integration.test_flow_runtime import JOBS, flowing
 from triggers.flow.queue import TASK_PATH
-from triggers.flow.spec import Limits
+from triggers.flow.spec import Limits, WhenBusy
 from triggers.ledger import Status
 from triggers.local import send, serve
 
@@ -21,7 +21,10 @@ from triggers.local import send, serve
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(JOBS)
-    limits = {"fast": Limits(queue="triggers-fast", rate_per_second=2.0)}
+    limits = {
+        "fast": Limits(queue="triggers-fast", rate_per_second=2.0),
+        "held-skip": Limits(queue="triggers-held-skip", max_running=1, when_busy=WhenBusy.SKIP),
+    }
     monkeypatch.setattr(serve, "_load_rules", lambda path: flowing(limits))
     options = serve.ServeOptions(
         rules=str(tmp_path / "rules.yaml"),  # not read: _load_rules is replaced above
@@ -40,7 +43,10 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_serve_creates_the_queues_and_the_queued_launch_calls_it_back(served):
     queues = served.emulator.tasks.queues("projects/demo-project/locations/europe-west1")
-    assert [q.short_id for q in queues] == ["triggers-fast"]
+    assert sorted(q.short_id for q in queues) == ["triggers-fast", "triggers-held-skip"]
+    # a queue whose rule counts executions runs one task at a time (no count-then-launch race)
+    concurrency = {q.short_id: q.max_concurrent_dispatches for q in queues}
+    assert concurrency["triggers-held-skip"] == 1 and concurrency["triggers-fast"] > 1
     assert any("queues     Cloud Tasks on the emulator" in line for line in served.banner())
     event = send.Request(
         headers={

@@ -13,7 +13,7 @@ from tests.fakes import storage_event
 from tests.unit.test_app import FakeAuthenticator, flask_apps  # noqa: F401 (a fixture)
 from tests.unit.test_flow_dispatch import flow_rules
 from tests.unit.test_flow_launch import CountingRunner
-from triggers.errors import RetryableRunError, Unauthorized
+from triggers.errors import PermanentRunError, RetryableRunError, Unauthorized
 from triggers.flow.queue import TASK_PATH, MemoryTaskQueue
 from triggers.flow.spec import Limits
 from triggers.function.app import App
@@ -132,3 +132,26 @@ def test_handle_http_passes_the_path(flask_apps, app, parts):  # noqa: F811
     finally:
         triggers.main.set_app(None)
     assert answer.status_code == 200 and answer.get_json()["outcome"] == "launched"
+
+
+def test_a_rejected_launch_dead_letters_its_event_as_a_cloudevent_that_decodes_again(app, parts):
+    from triggers.events import decode
+
+    body = queued_body(app, parts)
+    parts["runner"].fail("loader", PermanentRunError("job not found", status=404))
+    response = app.handle({}, body, path=TASK_PATH)
+    assert response.status == 200 and response.body["outcome"] == "rejected"
+    [letter] = parts["dead_letters"].published
+    assert (letter["reason"], letter["rule"], letter["event_id"]) == (
+        "job not found",
+        "load",
+        "e-1",
+    )
+    event = decode({"Content-Type": "application/cloudevents+json"}, letter["body"])
+    original = storage_event()
+    assert (event.id, event.type, event.source, dict(event.data)) == (
+        original.id,
+        original.type,
+        original.source,
+        dict(original.data),
+    )

@@ -38,7 +38,13 @@ from ..spans import NO_SPANS, Spans
 from .deadletter import DeadLetters, build_dead_letters
 from .logs import current_trace, trace_id
 from .settings import Settings
-from .tasks import LazyTaskQueue, check_flow_settings, flow_rules, parse_task_body
+from .tasks import (
+    LazyTaskQueue,
+    check_flow_settings,
+    dead_letter_request,
+    flow_rules,
+    parse_task_body,
+)
 
 log = logging.getLogger("triggers.function.app")
 
@@ -166,17 +172,17 @@ class App:
         elif parsed.get("kind") == "launch":
             answer = self.launcher.launch(parsed)
         elif parsed.get("kind") == "batch":
-            # Batching (engineer D) answers here; until then the task waits (400: retried).
-            return Response(400, {"decision": "retry", "reason": "unknown task kind: batch"})
+            return self._batch_task(parsed)
         else:
             reason = f"task_rejected: unknown task kind {parsed.get('kind')!r}"
             answer = TaskAnswer(200, {"decision": "rejected", "reason": reason}, rejected=reason)
         self._log_task(headers, answer)
         if answer.rejected is not None:
             record = answer.record
+            letter, letter_headers = dead_letter_request(record, body)
             self._dead_letter(
-                headers,
-                body,
+                letter_headers,
+                letter,
                 reason=answer.rejected,
                 rule=record.rule if record is not None else None,
                 event_id=record.event_id if record is not None else None,
@@ -185,6 +191,18 @@ class App:
         if answer.retry:
             return self._retry(answer.body)
         return Response(answer.status, answer.body)
+
+    def _batch_task(self, parsed: dict[str, Any]) -> Response:
+        """`{"kind": "batch"}`: batching's own handler (triggers.flow.batches), when this
+        build has it; until then 400, so that the queue keeps the task for a build that does."""
+        import importlib
+
+        try:
+            batches = importlib.import_module("triggers.flow.batches")
+        except ImportError:
+            return Response(400, {"decision": "retry", "reason": "unknown task kind: batch"})
+        status, answer = batches.handle_batch_task(self, parsed)
+        return self._retry(answer) if status >= 500 else Response(status, answer)
 
     def _log_task(self, headers: Mapping[str, str], answer: TaskAnswer) -> None:
         body = answer.body

@@ -96,3 +96,17 @@ def parse_task_body(body: bytes) -> dict[str, Any] | str:
     if not isinstance(parsed, dict):
         return "task_rejected: the task body is not a JSON object"
     return parsed
+
+
+def dead_letter_request(record: Any, body: bytes) -> tuple[bytes, dict[str, str]]:
+    """What to dead-letter for a rejected task: the event it was queued for, as a structured
+    CloudEvent (which `triggers replay --from-topic` can send through the rules again), when
+    the ledger kept it; otherwise the task's own body."""
+    document = getattr(record, "event_document", None)
+    if not isinstance(document, dict):
+        return body, {"Content-Type": "application/json"}
+    event = {"specversion": "1.0", **document}
+    return (
+        json.dumps(event, separators=(",", ":")).encode(),
+        {"Content-Type": "application/cloudevents+json"},
+    )

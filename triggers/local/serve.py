@@ -330,6 +330,7 @@ class LocalServer:
 
         try:
             done = ensure_queues(queue, queues)
+            self._serialise_counted(queue, queues)
         except Exception as exc:
             raise ServeError(
                 f"cannot create the Cloud Tasks queues on the emulator: {exc}"
@@ -337,6 +338,22 @@ class LocalServer:
         for queue_id, what in done.items():
             if what != "unchanged":
                 log.info("queue %s %s on the emulator's Cloud Tasks", queue_id, what)
+
+    @staticmethod
+    def _serialise_counted(queue: Any, queues: dict[str, Any]) -> None:
+        # One task at a time where executions are counted: count-then-launch cannot race
+        # (docs/flow-control.md, "The count-then-launch race").
+        for queue_id, limits in queues.items():
+            if limits.max_running is not None:
+                queue.client.update_queue(
+                    request={
+                        "queue": {
+                            "name": queue.queue_path(queue_id),
+                            "rate_limits": {"max_concurrent_dispatches": 1},
+                        },
+                        "update_mask": {"paths": ["rate_limits.max_concurrent_dispatches"]},
+                    }
+                )
 
     def fire(self, job: ScheduledJob, at: datetime) -> send.Answer:
         """Send `job`'s tick for fire time `at` to the function, as its HTTP target would."""
