@@ -63,6 +63,7 @@ variable "requirements" {
     "cronsim>=2.8,<3",
     "requests>=2.32,<3",
     "google-auth[requests]>=2.29,<3",
+    "google-cloud-tasks>=2.16,<3",
   ]
 }
 

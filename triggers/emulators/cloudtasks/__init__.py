@@ -2,6 +2,7 @@
 backoff, task-name deduplication (with tombstones), scheduled tasks, HTTP targets with OIDC
 headers, and a time scale. See docs/emulator.md, "Cloud Tasks".
 
-Modules: ``pacing`` (clock, token bucket, backoff: pure), ``resources`` (REST JSON: pure),
+Modules: ``pacing`` (clock, token bucket, backoff: pure), ``wire`` (proto3 JSON scalars and
+enums: pure), ``resources`` (queues and tasks as REST JSON: pure),
 ``delivery`` (one HTTP attempt), ``store`` (state + dispatcher thread), ``api`` (routes).
 """

@@ -34,18 +34,15 @@ from .resources import (
     MAX_SCHEDULE_AHEAD,
     QUEUE_ID,
     TASK_ID,
-    VIEWS,
     Queue,
     TaskState,
     apply_queue_fields,
-    enum_value,
-    parse_duration,
+    new_task_id,
     parse_http_request,
-    parse_timestamp,
-    to_int_enums,
     update_mask_paths,
 )
-from .store import TasksStore, new_task_id
+from .store import TasksStore
+from .wire import VIEWS, enum_value, parse_duration, parse_timestamp, to_int_enums
 
 _SEG = r"([^/:]+)"
 _LOC = rf"/v2/projects/{_SEG}/locations/{_SEG}"
@@ -247,7 +244,7 @@ def _body(call: Call) -> Mapping[str, Any]:
 def _view(raw: Any) -> str:
     if raw in (None, ""):
         return "BASIC"
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():  # not "¹": isdigit says yes
         raw = int(raw)
     view = enum_value(raw, VIEWS, "response_view")
     return "BASIC" if view == "VIEW_UNSPECIFIED" else view

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ..cloudrun.limits import format_duration
@@ -25,22 +26,12 @@ from .pacing import (
     RetryPolicy,
     derived_burst_size,
 )
+from .wire import HTTP_METHODS, enum_value, json_object, number, parse_duration
 
 QUEUE_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
-QUEUE_STATES = {"STATE_UNSPECIFIED": 0, "RUNNING": 1, "PAUSED": 2, "DISABLED": 3}
-HTTP_METHODS = {
-    "HTTP_METHOD_UNSPECIFIED": 0,
-    "POST": 1,
-    "GET": 2,
-    "HEAD": 3,
-    "PUT": 4,
-    "DELETE": 5,
-    "PATCH": 6,
-    "OPTIONS": 7,
-}
-VIEWS = {"VIEW_UNSPECIFIED": 0, "BASIC": 1, "FULL": 2}
 DEFAULT_DISPATCH_DEADLINE = 600.0  # HTTP targets: 10 minutes (15 s .. 30 min allowed)
+MAX_TASK_BYTES = 1024 * 1024  # Cloud Tasks: a task is at most 1 MB
 MAX_SCHEDULE_AHEAD = 30 * 86400.0  # scheduleTime at most 30 days ahead
 # A queue's fields UpdateQueue may name in its updateMask (the others are output only).
 UPDATABLE = {
@@ -56,65 +47,6 @@ UPDATABLE = {
     "stackdriverLoggingConfig",
     "stackdriverLoggingConfig.samplingRatio",
 }
-
-
-# ---------------------------------------------------------------------- scalars
-
-
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from a proto3 JSON Duration (``"3.5s"``)."""
-    if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d{1,9})?s", value):
-        return float(value[:-1])
-    raise ApiError.invalid(
-        f"Invalid value at '{where}' (type.googleapis.com/google.protobuf.Duration), {value!r}",
-        where,
-    )
-
-
-def parse_timestamp(value: Any, where: str) -> datetime:
-    """A proto3 JSON Timestamp (RFC 3339, any offset) as an aware UTC datetime."""
-    if isinstance(value, str):
-        text = value.strip().replace("z", "Z")
-        m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", text)
-        if m:
-            micros = (m.group(2) or ".0")[1:7].ljust(6, "0")
-            zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-            try:
-                return datetime.fromisoformat(f"{m.group(1)}.{micros}{zone}").astimezone(UTC)
-            except ValueError:
-                pass
-    raise ApiError.invalid(
-        f"Invalid value at '{where}' (type.googleapis.com/google.protobuf.Timestamp), {value!r}",
-        where,
-    )
-
-
-def enum_value(value: Any, names: Mapping[str, int], where: str) -> str:
-    """An enum given by name or by number (the Python client sends numbers), as its name."""
-    if isinstance(value, str) and value in names:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        for name, number in names.items():
-            if number == value:
-                return name
-    raise ApiError.invalid(f"Invalid value at '{where}', {value!r}", where)
-
-
-def _number(value: Any, where: str, kind: type = float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ApiError.invalid(f"Invalid value at '{where}', {value!r}", where)
-    try:
-        return kind(value)
-    except ValueError:
-        raise ApiError.invalid(f"Invalid value at '{where}', {value!r}", where) from None
-
-
-def _object(value: Any, where: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ApiError.invalid(f"Invalid value at '{where}': expected an object", where)
-    return value
 
 
 # ---------------------------------------------------------------------- queues
@@ -173,11 +105,11 @@ def apply_queue_fields(queue: Queue, body: Mapping[str, Any], paths: set[str] | 
             return True
         return path in paths or path.split(".")[0] in paths
 
-    rate = _object(body.get("rateLimits"), "queue.rate_limits")
+    rate = json_object(body.get("rateLimits"), "queue.rate_limits")
     if wanted("rateLimits.maxDispatchesPerSecond") and (
         paths is not None or "maxDispatchesPerSecond" in rate
     ):
-        value = _number(
+        value = number(
             rate.get("maxDispatchesPerSecond", 0), "queue.rate_limits.max_dispatches_per_second"
         )
         if value == 0:
@@ -191,7 +123,7 @@ def apply_queue_fields(queue: Queue, body: Mapping[str, Any], paths: set[str] | 
     if wanted("rateLimits.maxConcurrentDispatches") and (
         paths is not None or "maxConcurrentDispatches" in rate
     ):
-        value = _number(
+        value = number(
             rate.get("maxConcurrentDispatches", 0),
             "queue.rate_limits.max_concurrent_dispatches",
             int,
@@ -206,13 +138,13 @@ def apply_queue_fields(queue: Queue, body: Mapping[str, Any], paths: set[str] | 
         queue.max_concurrent_dispatches = value
     queue.retry = _retry_policy(
         queue.retry,
-        _object(body.get("retryConfig"), "queue.retry_config"),
+        json_object(body.get("retryConfig"), "queue.retry_config"),
         wanted,
         paths is not None,
     )
-    logging = _object(body.get("stackdriverLoggingConfig"), "queue.stackdriver_logging_config")
+    logging = json_object(body.get("stackdriverLoggingConfig"), "queue.stackdriver_logging_config")
     if wanted("stackdriverLoggingConfig.samplingRatio") and "samplingRatio" in logging:
-        queue.sampling_ratio = _number(
+        queue.sampling_ratio = number(
             logging["samplingRatio"], "queue.stackdriver_logging_config.sampling_ratio"
         )
 
@@ -237,7 +169,7 @@ def _retry_policy(
         if json_name not in retry:
             fields[attr] = getattr(defaults if masked else current, attr)
         elif kind is int:
-            fields[attr] = _number(retry[json_name], where, int)
+            fields[attr] = number(retry[json_name], where, int)
         else:
             fields[attr] = parse_duration(retry[json_name], where)
     policy = RetryPolicy(**fields)
@@ -294,7 +226,7 @@ class HttpRequest:
 
 
 def parse_http_request(raw: Any) -> HttpRequest:
-    body = _object(raw, "task.http_request")
+    body = json_object(raw, "task.http_request")
     url = body.get("url")
     if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
         raise ApiError.invalid(
@@ -305,7 +237,7 @@ def parse_http_request(raw: Any) -> HttpRequest:
     )
     if method == "HTTP_METHOD_UNSPECIFIED":
         method = "POST"
-    headers_raw = _object(body.get("headers"), "task.http_request.headers")
+    headers_raw = json_object(body.get("headers"), "task.http_request.headers")
     headers = {}
     for key, value in headers_raw.items():
         if not isinstance(value, str):
@@ -324,13 +256,18 @@ def parse_http_request(raw: Any) -> HttpRequest:
             raise ApiError.invalid(
                 "task.http_request.body must be base64", "task.http_request.body"
             ) from None
+        if len(payload) > MAX_TASK_BYTES:
+            raise ApiError.invalid(
+                f"Task size too large: a task's body is at most {MAX_TASK_BYTES} bytes",
+                "task.http_request.body",
+            )
         if method not in ("POST", "PUT", "PATCH"):
             raise ApiError.invalid(
                 "a body is only allowed for POST, PUT and PATCH", "task.http_request.body"
             )
     if "oauthToken" in body:
         raise ApiError(501, "oauthToken is not emulated (use oidcToken)", "UNIMPLEMENTED")
-    oidc = _object(body.get("oidcToken"), "task.http_request.oidc_token")
+    oidc = json_object(body.get("oidcToken"), "task.http_request.oidc_token")
     email = oidc.get("serviceAccountEmail") if oidc else None
     if oidc and not isinstance(email, str):
         raise ApiError.invalid(
@@ -402,20 +339,6 @@ class TaskState:
         return out
 
 
-def to_int_enums(body: Any) -> Any:
-    """Enum fields by number, for a client that asked ``$alt=json;enum-encoding=int``."""
-    if isinstance(body, list):
-        return [to_int_enums(item) for item in body]
-    if not isinstance(body, dict):
-        return body
-    out = {}
-    for key, value in body.items():
-        if key == "state" and isinstance(value, str):
-            out[key] = QUEUE_STATES.get(value, 0)
-        elif key == "httpMethod" and isinstance(value, str):
-            out[key] = HTTP_METHODS.get(value, 0)
-        elif key == "view" and isinstance(value, str):
-            out[key] = VIEWS.get(value, 0)
-        else:
-            out[key] = to_int_enums(value)
-    return out
+def new_task_id() -> str:
+    """A generated task id: a long decimal number, as Cloud Tasks makes them."""
+    return str(random.randrange(10**18, 10**19))

@@ -16,7 +16,6 @@ import collections
 import heapq
 import itertools
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from ..rpc import ApiError, timestamp
 from .delivery import Outcome, build_headers, send
 from .pacing import ScaledClock, TokenBucket
 from .resources import Attempt, Queue, TaskState
+from .wire import http_to_rpc_code
 
 log = logging.getLogger("triggers.emulators")
 
@@ -377,7 +377,7 @@ class TasksStore:
             attempt.status_code, attempt.message = _RPC_UNAVAILABLE, outcome.error
         else:
             task.response_count += 1
-            attempt.status_code = _RPC_OK if outcome.succeeded else _http_to_rpc(outcome.status)
+            attempt.status_code = _RPC_OK if outcome.succeeded else http_to_rpc_code(outcome.status)
             attempt.message = f"HTTP {outcome.status}"
             task.previous_response = outcome.status
             if outcome.status < 500:
@@ -400,16 +400,3 @@ class TasksStore:
 def _earliest(current: float | None, candidate: float) -> float:
     candidate = max(candidate, 0.0005)  # a token due "now" by float rounding: do not spin
     return candidate if current is None else min(current, candidate)
-
-
-def _http_to_rpc(status: int) -> int:
-    """google.rpc.Code of an HTTP answer, for lastAttempt.responseStatus."""
-    codes = {400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 429: 8, 499: 1, 501: 12, 503: 14, 504: 4}
-    if status in codes:
-        return codes[status]
-    return 13 if status >= 500 else 9
-
-
-def new_task_id() -> str:
-    """A generated task id: a long decimal number, as Cloud Tasks makes them."""
-    return str(random.randrange(10**18, 10**19))
