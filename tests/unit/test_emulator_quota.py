@@ -44,3 +44,20 @@ def test_quota_specs(spec, per_minute):
 def test_bad_quota_specs_are_refused(spec):
     with pytest.raises(ValueError, match="180/min"):
         RunQuota.parse(spec)
+
+
+def test_reset_forgets_the_minute():
+    quota = RunQuota(1, clock=lambda: 0.0)
+    quota.take("r")
+    with pytest.raises(ApiError):
+        quota.take("r")
+    quota.reset()
+    quota.take("r")
+    assert (quota.refused, quota.accepted_at) == (0, [0.0])
+
+
+def test_the_emulator_command_refuses_a_bad_quota(capsys):
+    from triggers.emulators.server import main
+
+    assert main(["--jobs", "config/jobs.yaml", "--run-quota", "lots"]) == 2
+    assert "a run quota looks like 180/min" in capsys.readouterr().err

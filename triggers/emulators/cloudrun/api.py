@@ -145,6 +145,8 @@ class CloudRunService:
 
     def reset(self) -> None:
         self.store.reset()
+        if self.quota is not None:
+            self.quota.reset()  # a clean slate: no run counted against this minute
 
     def shutdown(self, timeout: float) -> None:
         self.store.shutdown(timeout)

@@ -62,6 +62,12 @@ class RunQuota:
         """Emulator seconds since the quota was made."""
         return (self.clock() - self._start) * self.time_scale
 
+    def reset(self) -> None:
+        with self._lock:
+            self._accepted.clear()
+            self.accepted_at.clear()
+            self.refused = 0
+
     def take(self, region: str) -> None:
         with self._lock:
             now = self.now()
