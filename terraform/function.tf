@@ -47,8 +47,16 @@ locals {
     } : {},
     var.function.verify_oidc ? {
       TRIGGERS_OIDC_AUDIENCE       = jsonencode(local.oidc_audiences)
-      TRIGGERS_OIDC_ALLOWED_EMAILS = jsonencode([google_service_account.trigger.email, google_service_account.scheduler.email])
+      TRIGGERS_OIDC_ALLOWED_EMAILS = jsonencode(local.oidc_allowed_emails)
     } : {},
+    local.tasks_env,
+  )
+
+  # Who may call the function: the delivery accounts, and the function's own account, which
+  # signs the tokens of its Cloud Tasks callbacks (tasks.tf), when a rule uses flow control.
+  oidc_allowed_emails = concat(
+    [google_service_account.trigger.email, google_service_account.scheduler.email],
+    local.flow_control ? [google_service_account.function.email] : [],
   )
 }
 

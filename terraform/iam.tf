@@ -63,12 +63,17 @@ resource "google_project_iam_member" "firestore_user" {
   }
 }
 
-# Event delivery and Scheduler: invoke this function (its Cloud Run service) only.
+# Event delivery and Scheduler: invoke this function (its Cloud Run service) only. With flow
+# control, the function's own account too: Cloud Tasks calls the function back with a token of
+# that account (tasks.tf).
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
-  for_each = {
-    events    = google_service_account.trigger.member
-    scheduler = google_service_account.scheduler.member
-  }
+  for_each = merge(
+    {
+      events    = google_service_account.trigger.member
+      scheduler = google_service_account.scheduler.member
+    },
+    { for name, member in { tasks = google_service_account.function.member } : name => member if local.flow_control },
+  )
 
   project  = var.project_id
   location = var.region

@@ -53,6 +53,13 @@ output "pubsub_deliveries" {
   )
 }
 
+output "task_queues" {
+  description = "Cloud Tasks queue ids of the rules with flow control (limits: / batch:), each with its full id and the rules that launch through it."
+  value = {
+    for k, q in google_cloud_tasks_queue.rule : k => { id = q.id, rules = local.task_queues[k].rules }
+  }
+}
+
 output "scheduler_jobs" {
   description = "Cloud Scheduler job ids by rule name."
   value       = { for k, j in google_cloud_scheduler_job.rule : k => j.id }

@@ -31,6 +31,8 @@ locals {
 
   file_project = lookup(local.rules_doc, "project", null)
   file_region  = lookup(local.rules_doc, "region", null)
+  # The file's `limits:`: the default of every `limits:` field a rule does not set.
+  file_limits = lookup(local.rules_doc, "limits", null)
 
   # `on:` shorthands -> CloudEvent types (triggers/rules/schema.py ON_SHORTHANDS).
   storage_types = {
@@ -89,6 +91,15 @@ locals {
       time_zone     = lookup(rule, "time_zone", null)
       scheduler_job = lookup(rule, "scheduler_job", null)
       system        = lookup(rule, "system", "cloudrun")
+      # Flow control: a rule launches through a Cloud Tasks queue when it has `limits:` or
+      # `batch:`, or the file has `limits:`. Its limits are the file's merged with its own, field
+      # by field (its own win), as the function's loader merges them (triggers/rules/flow.py).
+      # merge() skips null arguments; the leading {} keeps the result an object.
+      flow = (
+        local.file_limits != null || lookup(rule, "limits", null) != null ||
+        lookup(rule, "batch", null) != null
+      )
+      limits = merge({}, local.file_limits, lookup(rule, "limits", null))
     }
   }
 
@@ -153,6 +164,38 @@ locals {
       r.schedule != null
     )
   ])
+
+  # Flow control: name => the rule's queue id and what its queue needs from it. The default
+  # queue id is `triggers-<rule name>` with `_` as `-` (queue ids cannot hold `_`): what
+  # triggers/flow/naming.py default_queue_id gives for every valid rule name (its cut-and-hash
+  # for names past 100 characters never applies to a rule name, at most 63).
+  flow_rules = {
+    for name, r in local.rules : name => {
+      name        = name
+      queue       = coalesce(lookup(r.limits, "queue", null), "triggers-${replace(name, "_", "-")}")
+      rate        = lookup(r.limits, "rate", null)
+      max_running = lookup(r.limits, "max_running", null)
+    } if r.flow
+  }
+
+  # `rate:` units, in seconds (triggers/rules/schema_flow.py RATE_UNITS).
+  rate_units = { s = 1, sec = 1, second = 1, min = 60, minute = 60, h = 3600, hour = 3600 }
+  rate_re    = "^\\s*([0-9]+)\\s*/\\s*([a-z]+)\\s*$"
+
+  # One Cloud Tasks queue per queue id the rules use, keyed by that id. Rules sharing a queue
+  # share its rate (the loader refuses rules that disagree), so the first one's is the queue's.
+  # A queue of a rule with max_running dispatches one task at a time: the task handler counts the
+  # running executions then launches, and two of those at once would both see room for one.
+  task_queues = {
+    for queue, flows in { for name, f in local.flow_rules : f.queue => f... } : queue => {
+      rules = [for f in flows : f.name]
+      max_dispatches_per_second = (
+        flows[0].rate == null ? null :
+        tonumber(regex(local.rate_re, flows[0].rate)[0]) / local.rate_units[regex(local.rate_re, flows[0].rate)[1]]
+      )
+      max_concurrent_dispatches = anytrue([for f in flows : f.max_running != null]) ? 1 : null
+    }
+  }
 
   firestore_project = coalesce(var.firestore.project, var.project_id)
 }

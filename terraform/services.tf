@@ -1,5 +1,6 @@
 locals {
-  apis = toset([
+  # Cloud Tasks only when a rule uses flow control (tasks.tf).
+  apis = setunion(local.flow_control ? ["cloudtasks.googleapis.com"] : [], [
     "cloudfunctions.googleapis.com",
     "cloudbuild.googleapis.com",
     "artifactregistry.googleapis.com",

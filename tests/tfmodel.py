@@ -257,3 +257,54 @@ def deliveries(
     out.event_receiver_granted = len(out.storage_sources) > 0
     out.storage_agent_granted = len(out.storage_sources) > 0
     return out
+
+
+# -- flow control: rules.tf flow_rules / task_queues and tasks.tf, transcribed ------------------
+
+RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+RATE_RE = re.compile(r"^\s*([0-9]+)\s*/\s*([a-z]+)\s*$")
+
+
+def task_queues(rules_doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`local.task_queues`: queue id => {rules, max_dispatches_per_second,
+    max_concurrent_dispatches} for the rules file as yamldecode reads it."""
+    file_limits = rules_doc.get("limits")
+    rules = {}
+    for rule in rules_doc.get("rules", []):
+        own = rule.get("limits")
+        rules[rule["name"]] = {
+            "flow": file_limits is not None or own is not None or rule.get("batch") is not None,
+            # merge({}, file, own): null arguments skipped, later keys win
+            "limits": {**(file_limits or {}), **(own or {})},
+        }
+    flow_rules = {}
+    for name in sorted(rules):  # Terraform iterates a map's keys in lexical order
+        r = rules[name]
+        if not r["flow"]:
+            continue
+        limits = r["limits"]
+        flow_rules[name] = {
+            "name": name,
+            # coalesce(): the first argument that is neither null nor ""
+            "queue": limits.get("queue") or f"triggers-{name.replace('_', '-')}",
+            "rate": limits.get("rate"),
+            "max_running": limits.get("max_running"),
+        }
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for f in flow_rules.values():
+        grouped.setdefault(f["queue"], []).append(f)
+    queues = {}
+    for queue, flows in grouped.items():
+        rate = flows[0]["rate"]
+        per_second = None
+        if rate is not None:
+            count, unit = RATE_RE.match(rate).groups()
+            per_second = int(count) / RATE_UNITS[unit]
+        queues[queue] = {
+            "rules": [f["name"] for f in flows],
+            "max_dispatches_per_second": per_second,
+            "max_concurrent_dispatches": 1
+            if any(f["max_running"] is not None for f in flows)
+            else None,
+        }
+    return queues

@@ -186,9 +186,9 @@ def served(tmp_path_factory):
 def test_serve_says_where_it_listens_and_what_it_loaded(served):
     text = "\n".join(served.lines)
     assert f"function   {served.url}" in text
-    assert "rules      " in text and "4 rules (pubsub 1, scheduler 1, storage 2)" in text
+    assert "rules      " in text and "6 rules (pubsub 1, scheduler 2, storage 3)" in text
     assert f"ledger     sqlite {served.ledger}" in text
-    assert served.emulator_url and "4 jobs from" in text
+    assert served.emulator_url and "6 jobs from" in text
     assert 'scheduler  nightly-report: "0 2 * * *" (at 02:00 every day, Europe/Berlin time)' in text
     assert re.search(
         r"next tick \d{4}-\d\d-\d\d 02:00 CES?T \(\d{4}-\d\d-\d\dT0[01]:00:00Z\)", text
@@ -501,8 +501,8 @@ def test_demo_runs_everything_and_exits_0():
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert (
-        "Demo OK: 11 requests (5 launched, 3 duplicate, 3 matched no rule);"
-        " 5 executions succeeded." in out
+        "Demo OK: 12 requests (6 launched, 3 duplicate, 3 matched no rule);"
+        " 6 executions succeeded." in out
     )
     assert re.search(r"storage-finalized\.cloudevent-structured\.json\s+200 OK  ack", out)
     assert "csv-ingest  duplicate" in out
@@ -510,9 +510,9 @@ def test_demo_runs_everything_and_exits_0():
     assert 'args: ["--order=A-1001"]' in out
     assert "Run history (`triggers runs`):" in out
     # reconciled first, so the history says how the executions it just showed ended
-    assert "Reconciled (`triggers reconcile`): 5 succeeded, 0 failed" in out
+    assert "Reconciled (`triggers reconcile`): 6 succeeded, 0 failed" in out
     history = out[out.index("Run history") :]
-    assert history.count(" succeeded ") == 5 and " launched " not in history
+    assert history.count(" succeeded ") == 6 and " launched " not in history
     # what matched nothing says why
     assert "why: no rule takes com.example.order.v1.created events" in out
     assert "why: paid-orders: data.topic: null is not one of" in out

@@ -34,7 +34,16 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_validate_sample_config(capsys):
     code, out, _ = run(capsys, "validate", RULES)
     assert code == 0
-    assert out.strip() == f"{RULES}: 4 rules OK (pubsub 1, scheduler 1, storage 2)"
+    assert out.splitlines() == [
+        f"{RULES}: 6 rules OK (pubsub 1, scheduler 2, storage 3)",
+        "flow control (2 of the rules launch through Cloud Tasks):",
+        "  landing-batch:",
+        "    limits: queue triggers-landing-batch, no rate limit",
+        "    batch: window 2m, up to 1000 events, 100 per task, key '{{ data.bucket }}'",
+        "  hourly-compaction:",
+        "    limits: queue triggers-hourly-compaction, no rate limit,"
+        " max_running 1 (when busy: skip)",
+    ]
 
 
 def test_validate_reports_every_problem_and_fails(tmp_path, capsys):
@@ -101,6 +110,7 @@ def test_plan_json_names_the_job_and_the_dedup_identity_of_each_run(capsys):
         "ledger_key",
         "event",
         "request",
+        "flow",  # None: launched inline (a rule with limits: or batch: says how, below)
     }
     assert planned["matched"] is True
     assert planned["job"] == "projects/demo-project/locations/europe-west1/jobs/csv-loader"
@@ -178,7 +188,7 @@ def test_console_entry_point_runs_as_a_process():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "4 rules OK" in result.stdout
+    assert "6 rules OK" in result.stdout
 
 
 def test_emulator_subcommand_hands_its_options_to_the_emulator(capsys):

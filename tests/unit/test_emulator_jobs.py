@@ -163,7 +163,9 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 def test_the_shipped_jobs_file_is_valid():
     catalog = load_jobs(ROOT / "config" / "jobs.yaml")
     assert sorted(j.name for j in catalog) == [
+        "compaction",  # config/rules.yaml hourly-compaction (limits.max_running)
         "csv-loader",
+        "landing-loader",  # config/rules.yaml landing-batch (batch:)
         "nightly-report",
         "order-export",  # config/systems/cloudrun-v1.yaml
         "orders-processor",

@@ -28,7 +28,7 @@ def test_offline_check_plans_every_sample_rule(capsys):
     report = json.loads(capsys.readouterr().out)
     assert status == 0
     assert report["live"] is False and report["ok"] is True
-    assert [r["status"] for r in report["rules"]] == ["planned"] * 4
+    assert [r["status"] for r in report["rules"]] == ["planned"] * 6
     for entry in report["rules"]:
         assert entry["request"]["validateOnly"] is True
         assert entry["request"]["name"] == entry["job"]
@@ -39,9 +39,9 @@ def test_offline_check_text_shows_each_request(capsys):
     status = main(["check", RULES])
     out = capsys.readouterr().out
     assert status == 0
-    assert out.splitlines()[0] == f"{RULES}: 4 rules (planned only, not sent)"
-    assert out.count("request: ") == 4
-    assert out.splitlines()[-1] == "OK: 4 planned"
+    assert out.splitlines()[0] == f"{RULES}: 6 rules (planned only, not sent)"
+    assert out.count("request: ") == 6
+    assert out.splitlines()[-1] == "OK: 6 planned"
 
 
 def test_a_rule_whose_sample_cannot_be_planned_fails_with_a_hint():

@@ -84,6 +84,10 @@ def _summary(ruleset) -> list[dict]:
                 if rule.schedule is None
                 else (rule.schedule.cron, rule.schedule.time_zone),
                 "template_lines": dict(rule.template_lines),
+                "flow": rule.flow,
+                "batch_key": rule.batch_key.source if rule.batch_key else None,
+                "limits_set": rule.spec.limits and rule.spec.limits.model_fields_set,
+                "batch_set": rule.spec.batch and rule.spec.batch.model_fields_set,
             }
         )
     return out
@@ -144,7 +148,7 @@ def test_a_directory_compiles_and_its_locations_follow_it_when_moved(tmp_path, n
 def test_only_the_function_reads_the_artifact(rules):
     compile_rules(rules, environ={})
     artifact_path(rules).write_text("not json")  # anything but load(compiled=True) ignores it
-    assert len(load(rules, environ={})) == 4
+    assert len(load(rules, environ={})) == 6
 
 
 def test_the_app_starts_from_the_artifact(rules, monkeypatch, no_validation):
@@ -155,6 +159,8 @@ def test_the_app_starts_from_the_artifact(rules, monkeypatch, no_validation):
         "paid-orders",
         "nightly-report",
         "csv-deleted",
+        "landing-batch",
+        "hourly-compaction",
     ]
 
 
@@ -333,7 +339,7 @@ def test_compile_command_writes_and_checks(rules, capsys, monkeypatch):
     assert "missing" in capsys.readouterr().err
     assert main(["compile", str(rules)]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"{rules}: 4 rules OK, compiled to {rules}.compiled.json"
+        f"{rules}: 6 rules OK, compiled to {rules}.compiled.json"
     )
     assert main(["compile", "--check", str(rules)]) == 0
     monkeypatch.setenv("TRIGGERS_REGION", "us-central1")

@@ -286,7 +286,14 @@ def test_missing_path_and_empty_directory(tmp_path):
 
 def test_sample_config_loads():
     rules = load("config/rules.yaml", environ={})
-    assert [r.name for r in rules] == ["csv-ingest", "paid-orders", "nightly-report", "csv-deleted"]
+    assert [r.name for r in rules] == [
+        "csv-ingest",
+        "paid-orders",
+        "nightly-report",
+        "csv-deleted",
+        "landing-batch",
+        "hourly-compaction",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ CONCERN_FILES = [
     "deadletter.tf",
     "reconcile.tf",
     "monitoring.tf",
+    "tasks.tf",
 ]
 
 
@@ -151,6 +152,8 @@ PER_RULE = {
     ("google_cloud_run_v2_job_iam_member", "executor"): "local.target_jobs",
     ("google_cloud_run_v2_job_iam_member", "viewer"): "local.target_jobs",
     ("google_cloud_run_v2_job_iam_member", "reconcile_viewer"): "local.target_jobs",
+    ("google_cloud_tasks_queue", "rule"): "local.task_queues",
+    ("google_cloud_tasks_queue_iam_member", "function_enqueuer"): "local.task_queues",
 }
 
 RULES_LOCALS = (
@@ -164,6 +167,8 @@ RULES_LOCALS = (
     "push_topics",
     "pubsub_rules",
     "named_subscriptions",
+    "flow_rules",
+    "task_queues",
 )
 
 
@@ -332,9 +337,22 @@ def test_no_primitive_roles_anywhere() -> None:
             "roles/editor",
             "roles/viewer",
             "roles/run.admin",
-            "roles/iam.",
         ):
             assert role not in text, f"{path}: {role}"
+    # IAM roles: only the one Cloud Tasks needs for OIDC tasks (their creator must act as the
+    # account that signs their tokens), on the function's own account, granted to itself.
+    iam_roles = {
+        key: body
+        for key, body in _resources().items()
+        if str(_unquote(body.get("role", ""))).startswith("roles/iam.")
+    }
+    assert set(iam_roles) == {("google_service_account_iam_member", "function_signs_tasks")}
+    grant = iam_roles[("google_service_account_iam_member", "function_signs_tasks")]
+    assert _unquote(grant["role"]) == "roles/iam.serviceAccountUser"
+    assert grant["service_account_id"] == "${google_service_account.function.name}"
+    assert grant["member"] == "${google_service_account.function.member}"
+    text = _module_text()
+    assert text.count("roles/iam.") == 1, "an IAM role outside a resource the test sees"
 
 
 # --- rules fields the module reads ------------------------------------------------------------

@@ -73,14 +73,41 @@ def _validate(args: argparse.Namespace) -> int:
             print(str(exc), file=sys.stderr)
         return 1
     kinds = Counter(on.split(".")[0] for rule in rules for on in rule.spec.on)
+    flowing = [rule for rule in rules if rule.flow is not None]
     if args.json:
-        print(
-            json.dumps({"valid": True, "files": list(rules.files), "rules": len(rules)}, indent=2)
-        )
+        document: dict[str, Any] = {"valid": True, "files": list(rules.files), "rules": len(rules)}
+        document["flow"] = {rule.name: _flow_json(rule) for rule in flowing}
+        print(json.dumps(document, indent=2))
     else:
         summary = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
         print(f"{args.path}: {len(rules)} rule{'s' if len(rules) != 1 else ''} OK ({summary})")
+        if flowing:
+            print(f"flow control ({len(flowing)} of the rules launch through Cloud Tasks):")
+        for rule in flowing:
+            print(f"  {rule.name}:")
+            for line in _flow_lines(rule):
+                print(f"    {line}")
     return 0
+
+
+def _flow_json(rule) -> dict[str, Any] | None:
+    """A rule's limits and batch as `--json` prints them (None: launched inline)."""
+    from ..rules.flow import flow_summary
+
+    if rule.flow is None:
+        return None
+    summary = flow_summary(rule.flow)
+    if summary["batch"] is not None:
+        summary["batch"]["key"] = None if rule.batch_key is None else rule.batch_key.source
+    return summary
+
+
+def _flow_lines(rule) -> list[str]:
+    from ..rules.flow import flow_lines
+
+    if rule.flow is None:
+        return []
+    return flow_lines(rule.flow, None if rule.batch_key is None else rule.batch_key.source)
 
 
 def _problem(problem) -> dict[str, Any]:
@@ -145,6 +172,7 @@ def _plan_json(name: str, event, verdicts) -> dict[str, Any]:
             entry["reason"] = v.reason
         if v.request:
             entry.update(v.request.as_dict())
+            entry["flow"] = _flow_json(v.rule)
         if v.error:
             entry["error"] = str(v.error)
         out.append(entry)
@@ -172,6 +200,8 @@ def _print_plan(name: str, event, verdicts) -> None:
             request = v.request
             print(f"  + {v.rule.name}: run {request.job}")
             print(f"      dedup key: {request.dedup_key}")
+            for line in _flow_lines(v.rule):
+                print(f"      {line}")
             if request.renderer is None:
                 print(f"      POST {API_ROOT}/{request.job}:run")
             else:

@@ -8,4 +8,5 @@ and that callback launches, exactly once, through the same ledger claim. docs/fl
 
     spec.py     the compiled `limits:` / `batch:` of a rule (pure values)
     queue.py    the TaskQueue seam, its task shape, and an in-memory queue for unit tests
+    naming.py   queue ids (default: one per rule) and task names (from ledger keys, batch ids)
 """

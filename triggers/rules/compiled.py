@@ -14,8 +14,9 @@ The artifact is used only while it provably describes what validation saw; other
 are validated as if it did not exist (and the log says why):
 
 - the same format and the same *compiler*: a sha256 of the triggers modules that decide what
-  loading produces (triggers/rules/*.py, events/model.py) and of the pydantic and
-  Jinja versions, so upgrading triggers or editing the schema retires every artifact;
+  loading produces (triggers/rules/*.py, events/model.py, flow/spec.py and flow/naming.py)
+  and of the pydantic and Jinja versions, so upgrading triggers or editing the schema retires
+  every artifact;
 - the same sources: the same rules files (paths below a directory) with the same sha256;
 - the same values of every environment variable the sources reference (`${NAME}`), since
   they are substituted when loading: unset then means unset now.
@@ -34,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from .condition import deferred_condition
+from .flow import flow_document, flow_from_document
 from .loader import load_source, no_cyclic_gc, rules_files
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
 from .ruleset import RuleSet
 from .schema import ON_SHORTHANDS, DedupSpec, OverridesSpec, RuleSpec, SecretRefSpec
+from .schema_flow import BatchSpec, LimitsSpec
 from .templates import deferred_template
 
 FORMAT = 1
@@ -73,6 +76,9 @@ def compiler_fingerprint() -> str:
         files = sorted(rules_dir.glob("*.py")) + [
             package / "__init__.py",
             package / "events" / "model.py",
+            # a rule's flow is stored compiled: its values and default queue ids come from here
+            package / "flow" / "spec.py",
+            package / "flow" / "naming.py",
         ]
         digest = hashlib.sha256(
             f"triggers rules artifact {FORMAT}\0pydantic {pydantic.VERSION}\0"
@@ -142,8 +148,12 @@ def build(
                     "rule": sorted(spec.model_fields_set),
                     "overrides": sorted(spec.overrides.model_fields_set),
                     "dedup": sorted(spec.dedup.model_fields_set),
+                    "limits": None if spec.limits is None else sorted(spec.limits.model_fields_set),
+                    "batch": None if spec.batch is None else sorted(spec.batch.model_fields_set),
                 },
                 "template_lines": dict(rule.template_lines),
+                # Merged with the file's `limits:` defaults, which the spec alone does not hold.
+                "flow": flow_document(rule.flow),
             }
         )
     document = {
@@ -234,6 +244,10 @@ def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
         set(fields_set["overrides"]), **overrides_data
     )
     data["dedup"] = DedupSpec.model_construct(set(fields_set["dedup"]), **data["dedup"])
+    if data.get("limits") is not None:
+        data["limits"] = LimitsSpec.model_construct(set(fields_set["limits"]), **data["limits"])
+    if data.get("batch") is not None:
+        data["batch"] = BatchSpec.model_construct(set(fields_set["batch"]), **data["batch"])
     spec = RuleSpec.model_construct(set(fields_set["rule"]), **data)
     overrides, dedup = spec.overrides, spec.dedup
     return Rule(
@@ -252,6 +266,12 @@ def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
             None if spec.schedule is None else _DeferredSchedule(spec.schedule, spec.time_zone)
         ),
         template_lines=entry["template_lines"],
+        flow=flow_from_document(entry["flow"]),
+        batch_key=(
+            None
+            if spec.batch is None or spec.batch.key is None
+            else deferred_template(spec.batch.key)
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from ..errors import PatternError, Problem, RulesError
 from ..runners.systems import get as get_system
 from ..runners.systems import unsupported
 from .condition import ConditionProblem, compile_condition
+from .flow import FileLimits, build_flow, check_shared_queues, file_limits
 from .patterns import compile as compile_pattern
 from .rule import Location, Rule
 from .ruleset import RuleSet
@@ -41,7 +42,7 @@ from .yamlsource import YAMLProblem, line_of, parse, plain, substitute_env
 
 log = logging.getLogger("triggers.rules")
 
-_TOP_LEVEL = ("project", "region", "rules")
+_TOP_LEVEL = ("project", "region", "limits", "rules")
 _RULE_FIELDS = tuple(RuleSpec.model_fields)
 
 
@@ -84,6 +85,7 @@ def load_source(
         rules.extend(_FileLoader(str(file), environ, problems).load(text))
 
     _check_duplicates(rules, problems)
+    check_shared_queues(rules, problems)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise RulesError(problems)
@@ -98,6 +100,7 @@ def load_text(
     with no_cyclic_gc():
         rules = _FileLoader(name, os.environ if environ is None else environ, problems).load(text)
     _check_duplicates(rules, problems)
+    check_shared_queues(rules, problems)
     if problems:
         problems.sort(key=lambda p: p.line or 0)
         raise RulesError(problems)
@@ -133,6 +136,7 @@ class _FileLoader:
         self.file = file
         self.environ = environ
         self.problems = problems
+        self.file_limits: FileLimits | None = None  # the file's `limits:` defaults
 
     def problem(self, line: int | None, message: str, rule: str | None = None) -> None:
         self.problems.append(Problem(self.file, line, rule, message))
@@ -161,6 +165,11 @@ class _FileLoader:
                 self.problem(line_of(tree, (key,)), f"{key}: must be a string")
             elif value is not None:
                 defaults[key] = value
+        self.file_limits = file_limits(
+            plain(tree.get("limits")),
+            lambda *path: line_of(tree, path),
+            lambda line, message: self.problem(line, message),
+        )
         items = tree.get("rules")
         if items is None:
             self.problem(1, "missing 'rules:' (a list of rules)")
@@ -281,6 +290,12 @@ class _FileLoader:
         dedup_key = None
         if valid("dedup", "key") is not None:
             dedup_key = template("dedup.key", ("dedup", "key"), valid("dedup", "key"))
+        batch_key = None
+        if valid("batch", "key") is not None:
+            batch_key = template("batch.key", ("batch", "key"), valid("batch", "key"))
+        flow = None
+        if spec is not None and system is not None:
+            flow = build_flow(spec, self.file_limits, system, at, problem)
 
         if spec is None or job is None or len(self.problems) > before:
             return None
@@ -300,6 +315,8 @@ class _FileLoader:
             dedup_key=dedup_key,
             schedule=_schedule(spec),
             template_lines={k: v for k, v in template_lines.items() if v is not None},
+            flow=flow,
+            batch_key=batch_key,
         )
         if spec.example is not None:
             # The example is the rule's own test: it must decode, match and plan, now.
@@ -411,16 +428,24 @@ def _pydantic_message(loc: tuple, error: Mapping[str, Any]) -> str:
         )
     if kind == "missing":
         return f"{where}: required field is missing"
+    if kind == "model_type" and loc in (("limits",), ("batch",)):
+        return f"{where}: must be a mapping of {', '.join(_known_fields(loc))}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 
 
 def _known_fields(parent: tuple) -> tuple[str, ...]:
     from .schema import DedupSpec, OverridesSpec, SecretRefSpec
+    from .schema_flow import BatchSpec, LimitsSpec
 
     if parent[:2] == ("overrides", "env") and len(parent) == 3:
         return tuple(SecretRefSpec.model_fields)  # a secret reference's own fields
 
-    models: dict[str, type[BaseModel]] = {"overrides": OverridesSpec, "dedup": DedupSpec}
+    models: dict[str, type[BaseModel]] = {
+        "overrides": OverridesSpec,
+        "dedup": DedupSpec,
+        "limits": LimitsSpec,
+        "batch": BatchSpec,
+    }
     model = models.get(str(parent[0]))
     return tuple(model.model_fields) if model else ()

@@ -13,9 +13,7 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -32,6 +30,8 @@ from ..events.model import (
     STORAGE_FINALIZED,
     STORAGE_METADATA_UPDATED,
 )
+from ._schema_base import Duration, SchemaModel
+from .schema_flow import BatchSpec, LimitsSpec
 
 # `on:` shorthands and the CloudEvent types each stands for.
 ON_SHORTHANDS: dict[str, tuple[str, ...]] = {
@@ -61,6 +61,7 @@ def event_kinds(on: Iterable[str]) -> frozenset[str]:
 
 # A full CloudEvent type: reverse-DNS-ish, at least two dots (`com.example.thing.v1`).
 _FULL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){2,}$")
+
 
 # Cloud Run limits and formats (see shared/notes/delivery-and-limits.md).
 MAX_TASK_COUNT = 10_000
@@ -96,38 +97,6 @@ RESERVED_ENV = frozenset(
 RESERVED_ENV_PREFIXES = ("CLOUD_RUN_", "K_", "X_GOOGLE_")
 RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-
-
-def parse_duration(value: Any) -> int:
-    """`90`, `"90s"`, `"30m"`, `"1h30m"`, `"7d"` -> seconds. Raises ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '30m', '1h30m', '7d'")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if match and any(match.groupdict().values()):
-            parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
-            return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-    raise ValueError(
-        f"{value!r} is not a duration: "
-        f"use seconds (90) or a string like '90s', '30m', '1h30m', '7d'"
-    )
-
-
-Duration = Annotated[
-    int,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"},
-            ]
-        }
-    ),
-]
 # `on: pubsub` and `on: [pubsub, storage]` both work; code always sees a list.
 OnList = Annotated[
     list[str],
@@ -143,17 +112,6 @@ OnList = Annotated[
 ]
 
 
-class _Model(BaseModel):
-    # defer_build: pydantic builds a model's validator on its first use instead of at class
-    # creation. Loading validates with RuleSpec only (its validator embeds OverridesSpec and
-    # DedupSpec), so the other models' own validators are never built on that path; rules
-    # from a pre-validated artifact are made with model_construct and build none. Measured:
-    # importing this module and validating a first rule took ~22 ms eagerly, ~11 ms deferred.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, str_strip_whitespace=False, defer_build=True
-    )
-
-
 # A Secret Manager secret: its id in the job's project, or projects/P/secrets/S; and a version:
 # `latest` or a version number (Secret Manager's own formats).
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -161,7 +119,7 @@ FULL_SECRET = re.compile(r"^projects/[^/]+/secrets/[A-Za-z0-9_-]{1,255}$")
 SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*)$")
 
 
-class SecretRefSpec(_Model):
+class SecretRefSpec(SchemaModel):
     """`env: {NAME: {secret: S, version: latest}}`: Cloud Run reads the value from Secret
     Manager when the task starts; the rules, the function and its logs only see the name."""
 
@@ -207,7 +165,7 @@ EnvValue = Annotated[
 ]
 
 
-class OverridesSpec(_Model):
+class OverridesSpec(SchemaModel):
     """Cloud Run `jobs.run` overrides. Strings (args, env values) are Jinja2 templates."""
 
     container: str | None = Field(
@@ -276,7 +234,7 @@ class OverridesSpec(_Model):
         return {k: v for k, v in self.env.items() if isinstance(v, str)}
 
 
-class DedupSpec(_Model):
+class DedupSpec(SchemaModel):
     """Which events count as the same occurrence, and for how long that is remembered."""
 
     key: str | None = Field(
@@ -294,7 +252,7 @@ class DedupSpec(_Model):
         return value
 
 
-class RuleSpec(_Model):
+class RuleSpec(SchemaModel):
     """One rule: which events, which job, with which overrides."""
 
     name: str = Field(description="Unique rule name: lowercase letters, digits, '-', '_'.")
@@ -330,6 +288,16 @@ class RuleSpec(_Model):
     )
     overrides: OverridesSpec = Field(default_factory=OverridesSpec)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
+    limits: LimitsSpec | None = Field(
+        None,
+        description="Flow control: launch rate, executions running at once and what to do at"
+        " that limit, through a Cloud Tasks queue. Unset fields take the file's `limits:`.",
+    )
+    batch: BatchSpec | None = Field(
+        None,
+        description="Collect matching events for a window and start one execution for them,"
+        " task_count from their number.",
+    )
     example: dict[str, Any] | None = Field(
         None,
         description="A request this rule must run for, as in an event file: {headers, body}, or"
@@ -424,11 +392,16 @@ class RuleSpec(_Model):
         return self
 
 
-class RulesFile(_Model):
+class RulesFile(SchemaModel):
     """A rules file: defaults for project/region, then the rules."""
 
     project: str | None = Field(None, description="Default project for short job names.")
     region: str | None = Field(None, description="Default region for short job names.")
+    limits: LimitsSpec | None = Field(
+        None,
+        description="Defaults for every rule of this file: each `limits:` field a rule does not"
+        " set is taken from here, and a rule without `limits:` gets these.",
+    )
     rules: list[RuleSpec] = Field(default_factory=list)
 
 

@@ -51,6 +51,9 @@ class System:
     # Whether an env override can name a Secret Manager secret (`env: {X: {secret: S}}`), which
     # the system resolves itself at run time, so that the value never passes through triggers.
     secrets: bool = False
+    # Whether its runner can list a job's running executions and cancel them, which a rule's
+    # `limits.max_running` (and `when_busy: replace`) needs; the loader refuses it otherwise.
+    counts_running: bool = False
 
     def renderer(self) -> Renderer | None:
         return None if self.render is None else _load(self.render)
@@ -76,6 +79,7 @@ SYSTEMS: dict[str, System] = {
         render=None,
         executions=re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/]+$"),
         secrets=True,  # EnvVar.valueSource.secretKeyRef {secret, version}
+        counts_running=True,  # executions.list (running: no completionTime), executions.cancel
     ),
     "peloton": System(
         name="peloton",
