@@ -13,12 +13,13 @@ from tests.fakes import storage_event
 from tests.unit.test_app import FakeAuthenticator, flask_apps  # noqa: F401 (a fixture)
 from tests.unit.test_flow_dispatch import flow_rules
 from tests.unit.test_flow_launch import CountingRunner
+from triggers.dispatch import NO_QUEUE
 from triggers.errors import PermanentRunError, RetryableRunError, Unauthorized
 from triggers.flow.queue import TASK_PATH, MemoryTaskQueue
 from triggers.flow.spec import Limits
 from triggers.function.app import App
 from triggers.function.settings import Settings
-from triggers.function.tasks import FlowNotConfigured
+from triggers.function.tasks import FlowNotConfigured, check_flow_settings
 from triggers.ledger import Ledger, Status
 from triggers.ledger.memory import MemoryBackend
 
@@ -105,10 +106,18 @@ def test_other_paths_are_events(app, parts):
     assert parts["queue"].tasks == []
 
 
-def test_flow_rules_without_a_task_target_refuse_to_start(parts):
+def test_flow_rules_without_a_task_target_are_an_error_at_start_and_their_events_kept(
+    parts, caplog
+):
     del parts["queue"]
-    with pytest.raises(FlowNotConfigured, match="TRIGGERS_TASK_TARGET_URL"):
-        App(Settings(ledger="memory", runner="dry-run"), rules=RULES, **parts)
+    app = App(Settings(ledger="memory", runner="dry-run"), rules=RULES, **parts)
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "rule(s) load have flow control" in error.getMessage()
+    assert "TRIGGERS_TASK_TARGET_URL is not set" in error.getMessage()
+    assert check_flow_settings(Settings(), RULES).__class__ is FlowNotConfigured
+    response = app.dispatcher.dispatch(storage_event())
+    load = {o.rule: o for o in response.outcomes}["load"]
+    assert (load.outcome.value, load.reason) == ("retry", NO_QUEUE)
 
 
 def test_with_a_task_target_the_queue_is_built_on_first_use_only(parts):

@@ -89,7 +89,9 @@ class App:
             else dead_letters
         )
         # Rules with `limits:` hand launches to Cloud Tasks: without a target for the tasks'
-        # callbacks every such event would be retried forever, so refuse to start instead.
+        # callbacks their events are answered 503 (kept, not launched). Said loudly at start;
+        # not refused, so that tools and dry runs over such rules still start
+        # (docs/flow-control.md).
         if queue is None and flow_rules(self.rules):
             check_flow_settings(settings, self.rules)
         self.queue = queue

@@ -3,19 +3,23 @@ and the answer to a queue task's callback (`App.handle_task`, path TASK_PATH).
 
 The Cloud Tasks client is created only when the first launch is queued (cold start: a function
 whose events are all duplicates never imports it). A function whose rules have `limits:` but
-that was given no TRIGGERS_TASK_TARGET_URL refuses to start (`check_flow_settings`): every such
-event would otherwise be retried until its sender gave up.
+that was given no TRIGGERS_TASK_TARGET_URL says so at start, at ERROR (`check_flow_settings`), and
+answers those rules' events 503 (kept for their senders' retries) until it is set: refusing to
+start would also stop the tools and dry runs that load the same rules.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
 from ..flow.queue import Task, TaskQueue
 from ..rules.ruleset import RuleSet
 from .settings import Settings
+
+log = logging.getLogger("triggers.function.tasks")
 
 
 class FlowNotConfigured(ValueError):
@@ -27,15 +31,20 @@ def flow_rules(rules: RuleSet) -> list[str]:
     return [r.name for r in rules if r.flow is not None]
 
 
-def check_flow_settings(settings: Settings, rules: RuleSet) -> None:
-    """Refuse to start when a rule needs the task queue and no task target is set."""
+def check_flow_settings(settings: Settings, rules: RuleSet) -> FlowNotConfigured | None:
+    """Log an error at start when a rule needs the task queue and no task target is set (its
+    events will be answered 503 until it is); the problem, or None."""
     names = flow_rules(rules)
     if names and not settings.task_target_url:
-        raise FlowNotConfigured(
+        problem = FlowNotConfigured(
             f"rule(s) {', '.join(names)} have flow control (`limits:` or `batch:`) but"
             " TRIGGERS_TASK_TARGET_URL is not set: set it to this function's URL +"
-            " /_triggers/task (the Terraform module does), or remove their `limits:`"
+            " /_triggers/task (the Terraform module does), or remove their `limits:`; until"
+            " then their events are answered 503 and kept"
         )
+        log.error("%s", problem, extra={"labels": {"kind": "flow_not_configured"}})
+        return problem
+    return None
 
 
 class LazyTaskQueue:
