@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import AmbiguousRunError, PermanentRunError, RenderError, RunError
 from .events.model import Event
+from .flow.naming import launch_task_name
 from .flow.queue import QueueUnavailable, Task, TaskQueue, TaskQueueError
 from .ledger.base import Claim, ClaimKind, Ledger
 from .plan import Overrides, RunRequest
@@ -403,7 +404,7 @@ def launch_task(queue: str, claim: Claim) -> Task:
     millis = int(record.created_at.timestamp() * 1000)
     return Task(
         queue=queue,
-        name=f"l-{record.key}-{millis}",
+        name=f"{launch_task_name(record.key)}-{millis}",
         body={"kind": "launch", "rule": record.rule, "ledger_key": record.key},
     )
 
