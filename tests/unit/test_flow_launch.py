@@ -310,3 +310,13 @@ def test_running_counts_expire_after_their_ttl():
     assert counts.count("j", lister) == 2
     now[0] = 5.1
     assert counts.count("j", lister) == 2 and listed == ["j", "j"]
+
+
+def test_show_names_the_task_of_a_queued_record(ledger, runner):
+    from triggers.ops.history import detail
+
+    dispatcher, queue, _ = setup(ledger, runner, LIMITS)
+    body = queue_one(dispatcher, queue)
+    lines = detail(ledger.get(body["ledger_key"]))
+    assert f"task         {queue.tasks[0].name}" in lines
+    assert "status       queued" in lines
