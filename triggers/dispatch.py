@@ -20,6 +20,8 @@ from typing import Any
 
 from .errors import AmbiguousRunError, PermanentRunError, RenderError, RunError
 from .events.model import Event
+from .flow.naming import launch_task_name
+from .flow.queue import QueueUnavailable, Task, TaskQueue, TaskQueueError
 from .ledger.base import Claim, ClaimKind, Ledger
 from .plan import Overrides, RunRequest
 from .rules.rule import Rule
@@ -36,6 +38,11 @@ FIND_MARGIN = timedelta(minutes=2)
 AMBIGUOUS_MARGIN = timedelta(seconds=30)
 # The request timeout assumed for a runner that does not say (`timeout` attribute).
 _DEFAULT_RUN_TIMEOUT = 30.0
+# What a rule with `limits:` answers when the function was given no task queue.
+NO_QUEUE = (
+    "flow control is not configured: set TRIGGERS_TASK_TARGET_URL (and TRIGGERS_TASKS_PROJECT,"
+    " TRIGGERS_TASKS_LOCATION) so that rules with `limits:` can queue their launches"
+)
 
 
 class Outcome(str, enum.Enum):
@@ -94,6 +101,9 @@ class Dispatcher:
     ambiguous_hold: how long an ambiguous attempt keeps its claim (default: the runner's
         `timeout` plus `AMBIGUOUS_MARGIN`); it must be at least the longest time the API may
         still act on a request after the client gave up on it.
+    queue: where rules with `limits:` hand their launches (Cloud Tasks); None: such a rule
+        answers RETRY with `NO_QUEUE` (the App refuses to start that way, see
+        docs/flow-control.md; this is the backstop for a dispatcher built by hand).
     """
 
     def __init__(
@@ -105,8 +115,10 @@ class Dispatcher:
         find_margin: timedelta = FIND_MARGIN,
         ambiguous_hold: timedelta | None = None,
         spans: Spans = NO_SPANS,
+        queue: TaskQueue | None = None,
     ) -> None:
         self.rules = rules
+        self.queue = queue
         self.ledger = ledger
         self.runner = runner
         self.spans = spans
@@ -198,13 +210,71 @@ class Dispatcher:
                 return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
             if found is not None:
                 return self._launched(claim, request, found)
+        if rule.flow is not None and rule.flow.batch is None:
+            return self._enqueue(claim, request, rule.flow.limits.queue)
         return self._run(claim, request)
+
+    def _enqueue(self, claim: Claim, request: RunRequest, queue: str) -> RuleOutcome:
+        """Hand the launch to the rule's queue, then record `queued` (docs/flow-control.md).
+
+        A crash between the two leaves the record `claimed` with a task that exists: the task
+        (or a redelivery, after the lease) takes the claim over as ambiguous and looks for an
+        execution before launching, so nothing runs twice and nothing is lost.
+        """
+        if self.queue is None:
+            return self._release(claim, request, NO_QUEUE, ambiguous=False)
+        task = launch_task(queue, claim)
+        try:
+            with self.spans.span("triggers.enqueue", queue=queue):
+                self.queue.enqueue(task)  # False: the task exists already, as good
+        except QueueUnavailable as exc:
+            return self._release(claim, request, f"task queue unavailable: {exc}", False)
+        except TaskQueueError as exc:
+            # A missing queue or a permission: a deployment mistake that may be fixed, so the
+            # event is kept (retried), but loudly, naming the queue.
+            log.error(
+                "cannot enqueue the launch of %s on queue %s: %s",
+                request.rule,
+                queue,
+                exc,
+                extra={"labels": {"kind": "queue_error", "rule": request.rule, "queue": queue}},
+            )
+            return self._release(claim, request, f"task queue {queue}: {exc}", False)
+        try:
+            written = self.ledger.queued(claim, task.name)
+        except Exception as exc:
+            # The task exists and will take the claim over once its lease ends; a redelivery
+            # meanwhile is BUSY. Asking for a retry loses nothing and launches nothing twice.
+            log.warning("queued %s but could not record it: %s", task.name, exc)
+            return _outcome(request, Outcome.RETRY, f"queued {task.name}; the ledger write failed")
+        if not written:
+            log.warning("claim %s was taken over before it could be recorded", claim.record.key)
+        return _outcome(request, Outcome.QUEUED, f"task {task.name} on queue {queue}")
+
+    def adopt(self, claim: Claim, request: RunRequest) -> RuleOutcome | None:
+        """For a claim taken over from an attempt that may have launched: the execution it
+        started, recorded (or a RETRY when the API cannot be asked); None when there is none
+        and launching is safe. Used by the queue task before its concurrency check."""
+        if not (claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous):
+            return None
+        try:
+            found = self._find(claim, request)
+        except RunError as exc:
+            # Still ambiguous: the next attempt takes it over and looks again.
+            return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
+        return None if found is None else self._launched(claim, request, found)
+
+    def launch_claimed(self, claim: Claim, request: RunRequest) -> RuleOutcome:
+        """Launch an owned claim taken from the queue: like an event's launch, except that a
+        retryable failure puts the record back to `queued` (its task is retried by the queue,
+        with backoff) instead of releasing it for a redelivery of the event."""
+        return self._run(claim, request, requeue=True)
 
     def _find(self, claim: Claim, request: RunRequest) -> Launch | None:
         with self.spans.span("triggers.find"):
             return self.runner.find(request, since=claim.record.created_at - self.find_margin)
 
-    def _run(self, claim: Claim, request: RunRequest) -> RuleOutcome:
+    def _run(self, claim: Claim, request: RunRequest, *, requeue: bool = False) -> RuleOutcome:
         try:
             with self.spans.span("triggers.run", system=request.system):
                 launch = self.runner.run(request)
@@ -220,6 +290,9 @@ class Dispatcher:
                 return self._launched(claim, request, found)
             return self._hold(claim, request, exc.message)
         except RunError as exc:
+            if requeue:
+                self._record(self.ledger.requeue, claim, exc.message)
+                return _outcome(request, Outcome.RETRY, exc.message)
             return self._release(claim, request, exc.message, ambiguous=False)
         return self._launched(claim, request, launch)
 
@@ -271,6 +344,11 @@ class Dispatcher:
         self._record(self.ledger.release, claim, reason, ambiguous=ambiguous)
         return _outcome(request, Outcome.RETRY, reason)
 
+    def write(self, method, claim: Claim, *args: Any, **kwargs: Any) -> None:
+        """``method(claim, ...)`` of the ledger (rejected, requeue, skipped...), a failure
+        logged, never raised: see `_record`. For the queue task's decisions (flow/launch.py)."""
+        self._record(method, claim, *args, **kwargs)
+
     def _record(self, method, claim: Claim, *args: Any, **kwargs: Any) -> None:
         # A failed write leaves the claim live; its lease expires and the redelivery takes it
         # over as ambiguous and looks for an execution before it runs. Nothing runs twice.
@@ -312,6 +390,23 @@ class Dispatcher:
         if claim.owned:
             self._record(self.ledger.rejected, claim, reason)
         return _outcome(request, Outcome.REJECTED, reason)
+
+
+def launch_task(queue: str, claim: Claim) -> Task:
+    """The task that launches the record of ``claim``: `l-<ledger key>-<claimed at, ms>`.
+
+    One task per occurrence of a (rule, dedup key): a second enqueue for the same record (a
+    redelivery taking over a crashed claim) is ALREADY_EXISTS, while a new occurrence after the
+    dedup window (a fresh record, a new `created_at`) gets a new name; Cloud Tasks refuses a
+    name for up to an hour after its task ran, which a bare ledger key would run into.
+    """
+    record = claim.record
+    millis = int(record.created_at.timestamp() * 1000)
+    return Task(
+        queue=queue,
+        name=f"{launch_task_name(record.key)}-{millis}",
+        body={"kind": "launch", "rule": record.rule, "ledger_key": record.key},
+    )
 
 
 def _outcome(

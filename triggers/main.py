@@ -114,7 +114,10 @@ def _first_event_paused(target):
 def handle_http(request):
     # The query string carries what a push subscription cannot put in its body: its topic
     # (`?topic=projects/P/topics/T`, set by the Terraform module's push endpoints).
-    response = get_app().handle(request.headers, request.get_data(cache=False), query=request.args)
+    # The path tells a queue task's callback (`/_triggers/task`, flow control) from an event.
+    response = get_app().handle(
+        request.headers, request.get_data(cache=False), query=request.args, path=request.path
+    )
     return response.body, response.status, response.headers
 
 

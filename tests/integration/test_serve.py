@@ -501,9 +501,12 @@ def test_demo_runs_everything_and_exits_0():
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert (
-        "Demo OK: 12 requests (6 launched, 3 duplicate, 3 matched no rule);"
+        "Demo OK: 12 requests (5 launched, 3 duplicate, 3 matched no rule, 1 queued);"
         " 6 executions succeeded." in out
     )
+    # the max_running rule's tick went through its queue, and its task launched it
+    assert re.search(r"hourly-compaction\s+queued\s+task l-[0-9a-f]{64}-\d+ on queue", out)
+    assert re.search(r"triggers-hourly-compaction: \d+ callbacks, 1 done", out)
     assert re.search(r"storage-finalized\.cloudevent-structured\.json\s+200 OK  ack", out)
     assert "csv-ingest  duplicate" in out
     assert re.search(r"nightly-report @ \d{4}-\d\d-\d\dT0[01]:00:00Z\s+200 OK  ack", out)

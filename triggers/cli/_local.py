@@ -60,6 +60,20 @@ def add_serve(sub, rules_default: str) -> None:
         action="store_true",
         help="do not serve the web console (rules, events, runs, try an event) at /_console/",
     )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="run the emulator's Cloud Tasks queues (rates, backoffs) and the jobs.run quota F"
+        " times faster than real time (%(default)s)",
+    )
+    p.add_argument(
+        "--run-quota",
+        metavar="N/min",
+        help="the Cloud Run emulator answers jobs.run 429 RESOURCE_EXHAUSTED past N per minute"
+        " per region, like the real quota (e.g. 180/min; default: no quota)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every emulator request")
     # For tests: the clock's time at start, so a schedule fires without waiting for it.
     p.add_argument("--clock-start", help=argparse.SUPPRESS)
@@ -224,6 +238,8 @@ def _serve(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         reload_interval=0.0 if args.no_reload else 1.0,
         console=not args.no_console,
+        time_scale=args.time_scale,
+        run_quota=args.run_quota,
     )
     return serve(options)
 

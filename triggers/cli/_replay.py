@@ -324,6 +324,12 @@ class _DryRun:
     def find(self, request, *, since) -> Any:  # pragma: no cover
         raise AssertionError("a dry run runs nothing")
 
+    def running(self, job: str) -> Any:  # pragma: no cover
+        raise AssertionError("a dry run runs nothing")
+
+    def cancel(self, execution: str) -> Any:  # pragma: no cover
+        raise AssertionError("a dry run runs nothing")
+
     def execution_status(self, name: str) -> Any:  # pragma: no cover
         raise AssertionError("a dry run runs nothing")
 

@@ -15,7 +15,7 @@ file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v
 
 ``main(argv)`` implements
 ``triggers emulator --jobs FILE [--api NAME]... [--port N] [--host H] [--log-dir D]
-[--tasks-time-scale F] [--tasks-tombstone SECONDS]``.
+[--tasks-time-scale F] [--tasks-tombstone SECONDS] [--run-quota N/min]``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 
 from .cloudrun.api import CloudRunService
 from .cloudrun.jobs import JobCatalog, JobsFileError, load_jobs
+from .cloudrun.quota import RunQuota
 from .cloudrun.state import Store
 from .cloudrun.v1 import CloudRunV1Service
 from .faults import Faults
@@ -98,6 +99,7 @@ class EmulatorServer:
         secrets: str | os.PathLike[str] | Mapping[str, str] | None = None,
         tasks_time_scale: float = 1.0,
         tasks_tombstone_seconds: float = 3600.0,
+        run_quota: str | None = None,
     ) -> None:
         unknown = sorted(set(apis) - set(APIS))
         if unknown or not apis:
@@ -119,8 +121,12 @@ class EmulatorServer:
             secrets = load_secrets(secrets)
         self.store = Store(self.catalog, self.log_dir, self.launcher, secrets=secrets)
         self.faults = Faults()
+        # jobs.run requests per minute per region (`180/min`), on the same clock as Cloud Tasks.
+        self.run_quota = (
+            RunQuota.parse(run_quota, time_scale=tasks_time_scale) if run_quota else None
+        )
         builders: dict[str, Callable[[], Service]] = {
-            "cloudrun": lambda: CloudRunService(self.store),
+            "cloudrun": lambda: CloudRunService(self.store, self.run_quota),
             # v1 routes over the same store: it is reset and shut down with the v2 service
             "cloudrun-v1": lambda: CloudRunV1Service(self.store),
             "peloton": self._peloton,
@@ -282,6 +288,13 @@ def build_parser(prog: str = "triggers emulator") -> argparse.ArgumentParser:
         help="Cloud Tasks: how long the name of a finished or deleted task cannot be reused"
         " (default: %(default)s)",
     )
+    p.add_argument(
+        "--run-quota",
+        default=None,
+        metavar="N/min",
+        help="Cloud Run: jobs.run requests per minute per region (e.g. 180/min); past it jobs.run"
+        " answers 429 RESOURCE_EXHAUSTED. Minutes follow --tasks-time-scale (default: no quota)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every task attempt")
     return p
 
@@ -301,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             secrets=args.secrets,
             tasks_time_scale=args.tasks_time_scale,
             tasks_tombstone_seconds=args.tasks_tombstone,
+            run_quota=args.run_quota,
         )
     except (JobsFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,9 @@
            unavailable, a claim is live elsewhere) or an unexpected error happened here
       401/403  an OIDC token was required and is missing or not allowed
 
+Queue tasks (flow control) call back on TASK_PATH and are answered by `handle_task`
+(triggers/flow/launch.py): 200 done, 503 retry the task with the queue's backoff.
+
 Rejections (an undecodable request, every rule outcome REJECTED) are also published to the
 dead-letter topic when one is configured (triggers/function/deadletter.py,
 docs/deadletters.md); a failed publish is logged and never changes the answer.
@@ -26,6 +29,8 @@ from typing import Any
 from ..dispatch import Decision, Dispatcher, Outcome
 from ..errors import DecodeError, Unauthorized
 from ..events import decode
+from ..flow.launch import RunningCounts, TaskAnswer, TaskLauncher
+from ..flow.queue import TASK_PATH, TaskQueue
 from ..ledger import Ledger
 from ..rules import RuleSet, load
 from ..runners.base import Runner
@@ -33,6 +38,13 @@ from ..spans import NO_SPANS, Spans
 from .deadletter import DeadLetters, build_dead_letters
 from .logs import current_trace, trace_id
 from .settings import Settings
+from .tasks import (
+    LazyTaskQueue,
+    check_flow_settings,
+    dead_letter_request,
+    flow_rules,
+    parse_task_body,
+)
 
 log = logging.getLogger("triggers.function.app")
 
@@ -58,6 +70,7 @@ class App:
         authenticator: Any = None,
         dead_letters: DeadLetters | None = _FROM_SETTINGS,
         spans: Spans | None = None,
+        queue: TaskQueue | None = None,
     ) -> None:
         self.settings = settings
         self.spans = spans if spans is not None else build_spans(settings)
@@ -75,11 +88,26 @@ class App:
             if dead_letters is _FROM_SETTINGS
             else dead_letters
         )
+        # Rules with `limits:` hand launches to Cloud Tasks: without a target for the tasks'
+        # callbacks their events are answered 503 (kept, not launched). Said loudly at start;
+        # not refused, so that tools and dry runs over such rules still start
+        # (docs/flow-control.md).
+        if queue is None and flow_rules(self.rules):
+            check_flow_settings(settings, self.rules)
+        self.queue = queue
+        self.running_counts = RunningCounts(settings.running_cache_seconds)
         self.dispatcher = self._dispatcher(self.rules)
+
+    def _task_queue(self, rules: RuleSet) -> TaskQueue | None:
+        if self.queue is not None:
+            return self.queue
+        if not self.settings.task_target_url:
+            return None  # the dispatcher answers RETRY for a flow rule (see NO_QUEUE)
+        return LazyTaskQueue(self.settings, rules)
 
     def _dispatcher(self, rules: RuleSet) -> Dispatcher:
         settings = self.settings
-        return Dispatcher(
+        dispatcher = Dispatcher(
             rules,
             self.ledger,
             self.runner,
@@ -88,7 +116,10 @@ class App:
                 seconds=settings.cloud_run_timeout_seconds + settings.ambiguous_margin_seconds
             ),
             spans=self.spans,
+            queue=self._task_queue(rules),
         )
+        self.launcher = TaskLauncher(dispatcher, self.running_counts)
+        return dispatcher
 
     def use_rules(self, rules: RuleSet) -> None:
         """Route later requests through `rules` (`triggers serve` reloading an edited file);
@@ -97,11 +128,18 @@ class App:
         self.dispatcher = self._dispatcher(rules)
 
     def handle(
-        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+        path: str | None = None,
     ) -> Response:
-        """`query`: the request's query parameters (a push endpoint's `topic`)."""
+        """`query`: the request's query parameters (a push endpoint's `topic`); `path`: the
+        request's path (TASK_PATH: a queue task's callback, see `handle_task`)."""
         token = current_trace.set(trace_id(_header(headers, "x-cloud-trace-context")))
         try:
+            if path is not None and path.rstrip("/") == TASK_PATH:
+                return self.handle_task(headers, body)
             return self._handle(headers, body, query or {})
         except Exception:  # a bug must not lose the event: ask for it again
             log.exception("unexpected error while handling a request")
@@ -109,18 +147,90 @@ class App:
         finally:
             current_trace.reset(token)
 
+    def _refused(self, headers: Mapping[str, str]) -> Response | None:
+        """The answer to a caller without an allowed OIDC token; None when it may call."""
+        if self.authenticator is None:
+            return None
+        try:
+            self.authenticator.verify(_header(headers, "authorization"))
+        except Unauthorized as exc:
+            log.warning("refused a caller: %s", exc.message)
+            # RFC 7235: a 401 names the scheme the caller must use.
+            challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+            refused = {"decision": "refused", "reason": exc.message}
+            return Response(exc.status, refused, challenge)
+        return None
+
+    def handle_task(self, headers: Mapping[str, str], body: bytes) -> Response:
+        """A queue task's callback (docs/flow-control.md): authenticated like events, then
+        `{"kind": "launch"}` launches a queued record (TaskLauncher). A task that can never
+        succeed is answered 200 (and dead-lettered): queues retry anything else forever."""
+        refused = self._refused(headers)
+        if refused is not None:
+            return refused
+        parsed = parse_task_body(body)
+        if isinstance(parsed, str):
+            answer = TaskAnswer(200, {"decision": "rejected", "reason": parsed}, rejected=parsed)
+        elif parsed.get("kind") == "launch":
+            answer = self.launcher.launch(parsed)
+        elif parsed.get("kind") == "batch":
+            return self._batch_task(parsed)
+        else:
+            reason = f"task_rejected: unknown task kind {parsed.get('kind')!r}"
+            answer = TaskAnswer(200, {"decision": "rejected", "reason": reason}, rejected=reason)
+        self._log_task(headers, answer)
+        if answer.rejected is not None:
+            record = answer.record
+            letter, letter_headers = dead_letter_request(record, body)
+            self._dead_letter(
+                letter_headers,
+                letter,
+                reason=answer.rejected,
+                rule=record.rule if record is not None else None,
+                event_id=record.event_id if record is not None else None,
+                detail=answer.rejected,
+            )
+        if answer.retry:
+            return self._retry(answer.body)
+        return Response(answer.status, answer.body)
+
+    def _batch_task(self, parsed: dict[str, Any]) -> Response:
+        """`{"kind": "batch"}`: batching's own handler (triggers.flow.batches), when this
+        build has it; until then 400, so that the queue keeps the task for a build that does."""
+        import importlib
+
+        try:
+            batches = importlib.import_module("triggers.flow.batches")
+        except ImportError:
+            return Response(400, {"decision": "retry", "reason": "unknown task kind: batch"})
+        status, answer = batches.handle_batch_task(self, parsed)
+        return self._retry(answer) if status >= 500 else Response(status, answer)
+
+    def _log_task(self, headers: Mapping[str, str], answer: TaskAnswer) -> None:
+        body = answer.body
+        log.log(
+            logging.WARNING if answer.retry or answer.rejected else logging.INFO,
+            "task %s: %s %s",
+            _header(headers, "x-cloudtasks-taskname") or "?",
+            body.get("outcome") or body.get("decision"),
+            body.get("execution") or body.get("reason") or "",
+            extra={
+                "labels": {
+                    "kind": "task",
+                    "rule": body.get("rule"),
+                    "ledger_key": body.get("ledger_key"),
+                    "outcome": body.get("outcome") or body.get("decision"),
+                    "retry_count": _header(headers, "x-cloudtasks-taskretrycount"),
+                }
+            },
+        )
+
     def _handle(
         self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
     ) -> Response:
-        if self.authenticator is not None:
-            try:
-                self.authenticator.verify(_header(headers, "authorization"))
-            except Unauthorized as exc:
-                log.warning("refused a caller: %s", exc.message)
-                # RFC 7235: a 401 names the scheme the caller must use.
-                challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-                refused = {"decision": "refused", "reason": exc.message}
-                return Response(exc.status, refused, challenge)
+        refused = self._refused(headers)
+        if refused is not None:
+            return refused
         with self.spans.request(headers) as span:
             response = self._decode_and_dispatch(headers, body, query)
             span.set("http.status_code", response.status)

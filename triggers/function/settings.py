@@ -106,6 +106,33 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long to wait for Pub/Sub to accept a dead letter."
     )
 
+    # Flow control (`limits:`): the Cloud Tasks queues launches go through (docs/flow-control.md).
+    task_target_url: str | None = Field(
+        None,
+        description="Where queue tasks call back: the function's URL + /_triggers/task. Needed"
+        " when a rule has `limits:`; unset with such a rule, the function refuses to start.",
+    )
+    tasks_endpoint: str | None = Field(
+        None, description="Cloud Tasks API, e.g. the emulator's http://127.0.0.1:8123."
+    )
+    tasks_project: str | None = Field(
+        None, description="Project of the queues; default: GOOGLE_CLOUD_PROJECT / `project`."
+    )
+    tasks_location: str | None = Field(
+        None, description="Location (region) of the queues; default: the first rule's region."
+    )
+    tasks_service_account: str | None = Field(
+        None, description="Service account whose OIDC token signs the tasks (none: unsigned)."
+    )
+    tasks_audience: str | None = Field(
+        None, description="Audience of the tasks' OIDC token; default: the target URL."
+    )
+    running_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long a job's count of running executions (max_running) is reused.",
+    )
+
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:
         # A claim must not be taken over while its holder may still be in jobs.run, nor an

@@ -348,6 +348,62 @@ class Ledger:
             lease_until=self.clock() + hold,
         )
 
+    # -- flow control (triggers/flow, docs/flow-control.md) ----------------------------------
+
+    def queued(self, claim: Claim, task: str) -> bool:
+        """Record that the launch was handed to queue task ``task``: decided (a redelivery of
+        the event is a duplicate), launched later by that task through `claim_queued`."""
+        return self._finish(claim, Status.QUEUED, task=task, reason=None, ambiguous=False)
+
+    def requeue(self, claim: Claim, reason: str) -> bool:
+        """Give a claim taken by a queue task back to the queue (`queued`): the task is retried
+        with the queue's backoff (the job API's 429, `when_busy: queue` at the limit)."""
+        return self._finish(claim, Status.QUEUED, reason=reason, ambiguous=False)
+
+    def skipped(self, claim: Claim, reason: str) -> bool:
+        """`max_running` was reached and the rule says `when_busy: skip`: finished, not run."""
+        return self._finish(claim, Status.SKIPPED, reason=reason, ambiguous=False)
+
+    def claim_queued(self, key: str) -> Claim | None:
+        """The claim a queue task takes on the `queued` record ``key`` before launching it.
+
+        The same CAS as `claim`, on a record that exists (None when it does not):
+            queued                                 -> Claim.NEW      (launch it)
+            claimed and lease live                 -> Claim.BUSY     (its owner may be in
+                                                                      jobs.run: retry later)
+            claimed and lease expired, or released -> Claim.TAKEOVER (ambiguous when claimed:
+                                                                      look for an execution)
+            anything else (launched, skipped, ...) -> Claim.DUPLICATE
+        A `claimed` record is also one whose event-side claimer crashed after creating the task
+        and before writing `queued`: the task waits out that lease, then takes it over and
+        looks for an execution first, like a redelivery would.
+        """
+        now = self.clock()
+        for _ in range(_CLAIM_PASSES):
+            current = self.backend.get(key)
+            if current is None:
+                return None
+            if current.status is Status.QUEUED:
+                kind = ClaimKind.NEW
+            elif current.status in DECIDED:
+                return Claim(ClaimKind.DUPLICATE, current)
+            elif current.lease_live(now):
+                return Claim(ClaimKind.BUSY, current)
+            else:
+                kind = ClaimKind.TAKEOVER
+            taken = replace(
+                current,
+                status=Status.CLAIMED,
+                token=uuid.uuid4().hex,
+                updated_at=now,
+                lease_until=now + self.lease,
+                attempts=current.attempts + (kind is ClaimKind.TAKEOVER),
+                ambiguous=current.ambiguous or current.status is Status.CLAIMED,
+            )
+            if self.backend.replace(taken, current.token):
+                return Claim(kind, taken)
+        raise LedgerContention(f"record {key} kept changing during {_CLAIM_PASSES} claim attempts")
+
     def _finish(self, claim: Claim, status: Status, **changes: Any) -> bool:
         now = self.clock()
         if changes.get("reason") is not None:

@@ -17,6 +17,8 @@ from . import send
 from .clock import utcnow
 from .serve import LocalServer, ServeError, ServeOptions
 
+DEMO_TIME_SCALE = 60.0
+
 
 @dataclass
 class _Tally:
@@ -75,6 +77,9 @@ def demo(
         # The function's and the emulator's own lines would drown the summary; problems show.
         log_level=logging.WARNING,
         console=False,  # nobody is there to look at it: the demo stops when it has printed
+        # Queued launches (rules with `limits:`) are paced by the emulator's Cloud Tasks: a
+        # minute of queue time passes in a second, so a `rate: 60/min` rule drains at once.
+        time_scale=DEMO_TIME_SCALE,
     )
     server = LocalServer(options)
     tally = _Tally()
@@ -108,6 +113,7 @@ def demo(
             tally.add(f"tick {job.name}", answer)
             _say_answer(say, f"{job.name} @ {rfc3339(at)}", answer)
 
+        _drain_queues(server, tally, timeout, say)
         records = server.emulator.store.records()
         say(f"\nWaiting for the {len(records)} executions to finish (each task is a process)...")
         started = time.monotonic()
@@ -163,6 +169,27 @@ def demo(
 
             shutil.rmtree(workdir, ignore_errors=True)
     return 1 if tally.problems else 0
+
+
+def _drain_queues(
+    server: LocalServer, tally: _Tally, timeout: float, say: Callable[[str], None]
+) -> None:
+    """Wait for the launches the events queued (flow control) and say what the queues did."""
+    if not tally.outcomes.get("queued"):
+        return
+    tasks = server.emulator.tasks
+    say(
+        f"\nWaiting for the {tally.outcomes['queued']} queued launches (the emulator's Cloud"
+        f" Tasks, {DEMO_TIME_SCALE:g}x time):"
+    )
+    if not tasks.wait_drained(timeout):
+        tally.problems.append(f"queue tasks still pending after {timeout:.0f}s")
+    answers = Counter(str(e["status"]) for e in tasks.dispatch_log())
+    for queue in sorted({e["queueId"] for e in tasks.dispatch_log()}):
+        entries = tasks.dispatch_log(queue)
+        done = sum(1 for e in entries if e["status"] == 200)
+        say(f"  {queue}: {len(entries)} callbacks, {done} done")
+    say(f"  answers: {', '.join(f'{n}x {status}' for status, n in sorted(answers.items()))}")
 
 
 def _why_nothing_matched(rules, request: send.Request) -> list[str]:

@@ -54,6 +54,8 @@ _ENV_NAMES = (
     "TRIGGERS_SAE_ENDPOINT",
     "TRIGGERS_CLOUD_RUN_V1_ENDPOINT",
     "TRIGGERS_OIDC_AUDIENCE",
+    "TRIGGERS_TASKS_ENDPOINT",
+    "TRIGGERS_TASK_TARGET_URL",
 )
 
 
@@ -79,6 +81,9 @@ class ServeOptions:
     reload_interval: float = 1.0  # seconds between looks at the rules files; 0: never reload
     log_level: int = logging.INFO  # of the function's, the emulator's and the clock's lines
     console: bool = True  # serve the web console at /_console/ (`--no-console`: off)
+    # Flow control: the emulator's Cloud Tasks (and jobs.run quota) run this many times faster.
+    time_scale: float = 1.0
+    run_quota: str | None = None  # the Cloud Run emulator's jobs.run quota, e.g. "180/min"
 
 
 # -- the stack --------------------------------------------------------------------------------
@@ -197,6 +202,10 @@ class LocalServer:
             return False
         self.rules = rules
         self.app.use_rules(rules)
+        try:
+            self._ensure_queues(rules)
+        except ServeError as exc:
+            log.warning("%s", exc)
         scheduled, self.notes = scheduled_jobs(rules)
         if [(j.name, j.schedule.cron) for j in scheduled] != [
             (j.name, j.schedule.cron) for j in self.scheduled
@@ -220,6 +229,9 @@ class LocalServer:
         }
         if self.emulator is not None:
             env["TRIGGERS_CLOUD_RUN_ENDPOINT"] = self.emulator.url
+            # Rules with `limits:` queue their launches on the emulator's Cloud Tasks, which
+            # calls this function back (the target is set once the port is bound).
+            env["TRIGGERS_TASKS_ENDPOINT"] = self.emulator.url
             env["TRIGGERS_PELOTON_ENDPOINT"] = self.emulator.url  # served on the same port
             env["TRIGGERS_SAE_ENDPOINT"] = self.emulator.url  # system: sae, same emulator
             env["TRIGGERS_CLOUD_RUN_V1_ENDPOINT"] = self.emulator.url  # its v1 routes
@@ -229,6 +241,24 @@ class LocalServer:
         os.environ.update(env)
 
     def _make_server(self) -> Any:
+        # Bind first: the port (0 = any free one) is part of the task target's URL. Here rather
+        # than in make_server, which prints and calls sys.exit(1) when the port is taken;
+        # werkzeug serves on a duplicate of this socket's descriptor.
+        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
+        try:
+            listener = socket.create_server((self.options.host, self.options.port), family=family)
+        except OSError as exc:
+            raise ServeError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}"
+                " (another `triggers serve`? pick one with --port, or --port 0 for any free port)"
+            ) from None
+        with listener:
+            port = listener.getsockname()[1]
+            if self.emulator is not None:
+                os.environ["TRIGGERS_TASK_TARGET_URL"] = _task_target(self.options.host, port)
+            return self._serve_on(listener, port)
+
+    def _serve_on(self, listener: socket.socket, port: int) -> Any:
         import functions_framework
         from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -252,6 +282,7 @@ class LocalServer:
             self.app.ledger.list(limit=1)
         except Exception as exc:
             raise ServeError(f"cannot open the {self.options.ledger} ledger: {exc}") from None
+        self._ensure_queues(self.rules)
         # Installed before functions-framework loads triggers/main.py (by path, as module
         # `main`, which shares triggers.main's app): it then uses this one instead of building
         # another, and keeps its Cloud Logging JSON off the console.
@@ -277,25 +308,52 @@ class LocalServer:
             def log_request(self, code: Any = "-", size: Any = "-") -> None:
                 pass  # the function logs each decision; an access log line would only repeat it
 
-        # Bind here rather than in make_server, which prints and calls sys.exit(1) when the
-        # port is taken; werkzeug serves on a duplicate of this socket's descriptor.
-        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
+        return make_server(
+            self.options.host,
+            port,
+            wsgi_app,
+            threaded=True,
+            request_handler=QuietHandler,
+            fd=listener.fileno(),
+        )
+
+    def _ensure_queues(self, rules: Any) -> None:
+        """Create (or update) on the emulator the Cloud Tasks queues the rules' `limits:`
+        name, as Terraform does in a deployment; the function itself never creates queues."""
+        queues = {r.flow.limits.queue: r.flow.limits for r in rules if r.flow is not None}
+        if not queues or self.emulator is None:
+            return
+        queue = getattr(self.app.dispatcher.queue, "queue", None)  # the LazyTaskQueue's client
+        if queue is None:
+            return
+        from ..flow.cloudtasks import ensure_queues
+
         try:
-            listener = socket.create_server((self.options.host, self.options.port), family=family)
-        except OSError as exc:
+            done = ensure_queues(queue, queues)
+            self._serialise_counted(queue, queues)
+        except Exception as exc:
             raise ServeError(
-                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}"
-                " (another `triggers serve`? pick one with --port, or --port 0 for any free port)"
+                f"cannot create the Cloud Tasks queues on the emulator: {exc}"
             ) from None
-        with listener:
-            return make_server(
-                self.options.host,
-                listener.getsockname()[1],
-                wsgi_app,
-                threaded=True,
-                request_handler=QuietHandler,
-                fd=listener.fileno(),
-            )
+        for queue_id, what in done.items():
+            if what != "unchanged":
+                log.info("queue %s %s on the emulator's Cloud Tasks", queue_id, what)
+
+    @staticmethod
+    def _serialise_counted(queue: Any, queues: dict[str, Any]) -> None:
+        # One task at a time where executions are counted: count-then-launch cannot race
+        # (docs/flow-control.md, "The count-then-launch race").
+        for queue_id, limits in queues.items():
+            if limits.max_running is not None:
+                queue.client.update_queue(
+                    request={
+                        "queue": {
+                            "name": queue.queue_path(queue_id),
+                            "rate_limits": {"max_concurrent_dispatches": 1},
+                        },
+                        "update_mask": {"paths": ["rate_limits.max_concurrent_dispatches"]},
+                    }
+                )
 
     def fire(self, job: ScheduledJob, at: datetime) -> send.Answer:
         """Send `job`'s tick for fire time `at` to the function, as its HTTP target would."""
@@ -375,6 +433,12 @@ class LocalServer:
                 f" from {opts.jobs}, each task a local process)"
             )
             lines.append(f"task logs  {_rel(self.emulator.log_dir)}/<execution>/")
+            queues = sorted({r.flow.limits.queue for r in self.rules if r.flow is not None})
+            if queues:
+                lines.append(
+                    f"queues     Cloud Tasks on the emulator ({opts.time_scale:g}x time):"
+                    f" {', '.join(queues)}"
+                )
         else:
             lines.append("runner     dry run: runs are planned and recorded, never launched")
         for job, at in self.clock.upcoming() if self.clock else []:
@@ -499,6 +563,16 @@ def _load_rules(path: str) -> Any:
         raise ServeError(str(exc)) from None
 
 
+def _task_target(host: str, port: int) -> str:
+    """The URL the emulator's Cloud Tasks calls back: this function's task path, on loopback
+    when it listens on every address."""
+    from ..flow.queue import TASK_PATH
+
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{TASK_PATH}"
+
+
 def _start_emulator(opts: ServeOptions) -> Any:
     from ..emulators.cloudrun.jobs import JobsFileError
     from ..emulators.server import EmulatorServer
@@ -515,8 +589,10 @@ def _start_emulator(opts: ServeOptions) -> Any:
             opts.log_dir,
             log_to_stderr=False,
             secrets=opts.secrets,
+            tasks_time_scale=opts.time_scale,
+            run_quota=opts.run_quota,
         )
-    except JobsFileError as exc:
+    except (JobsFileError, ValueError) as exc:
         raise ServeError(str(exc)) from None
     try:
         return emulator.start()

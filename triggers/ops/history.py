@@ -205,6 +205,8 @@ def detail(record: Record) -> list[str]:
         _field("duplicates", str(record.duplicates)),
         _field("execution", record.execution or "-"),
         _field("operation", record.operation or "-"),
+        # flow control: the Cloud Tasks task that launches (or launched) it
+        *([_field("task", record.task)] if record.task else []),
         _field("reason", record.reason or "-"),
         *_outcome(record),
         "",

@@ -33,18 +33,17 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from ..dispatch import Dispatcher, Outcome, RuleOutcome
 from ..errors import RenderError
-from ..events.model import FORMS, PUBSUB_PUBLISHED, SCHEDULER_EXECUTED, STORAGE_PREFIX, Event
+from ..events.model import Event
+from ..events.stored import stored_event
 from ..ledger.base import INPUT_RULE, Record, Status
 from ..plan import RUN_KEY_ENV
 from ..rules.ruleset import RuleSet
 
 SCOPE_PREFIX = "replay-"
-_CORE_FIELDS = ("id", "source", "type", "subject", "time", "data")
 
 
 class NotReplayable(ValueError):
@@ -70,49 +69,10 @@ def event_of(record: Record) -> Event:
             "the ledger did not keep this event (its document was over the ledger's size"
             " limit): re-send it from its source"
         )
-    reference = record.event if isinstance(record.event, dict) else {}
-    event_type = str(document.get("type") or reference.get("type") or "")
-    kind = reference.get("kind") or _kind_of(event_type)
-    data = document.get("data")
-    form = reference.get("form")
-    if form not in FORMS:  # an older record: rebuilt as a structured CloudEvent, or a tick
-        form = _form_of(kind, data)
-    event_id = str(document.get("id") or reference.get("id") or "")
     try:
-        return Event(
-            id=event_id,
-            source=str(document.get("source") or reference.get("source") or ""),
-            type=event_type,
-            kind=kind,
-            form=form,
-            data=data,
-            subject=document.get("subject"),
-            time=document.get("time"),
-            extensions=MappingProxyType(
-                {k: v for k, v in document.items() if k not in _CORE_FIELDS}
-            ),
-            # A Scheduler tick is identified by job#schedule_time, which is also its id.
-            dedup_hint=event_id if kind == "scheduler" else None,
-        )
+        return stored_event(document, record.event if isinstance(record.event, dict) else {})
     except ValueError as exc:
         raise NotReplayable(f"the recorded event cannot be rebuilt: {exc}") from None
-
-
-def _kind_of(event_type: str) -> str:
-    if event_type == SCHEDULER_EXECUTED:
-        return "scheduler"
-    if event_type.startswith(STORAGE_PREFIX):
-        return "storage"
-    if event_type == PUBSUB_PUBLISHED:
-        return "pubsub"
-    return "generic"
-
-
-def _form_of(kind: str, data: Any) -> str:
-    if kind == "scheduler":
-        attributes = data.get("attributes") if isinstance(data, dict) else None
-        return "scheduler-pubsub" if attributes else "scheduler-http"
-    return "cloudevent-structured"
 
 
 def select(records: Iterable[Record]) -> list[Record]:

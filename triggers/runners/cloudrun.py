@@ -250,6 +250,23 @@ class CloudRunRunner:
             if not page_token:
                 return None
 
+    # ------------------------------------------------------------------ max_running
+
+    def running(self, job: str) -> list[str]:
+        """Names of ``job``'s executions not finished yet (no completion time); raises
+        RetryableRunError when they cannot all be listed within ``find_budget``."""
+        from .cloudrun_running import running_executions
+
+        return running_executions(
+            self.executions_client, job, timeout=self.timeout, budget=self.find_budget
+        )
+
+    def cancel(self, execution: str) -> None:
+        """Ask the API to cancel ``execution`` (`when_busy: replace`); does not wait."""
+        from .cloudrun_running import cancel_execution
+
+        cancel_execution(self.executions_client, execution, timeout=self.timeout)
+
     # ------------------------------------------------------------------ status
 
     def execution_status(self, name: str) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
 from ..plan import RUN_KEY_ENV, RunRequest
-from .base import Launch
+from .base import Launch, unsupported_running
 from .cloudrun import _transport_error_before_sending
 
 API_PREFIX = "/apis/run.googleapis.com/v1"
@@ -283,6 +283,12 @@ class CloudRunV1Runner:
             params["continue"] = token
 
     # ------------------------------------------------------------------ status
+
+    def running(self, job: str) -> list[str]:
+        raise unsupported_running("cloudrun-v1")
+
+    def cancel(self, execution: str) -> None:
+        raise unsupported_running("cloudrun-v1")
 
     def execution_status(self, name: str) -> dict[str, Any] | None:
         """What the execution ``name`` (`namespaces/P/executions/E`) has come to, for the

@@ -34,6 +34,12 @@ class DryRunRunner:
     def find(self, request: RunRequest, *, since: datetime) -> Launch | None:
         return None
 
+    def running(self, job: str) -> list[str]:
+        return []  # nothing it launches runs, so `max_running` is never reached
+
+    def cancel(self, execution: str) -> None:
+        return None
+
     def execution_status(self, name: str) -> dict[str, Any] | None:
         """A fake execution of `run`: done, succeeded, zero tasks, `MESSAGE`. Any other name
         raises RetryableRunError (the dry-run runner cannot know about real executions)."""

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
 from ..plan import RUN_KEY_ENV, RunRequest
-from .base import Launch
+from .base import Launch, unsupported_running
 
 SERVICE = "peloton-jobmgr"
 JOB_MANAGER = "peloton.api.v0.job.JobManager"
@@ -267,6 +267,12 @@ class PelotonRunner:
         ident = job_id(request)
         info = self._get(ident, f"looking for Peloton job {ident} of {request.job}")
         return None if info is None else Launch(execution=execution_name(ident), adopted=True)
+
+    def running(self, job: str) -> list[str]:
+        raise unsupported_running("peloton")
+
+    def cancel(self, execution: str) -> None:
+        raise unsupported_running("peloton")
 
     def execution_status(self, name: str) -> dict[str, Any] | None:
         """How the job ``peloton/jobs/<uuid>`` stands, for the reconciler; None when the job

@@ -43,6 +43,16 @@ class SystemRunners:
     def find(self, request: RunRequest, *, since: datetime) -> Launch | None:
         return self.runner(request.system).find(request, since=since)
 
+    def running(self, job: str) -> list[str]:
+        # Only Cloud Run v2 counts executions (the rules refuse max_running elsewhere).
+        return self.runner("cloudrun").running(job)
+
+    def cancel(self, execution: str) -> None:
+        system = of_execution(execution)
+        if system is None:
+            raise PermanentRunError(f"no job system makes executions named like {execution!r}")
+        self.runner(system.name).cancel(execution)
+
     def execution_status(self, name: str) -> dict[str, Any] | None:
         system = of_execution(name)
         if system is None:

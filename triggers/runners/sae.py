@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
 from ..plan import RunRequest
-from .base import Launch
+from .base import Launch, unsupported_running
 from .systems import get as get_system
 
 # `job:` (REGION/APP_ID) and the execution names this runner makes
@@ -225,6 +225,12 @@ class SaeRunner:
         return Launch(execution=job.execution(job_id), operation=None, adopted=True)
 
     # ------------------------------------------------------------------ status
+
+    def running(self, job: str) -> list[str]:
+        raise unsupported_running("sae")
+
+    def cancel(self, execution: str) -> None:
+        raise unsupported_running("sae")
 
     def execution_status(self, name: str) -> dict[str, Any] | None:
         """What the SAE job ``name`` has come to (`DescribeJobStatus`), for the reconciler.

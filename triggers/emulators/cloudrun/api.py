@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from ..http import Call, Handler
 from ..rpc import ApiError
 from .overrides import parse_proto_duration, parse_run_body
+from .quota import RunQuota
 from .resources import to_int_enums
 from .state import Store
 
@@ -73,8 +74,9 @@ class CloudRunService:
     """The Cloud Run Admin API v2 as a ``triggers.emulators.http.Service``: requests to the
     store; knows nothing about sockets."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, quota: RunQuota | None = None) -> None:
         self.store = store
+        self.quota = quota  # jobs.run requests per minute per region (429 past it); None: none
         s = store
         job = rf"{_LOC}/jobs/{_SEG}"
         execution = rf"{job}/executions/{_SEG}"
@@ -143,6 +145,8 @@ class CloudRunService:
 
     def reset(self) -> None:
         self.store.reset()
+        if self.quota is not None:
+            self.quota.reset()  # a clean slate: no run counted against this minute
 
     def shutdown(self, timeout: float) -> None:
         self.store.shutdown(timeout)
@@ -151,7 +155,10 @@ class CloudRunService:
 
     def _run_job(self, call: Call) -> dict[str, Any]:
         request = parse_run_body(call.body)
-        return self.store.run_job(_job_name(call.params), request)
+        name = _job_name(call.params)
+        if self.quota is not None and not request.validate_only:
+            self.quota.take(name.split("/")[3])  # projects/P/locations/REGION/jobs/J
+        return self.store.run_job(name, request)
 
     def _list_jobs(self, call: Call) -> dict[str, Any]:
         project, location = call.params

@@ -22,6 +22,7 @@ from typing import Any
 
 from ...errors import DecodeError
 from ...events import decode
+from ...flow.queue import TASK_PATH
 from ...function.app import App, Response
 from .views import event_json, jsonable, verdicts_json
 
@@ -131,11 +132,17 @@ class RecordingApp(App):
         self._clock = clock
 
     def handle(
-        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+        path: str | None = None,
     ) -> Response:
         received = self._clock()
         rules = self.rules  # the rules this request is routed with, even if a reload follows
-        response = super().handle(headers, body, query)
+        response = super().handle(headers, body, query, path=path)
+        if path is not None and path.rstrip("/") == TASK_PATH:
+            return response  # a queue task's callback, not an event: its record is the ledger's
         try:
             self.events.append(
                 describe(
