@@ -393,18 +393,11 @@ class Dispatcher:
 
 
 def launch_task(queue: str, claim: Claim) -> Task:
-    """The task that launches the record of ``claim``: `l-<ledger key>-<claimed at, ms>`.
-
-    One task per occurrence of a (rule, dedup key): a second enqueue for the same record (a
-    redelivery taking over a crashed claim) is ALREADY_EXISTS, while a new occurrence after the
-    dedup window (a fresh record, a new `created_at`) gets a new name; Cloud Tasks refuses a
-    name for up to an hour after its task ran, which a bare ledger key would run into.
-    """
+    """The task that launches the record of ``claim`` (see `launch_task_name`)."""
     record = claim.record
-    millis = int(record.created_at.timestamp() * 1000)
     return Task(
         queue=queue,
-        name=f"{launch_task_name(record.key)}-{millis}",
+        name=launch_task_name(record.key, record.created_at),
         body={"kind": "launch", "rule": record.rule, "ledger_key": record.key},
     )
 

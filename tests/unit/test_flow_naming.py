@@ -4,6 +4,7 @@ unique where uniqueness is the point (one launch task per ledger key, one queue 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -40,13 +41,17 @@ def test_queue_ids_cloud_tasks_refuses(queue):
     assert not naming.is_queue_id(queue)
 
 
-def test_launch_task_name_is_the_ledger_key():
+def test_launch_task_name_is_the_ledger_key_and_the_claim_time():
     key = hashlib.sha256(b"x").hexdigest()
-    assert naming.launch_task_name(key) == f"l-{key}"
-    assert naming.TASK_ID.fullmatch(naming.launch_task_name(key))
+    claimed = datetime(2026, 12, 5, 4, 30, 0, 123456, tzinfo=UTC)
+    name = naming.launch_task_name(key, claimed)
+    assert name == f"l-{key}-{int(claimed.timestamp() * 1000)}" == f"l-{key}-1796445000123"
+    assert naming.TASK_ID.fullmatch(name)
+    # a later occurrence of the same key (a new record) gets a name of its own
+    assert naming.launch_task_name(key, claimed + timedelta(milliseconds=1)) != name
     for wrong in ("", key.upper(), key[:-1], key + "0", "../" + key[3:]):
         with pytest.raises(naming.InvalidName, match="is not a sha256 hex digest"):
-            naming.launch_task_name(wrong)
+            naming.launch_task_name(wrong, claimed)
 
 
 def test_batch_task_names_the_timer_and_the_early_seal_apart():

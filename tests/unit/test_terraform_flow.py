@@ -349,20 +349,9 @@ def test_the_function_env_tells_it_where_to_enqueue_only_with_flow_control() -> 
     assert f"/{TASK_PATH.lstrip('/')}" == "/_triggers/task"
 
 
-# Settings engineer C adds on wt-flowrun (issue 13 contract): names the module sets before they
-# are merged here. Once they are Settings fields this set can go.
-CONTRACT_SETTINGS = {
-    "tasks_project",
-    "tasks_location",
-    "task_target_url",
-    "tasks_service_account",
-    "tasks_audience",
-}
-
-
 def test_the_tasks_env_names_are_settings() -> None:
     names = set(re.findall(r"\b(TRIGGERS_[A-Z_]+)\s*=", (MODULE / "tasks.tf").read_text()))
-    settings = {f"TRIGGERS_{n.upper()}" for n in set(Settings.model_fields) | CONTRACT_SETTINGS}
+    settings = {f"TRIGGERS_{n.upper()}" for n in set(Settings.model_fields)}
     assert names and names <= settings, names - settings
 
 

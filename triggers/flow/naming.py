@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 
 from .spec import MAX_QUEUE_ID
 
@@ -49,11 +50,19 @@ def default_queue_id(rule_name: str) -> str:
     return f"{queue[: MAX_QUEUE_ID - _HASH_CHARS - 1]}-{digest}"
 
 
-def launch_task_name(ledger_key: str) -> str:
-    """The task that launches the run recorded under `ledger_key`: `l-<ledger key>`."""
+def launch_task_name(ledger_key: str, claimed_at: datetime) -> str:
+    """The task that launches the run recorded under `ledger_key`, first claimed at
+    `claimed_at`: `l-<ledger key>-<claimed at, ms>`.
+
+    One task per occurrence of a (rule, dedup key): a second enqueue for the same record (a
+    redelivery taking over a crashed claim keeps `created_at`) is ALREADY_EXISTS, while a new
+    occurrence after the dedup window (a fresh record, a new `created_at`) gets a new name;
+    Cloud Tasks refuses a name for up to an hour after its task ran, which a bare ledger key
+    would run into.
+    """
     if not _LEDGER_KEY.fullmatch(ledger_key):
         raise InvalidName(f"ledger key {ledger_key!r} is not a sha256 hex digest")
-    return LAUNCH_PREFIX + ledger_key
+    return f"{LAUNCH_PREFIX}{ledger_key}-{int(claimed_at.timestamp() * 1000)}"
 
 
 def batch_task_name(batch_id: str, *, sealed: bool = False) -> str:
