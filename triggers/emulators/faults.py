@@ -43,6 +43,22 @@ METHODS = frozenset(
         "*",
     }
 )
+# Cloud Tasks v2 (triggers.emulators.cloudtasks)
+METHODS |= {
+    "CreateQueue",
+    "GetQueue",
+    "ListQueues",
+    "UpdateQueue",
+    "DeleteQueue",
+    "PurgeQueue",
+    "PauseQueue",
+    "ResumeQueue",
+    "CreateTask",
+    "GetTask",
+    "ListTasks",
+    "DeleteTask",
+    "RunTask",
+}
 # Uber Peloton's YARPC procedures (triggers.emulators.peloton), by their full names.
 METHODS |= {
     f"peloton.api.v0.{procedure}"

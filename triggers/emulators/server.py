@@ -2,8 +2,9 @@
 
 One server serves every emulated API in ``APIS`` that it is asked for, on one port, with one
 fault model; each API is a ``Service`` of ``triggers.emulators.http`` built over the same jobs
-file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v2) and
-``cloudrun-v1`` (its v1 routes, over the same executions).
+file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v2),
+``cloudrun-v1`` (its v1 routes, over the same executions), ``peloton``, ``sae`` and
+``cloudtasks`` (Cloud Tasks v2: queues that call HTTP targets; ``self.tasks`` is its store).
 
     with EmulatorServer("config/jobs.yaml") as emu:      # port 0 = a free port
         client = run_v2.JobsClient(
@@ -13,7 +14,8 @@ file and the same task processes. Today: ``cloudrun`` (the Cloud Run Admin API v
         )
 
 ``main(argv)`` implements
-``triggers emulator --jobs FILE [--api NAME]... [--port N] [--host H] [--log-dir D]``.
+``triggers emulator --jobs FILE [--api NAME]... [--port N] [--host H] [--log-dir D]
+[--tasks-time-scale F] [--tasks-tombstone SECONDS]``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _ensure_stderr_logging(level: int) -> None:
 
 
 #: The emulated APIs a server can serve, by the name ``--api`` takes.
-APIS = ("cloudrun", "cloudrun-v1", "peloton", "sae")
+APIS = ("cloudrun", "cloudrun-v1", "peloton", "sae", "cloudtasks")
 
 
 class EmulatorServer:
@@ -78,6 +80,8 @@ class EmulatorServer:
     ``secrets``: a secrets file (or its mapping) of name -> value for env vars that reference
     Secret Manager (cloudrun/secrets.py).
     ``store`` is the Cloud Run executions store, ``faults`` the fault model of every API.
+    ``tasks_time_scale``: Cloud Tasks rates and backoffs run this many times faster than real
+    time; ``tasks_tombstone_seconds``: how long a finished or deleted task's name stays taken.
     """
 
     def __init__(
@@ -92,6 +96,8 @@ class EmulatorServer:
         log_to_stderr: bool = True,
         apis: tuple[str, ...] = APIS,
         secrets: str | os.PathLike[str] | Mapping[str, str] | None = None,
+        tasks_time_scale: float = 1.0,
+        tasks_tombstone_seconds: float = 3600.0,
     ) -> None:
         unknown = sorted(set(apis) - set(APIS))
         if unknown or not apis:
@@ -119,6 +125,7 @@ class EmulatorServer:
             "cloudrun-v1": lambda: CloudRunV1Service(self.store),
             "peloton": self._peloton,
             "sae": lambda: SaeService(self.store),  # runs its jobs through the same store
+            "cloudtasks": lambda: self._cloudtasks(tasks_time_scale, tasks_tombstone_seconds),
         }
         self.services: list[Service] = [builders[name]() for name in dict.fromkeys(apis)]
         self._httpd: EmulatorHTTPServer | None = None
@@ -136,6 +143,14 @@ class EmulatorServer:
         base_env = inherited_environ(self.catalog.inherit_env)
         self.peloton_jobs = JobStore(self.log_dir, self.launcher, jobs_dir=here, base_env=base_env)
         return PelotonService(self.peloton_jobs)
+
+    def _cloudtasks(self, time_scale: float, tombstone_seconds: float) -> Service:
+        """Cloud Tasks v2; ``self.tasks`` is its store (dispatch log, wait_drained)."""
+        from .cloudtasks.api import CloudTasksService
+        from .cloudtasks.store import TasksStore
+
+        self.tasks = TasksStore(time_scale, tombstone_seconds)
+        return CloudTasksService(self.tasks)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,6 +266,22 @@ def build_parser(prog: str = "triggers emulator") -> argparse.ArgumentParser:
         help="YAML/JSON of secret name -> value, resolving env vars that reference Secret"
         " Manager (default: none, so such a run fails as for an unknown secret)",
     )
+    p.add_argument(
+        "--tasks-time-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="Cloud Tasks: run queue rates and retry backoffs F times faster than real time"
+        " (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tasks-tombstone",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="Cloud Tasks: how long the name of a finished or deleted task cannot be reused"
+        " (default: %(default)s)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also log every task attempt")
     return p
 
@@ -268,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
             log_level=level,
             apis=tuple(args.api or APIS),
             secrets=args.secrets,
+            tasks_time_scale=args.tasks_time_scale,
+            tasks_tombstone_seconds=args.tasks_tombstone,
         )
-    except JobsFileError as exc:
+    except (JobsFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
