@@ -3,7 +3,7 @@ by default, beside the ledger's `triggers-runs`), through the ledger backend's c
 
 * create  — `DocumentReference.create()` (precondition exists=false): of concurrent openers of
             one batch id exactly one wins.
-* replace — a transaction: read the token, compare, overwrite (the same shape as the ledger's).
+* replace — read, compare the token, write with an update-time precondition (optimistic).
 * list    — one query on `kind == batch` ordered by `opened_at` (a composite index on
             (kind, opened_at) and (kind, rule, opened_at) in real Firestore; docs/flow-batching.md).
 * records — `Client.get_all`: the members' ledger records in one streamed read.
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..flow.batching import decode_document, encode_document
-from .base import LedgerContention, Record
+from .base import Record
 from .batchdocs import DocumentBatchStore
 from .firestore import FirestoreBackend, _decode_record
 
@@ -30,9 +30,7 @@ _READ_CHUNK = 300
 
 
 class FirestoreBatchStore(DocumentBatchStore):
-    def __init__(
-        self, records: FirestoreBackend, *, collection: str | None = None, attempts: int = 5
-    ) -> None:
+    def __init__(self, records: FirestoreBackend, *, collection: str | None = None) -> None:
         self.records = records
         # Beside the ledger's own collection: tests that isolate the ledger by collection
         # isolate its batches too.
@@ -41,7 +39,6 @@ class FirestoreBatchStore(DocumentBatchStore):
             if records.collection == "triggers-runs"
             else f"{records.collection}-batches"
         )
-        self.attempts = attempts
 
     def _ref(self, doc_id: str) -> Any:
         return self.records.client.collection(self.collection).document(doc_id)
@@ -74,26 +71,23 @@ class FirestoreBatchStore(DocumentBatchStore):
         return decode_document((snapshot.to_dict() or {})["body"])
 
     def _replace(self, doc_id: str, doc: dict[str, Any], expected_token: str) -> bool:
-        fs, exceptions = self.records._firestore()
+        """Optimistic: read, compare the token, write with the read's update time as the
+        precondition. No transaction: under contention (every member of a busy batch appends
+        to one document) a transaction holds the document's lock and makes the others wait
+        and abort; a precondition just fails the losers at once, and they read again."""
+        _, exceptions = self.records._firestore()
         ref = self._ref(doc_id)
-
-        @fs.transactional
-        def attempt(transaction: Any) -> bool:
-            wanted = ["token", "kind", "rule", "opened_at"]
-            snapshot = ref.get(field_paths=wanted, transaction=transaction)
-            current = (snapshot.to_dict() or {}) if snapshot.exists else None
-            if current is None or current.get("token") != expected_token:
-                return False
-            fields = self._fields(current["kind"], current["rule"], current.get("opened_at"), doc)
-            transaction.set(ref, fields)
-            return True
-
+        snapshot = ref.get()
+        current = snapshot.to_dict() if snapshot.exists else None
+        if current is None or current.get("token") != expected_token:
+            return False
+        fields = self._fields(current["kind"], current["rule"], current.get("opened_at"), doc)
+        option = self.records.client.write_option(last_update_time=snapshot.update_time)
         try:
-            return bool(attempt(self.records.client.transaction(max_attempts=self.attempts)))
-        except (ValueError, exceptions.Aborted) as exc:
-            raise LedgerContention(
-                f"batch document {self.collection}/{doc_id} is contended: nothing was written"
-            ) from exc
+            ref.update(fields, option=option)
+        except (exceptions.FailedPrecondition, exceptions.NotFound):
+            return False  # written (or deleted) since we read it: the caller reads again
+        return True
 
     def _list(self, rule: str | None, limit: int) -> builtins.list[dict[str, Any]]:
         fs, _ = self.records._firestore()
