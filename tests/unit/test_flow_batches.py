@@ -472,3 +472,22 @@ def test_the_tasks_slices_cover_every_member_once_in_order(tmp_path, n):
 def test_read_slice_without_a_manifest_says_what_is_missing():
     with pytest.raises(LookupError, match=MANIFEST_ENV):
         read_slice({})
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def test_a_replayed_member_joins_a_new_batch_and_a_batch_run_is_not_replayable(world):
+    from triggers.ops.replay import replay
+
+    world.send(5)
+    (batch,) = world.batches()
+    assert world.run_task(batch.id)[0] == 200
+    member = world.ledger.get(batch.members[0])
+    run = world.ledger.get(world.store.get_batch(batch.id).run)
+    replayed = list(replay(world.dispatcher(), [member, run], scope="replay-1"))
+    (outcome,) = replayed[0].outcomes
+    assert outcome.outcome is Outcome.BATCHED and outcome.dedup_key.startswith("replay-1/")
+    (again,) = [b for b in world.batches() if b.id != batch.id]
+    assert again.members == (outcome.ledger_key,)
+    assert "a batch's own run" in replayed[1].skipped
