@@ -102,6 +102,7 @@ def test_the_first_member_opens_a_batch_and_its_window_timer(world):
     assert task.body == {"kind": "batch", "rule": "ingest", "batch": batch.id}
     record = world.ledger.get(outcome.ledger_key)
     assert record.status is Status.BATCHED and record.batch == batch.id
+    assert record.expire_at >= batch.expire_at  # kept (past a short dedup window) for its batch
     assert world.runner.run_calls == 0
 
 
@@ -491,3 +492,30 @@ def test_a_replayed_member_joins_a_new_batch_and_a_batch_run_is_not_replayable(w
     (again,) = [b for b in world.batches() if b.id != batch.id]
     assert again.members == (outcome.ledger_key,)
     assert "a batch's own run" in replayed[1].skipped
+
+
+def test_the_documented_reader_without_triggers_returns_each_tasks_slice(tmp_path, monkeypatch):
+    """docs/flow-batching.md's standalone reader, run as written, inline and from a file."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "flow-batching.md").read_text(encoding="utf-8")
+    snippet = text.split("Without triggers (the whole reader):", 1)[1]
+    snippet = snippet.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(snippet, "flow-batching.md", "exec"), namespace)
+    writer = ManifestWriter(directory=tmp_path)
+    for n in (5, 500):  # inline, then a file:// manifest
+        env = dict(writer.write(manifest_of(n)))
+        count = task_count(n, 7)
+        seen = []
+        for index in range(count):
+            for name in (MANIFEST_ENV, MANIFEST_URI_ENV):
+                monkeypatch.delenv(name, raising=False)
+            for name, value in {
+                **env,
+                "CLOUD_RUN_TASK_INDEX": str(index),
+                "CLOUD_RUN_TASK_COUNT": str(count),
+            }.items():
+                monkeypatch.setenv(name, value)
+            seen += [m["event"]["data"]["i"] for m in namespace["my_members"]()]
+        assert seen == list(range(n))

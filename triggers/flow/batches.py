@@ -106,7 +106,7 @@ class Batches:
             self._write(self.ledger.release, claim, reason)
             return _outcome(request, Outcome.RETRY, reason)
         try:
-            if not self.ledger.batched(claim, batch.id):
+            if not self.ledger.batched(claim, batch.id, keep_until=batch.expire_at):
                 log.warning("claim %s was taken over after joining %s", claim.record.key, batch.id)
         except Exception as exc:
             # In the batch, not yet recorded so: the takeover after the lease finds it there.

@@ -434,9 +434,14 @@ class Ledger:
             claim.record.key, claim.record.token, {"batch": batch, "updated_at": self.clock()}
         )
 
-    def batched(self, claim: Claim, batch: str) -> bool:
-        """The member is in `batch` for good: decided (a redelivery is a duplicate)."""
-        return self._finish(claim, Status.BATCHED, batch=batch, reason=None, ambiguous=False)
+    def batched(self, claim: Claim, batch: str, *, keep_until: datetime | None = None) -> bool:
+        """The member is in `batch` for good: decided (a redelivery is a duplicate). With
+        `keep_until` later than the record's dedup window, the record is kept that long: its
+        batch reads it for the manifest, and a TTL must not delete it first."""
+        changes: dict[str, Any] = {"batch": batch, "reason": None, "ambiguous": False}
+        if keep_until is not None and keep_until > claim.record.expire_at:
+            changes["expire_at"] = keep_until
+        return self._finish(claim, Status.BATCHED, **changes)
 
     def _new_record(
         self, request: RunRequest, event_document: dict[str, Any] | None, now: datetime
