@@ -519,3 +519,24 @@ def test_the_documented_reader_without_triggers_returns_each_tasks_slice(tmp_pat
                 monkeypatch.setenv(name, value)
             seen += [m["event"]["data"]["i"] for m in namespace["my_members"]()]
         assert seen == list(range(n))
+
+
+def test_reconcile_moves_the_batch_run_and_copies_its_outcome_to_the_members(world):
+    from triggers.ops.reconcile import reconcile
+
+    world.send(5)
+    (batch,) = world.batches()
+    assert world.run_task(batch.id)[0] == 200
+    batch = world.store.get_batch(batch.id)
+
+    class Done:
+        def execution_status(self, name):
+            assert name == batch.execution
+            return {"done": True, "outcome": "succeeded", "task_count": 3, "succeeded_count": 3}
+
+    report = reconcile(world.ledger, Done())
+    assert report.checked == 1 and report.succeeded == 1  # members are not launched records
+    assert world.ledger.get(batch.run).status is Status.SUCCEEDED
+    for key in batch.members:
+        member = world.ledger.get(key)
+        assert member.status is Status.BATCHED and member.outcome["outcome"] == "succeeded"

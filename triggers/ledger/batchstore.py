@@ -34,8 +34,11 @@ class MemoryBatchStore(DocumentBatchStore):
 
     def __init__(self, records: MemoryBackend | None = None) -> None:
         self.records = records if records is not None else MemoryBackend()
-        self._docs: dict[str, tuple[str, str]] = {}  # id -> (kind, JSON body)
-        self._lock = threading.Lock()
+        # Kept on the backend, as the other stores keep batches beside the records: every
+        # store over one memory backend (the function's, `show`'s, the reconciler's) sees them.
+        shared = self.records.__dict__.setdefault("_batch_documents", ({}, threading.Lock()))
+        self._docs: dict[str, tuple[str, str]] = shared[0]  # id -> (kind, JSON body)
+        self._lock: threading.Lock = shared[1]
 
     def _create(self, doc_id: str, kind: str, rule: str, opened_at: Any, doc: dict) -> bool:
         with self._lock:
