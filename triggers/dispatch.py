@@ -109,10 +109,10 @@ class Dispatcher:
         ledger: Ledger,
         runner: Runner,
         *,
+        batcher: BatchJoiner | None = None,
         find_margin: timedelta = FIND_MARGIN,
         ambiguous_hold: timedelta | None = None,
         spans: Spans = NO_SPANS,
-        batcher: BatchJoiner | None = None,
     ) -> None:
         self.batcher = batcher  # batched rules' members join batches through it (flow/batches)
         self.rules = rules
