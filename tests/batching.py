@@ -1,4 +1,4 @@
-"""Batched rules and a recording runner for the batching tests (pure: no I/O).
+"""Batched rules, a recording runner and crash injection for the batching tests (pure: no I/O).
 
 The rules schema for `batch:` is built on another branch; until it is merged, tests give a
 loaded rule its `flow` and `batch_key` directly, as the loader will.
@@ -74,3 +74,43 @@ class RecordingRunner(ScriptedRunner):
 
 def env_of(request) -> dict[str, str]:
     return dict(request.overrides.env)
+
+
+class Crash(Exception):
+    pass
+
+
+class Fuse:
+    """Counts writes across the ledger and the batch store; at the n-th the process "dies":
+    that write and every later one raise (nothing more reaches the stores)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.count = 0
+
+    def write(self) -> None:
+        self.count += 1
+        if self.count >= self.at:
+            raise Crash(f"crashed at write {self.count}")
+
+
+class FusedBackend:
+    WRITES = ("create", "replace", "update", "count_duplicate")
+
+    def __init__(self, inner, fuse: Fuse) -> None:
+        self.inner, self.fuse = inner, fuse
+
+    def __getattr__(self, name):
+        target = getattr(self.inner, name)
+        if name not in self.WRITES:
+            return target
+
+        def call(*args, **kwargs):
+            self.fuse.write()
+            return target(*args, **kwargs)
+
+        return call
+
+
+class FusedStore(FusedBackend):
+    WRITES = ("create_batch", "replace_batch", "create_cursor", "replace_cursor")

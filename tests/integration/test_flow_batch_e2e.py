@@ -20,10 +20,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.batching import batched
+from tests.batching import Fuse, FusedBackend, FusedStore, batched
 from tests.fakes import storage_event
 from tests.integration.conftest import eventually, free_port
-from tests.unit.test_flow_batches import Fuse, FusedBackend, FusedStore
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.flow.batches import Batches, handle_batch_task
 from triggers.flow.batching import BatchStatus

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.batching import RecordingRunner, batch_rules, env_of
+from tests.batching import Fuse, FusedBackend, FusedStore, RecordingRunner, batch_rules, env_of
 from tests.fakes import Clock, storage_event
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import PermanentRunError, RetryableRunError
@@ -321,46 +321,6 @@ def test_seal_racing_joiners_loses_nobody(tmp_path):
 
 
 # -- crashes between every two writes ----------------------------------------------------------
-
-
-class Crash(Exception):
-    pass
-
-
-class Fuse:
-    """Counts writes across the ledger and the batch store; at the n-th the process "dies":
-    that write and every later one raise (nothing more reaches the stores)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-        self.count = 0
-
-    def write(self) -> None:
-        self.count += 1
-        if self.count >= self.at:
-            raise Crash(f"crashed at write {self.count}")
-
-
-class FusedBackend:
-    WRITES = ("create", "replace", "update", "count_duplicate")
-
-    def __init__(self, inner, fuse: Fuse) -> None:
-        self.inner, self.fuse = inner, fuse
-
-    def __getattr__(self, name):
-        target = getattr(self.inner, name)
-        if name not in self.WRITES:
-            return target
-
-        def call(*args, **kwargs):
-            self.fuse.write()
-            return target(*args, **kwargs)
-
-        return call
-
-
-class FusedStore(FusedBackend):
-    WRITES = ("create_batch", "replace_batch", "create_cursor", "replace_cursor")
 
 
 def test_a_crash_between_any_two_writes_of_a_member_loses_and_doubles_nobody(tmp_path):
