@@ -500,3 +500,29 @@ def test_reconcile_moves_the_batch_run_and_copies_its_outcome_to_the_members(wor
     for key in batch.members:
         member = world.ledger.get(key)
         assert member.status is Status.BATCHED and member.outcome["outcome"] == "succeeded"
+
+
+def test_the_timer_and_the_seal_task_delivered_together_launch_once(tmp_path):
+    for attempt in range(20):
+        world = World(tmp_path / str(attempt), max_events=4)
+        world.send(4)
+        (batch,) = world.batches()
+        world.clock.advance(seconds=61)
+        go = threading.Barrier(3)
+        answers: list = []
+
+        def deliver(world=world, batch=batch, go=go, answers=answers) -> None:
+            go.wait()
+            answers.append(world.run_task(batch.id))
+
+        threads = [threading.Thread(target=deliver) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # one launched; the others duplicates, or told to retry while the first held the claim
+        outcomes = sorted(a[1]["outcome"] for a in answers)
+        assert outcomes.count("launched") == 1, outcomes
+        assert set(outcomes) <= {"launched", "duplicate", "retry"}
+        assert world.run_task(batch.id)[1]["outcome"] == "duplicate"
+        assert world.runner.run_calls == 1
