@@ -526,3 +526,12 @@ def test_the_timer_and_the_seal_task_delivered_together_launch_once(tmp_path):
         assert set(outcomes) <= {"launched", "duplicate", "retry"}
         assert world.run_task(batch.id)[1]["outcome"] == "duplicate"
         assert world.runner.run_calls == 1
+
+
+def test_batches_over_a_ledger_keep_their_batches_beside_its_records(world):
+    batches = Batches.over(world.ledger, world.queue, manifest_bucket="b")
+    dispatcher = Dispatcher(world.rules, world.ledger, world.runner, batcher=batches)
+    world.send(1, dispatcher=dispatcher)
+    (batch,) = world.batches()  # the store the world reads: the same backend's
+    assert batches.manifests.bucket == "b" and batches.clock is world.clock
+    assert batch.members == (world.ledger.list()[0].key,)

@@ -85,6 +85,18 @@ class Batches:
     clock: Callable[[], datetime] = utcnow
     passes: int = JOIN_PASSES
 
+    @classmethod
+    def over(
+        cls, ledger: Ledger, queue: TaskQueue, *, manifest_bucket: str | None = None
+    ) -> Batches:
+        """Batching beside `ledger`'s records (its backend's batch store), tasks on `queue`,
+        large manifests in `manifest_bucket` (None: a local directory): what the function,
+        `triggers serve` and `triggers replay` give their dispatcher as `batcher`."""
+        from ..ledger.batchstore import batch_store_for
+
+        store = batch_store_for(ledger.backend)
+        return cls(store, queue, ledger, ManifestWriter(bucket=manifest_bucket), ledger.clock)
+
     # -- a member joins ---------------------------------------------------------------------
 
     def join(self, rule: Rule, event: Event, claim: Claim, request: RunRequest) -> RuleOutcome:
