@@ -29,12 +29,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 from ..dispatch import Dispatcher, Outcome, RuleOutcome
 from ..errors import RenderError
-from ..events.model import FORMS, KINDS, Event
+from ..events.model import Event
 from ..ledger.base import Claim, Ledger, LedgerContention, Record, Status, utcnow
 from ..plan import RunRequest
 from ..rules.rule import Rule
@@ -57,6 +56,7 @@ from .manifest import (
     ManifestWriter,
     build_manifest,
 )
+from .members import empty_event, event_of, manifest_members
 from .queue import Task, TaskQueue
 
 log = logging.getLogger("triggers.flow.batches")
@@ -284,7 +284,7 @@ class Batches:
         if batch.status is BatchStatus.LAUNCHED:
             return 200, {**answer, "outcome": "duplicate", "execution": batch.execution}
         records = self.store.get_records(batch.members)
-        members = _manifest_members(batch, records)
+        members = manifest_members(batch, records)
         count = task_count(len(members), rule.flow.batch.per_task)
         manifest = build_manifest(batch.id, rule.name, batch.key, members, count)
         manifest_env = self.manifests.write(manifest)
@@ -344,7 +344,7 @@ class Batches:
         """The rule's overrides rendered against the first member's event, plus the batch's
         env and task count; its identity is `batch/<id>`: one launch per batch."""
         first = next((records[k] for k in batch.members if k in records), None)
-        event = _event_of(first) if first is not None else _empty_event(batch)
+        event = event_of(first) if first is not None else empty_event(batch)
         planned = rule.plan(event)
         env = (
             *planned.overrides.env,
@@ -387,45 +387,6 @@ def handle_batch_task(context: Any, body: Any) -> tuple[int, dict[str, Any]]:
     if not isinstance(batches, Batches):
         return _retry({"outcome": "retry"}, "batching is not configured in this function")
     return batches.run_task(dispatcher, body)
-
-
-def _manifest_members(batch: Batch, records: dict[str, Record]) -> list[dict[str, Any]]:
-    members: list[dict[str, Any]] = []
-    for key in batch.members:
-        record = records.get(key)
-        if record is None:  # expired before its batch ran: keep its place, say so
-            log.error("batch %s: member %s has no ledger record", batch.id, key)
-            members.append({"ledger_key": key, "missing": True})
-            continue
-        event = record.event_document if record.event_document is not None else record.event
-        members.append({"ledger_key": key, "dedup_key": record.dedup_key, "event": event})
-    return members
-
-
-def _event_of(record: Record) -> Event:
-    document = record.event_document or {}
-    reference = record.event if isinstance(record.event, dict) else {}
-    kind = reference.get("kind") if reference.get("kind") in KINDS else "generic"
-    form = reference.get("form") if reference.get("form") in FORMS else "cloudevent-structured"
-    core = ("id", "source", "type", "subject", "time", "data")
-    return Event(
-        id=str(document.get("id") or reference.get("id") or ""),
-        source=str(document.get("source") or reference.get("source") or ""),
-        type=str(document.get("type") or reference.get("type") or ""),
-        kind=str(kind),
-        form=str(form),
-        data=document.get("data"),
-        subject=document.get("subject"),
-        time=document.get("time"),
-        extensions=MappingProxyType({k: v for k, v in document.items() if k not in core}),
-    )
-
-
-def _empty_event(batch: Batch) -> Event:
-    return Event(
-        id=batch.id, source="triggers/batch", type="triggers.batch", kind="generic",
-        form="cloudevent-structured", data=None,
-    )  # fmt: skip
 
 
 def _retry(
