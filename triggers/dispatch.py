@@ -16,7 +16,7 @@ import enum
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import AmbiguousRunError, PermanentRunError, RenderError, RunError
 from .events.model import Event
@@ -93,6 +93,13 @@ class Decision:
         }
 
 
+class BatchJoiner(Protocol):
+    """Batching's side of dispatch (triggers.flow.batches.Batches): puts an owned claim of a
+    batched rule into its open batch, exactly once, and records it `batched`."""
+
+    def join(self, rule: Rule, event: Event, claim: Claim, request: RunRequest) -> RuleOutcome: ...
+
+
 class Dispatcher:
     """Claims, runs and records every rule an event matches.
 
@@ -112,11 +119,13 @@ class Dispatcher:
         ledger: Ledger,
         runner: Runner,
         *,
+        batcher: BatchJoiner | None = None,
         find_margin: timedelta = FIND_MARGIN,
         ambiguous_hold: timedelta | None = None,
         spans: Spans = NO_SPANS,
         queue: TaskQueue | None = None,
     ) -> None:
+        self.batcher = batcher  # batched rules' members join batches through it (flow/batches)
         self.rules = rules
         self.queue = queue
         self.ledger = ledger
@@ -202,6 +211,8 @@ class Dispatcher:
                     else "another delivery of this event holds the claim"
                 ),
             )
+        if rule.flow is not None and rule.flow.batch is not None:
+            return self._join_batch(rule, event, claim, request)
         if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
             # A previous attempt may have started the execution: adopt it rather than run twice.
             try:
@@ -390,6 +401,39 @@ class Dispatcher:
         if claim.owned:
             self._record(self.ledger.rejected, claim, reason)
         return _outcome(request, Outcome.REJECTED, reason)
+
+    # -- batching: members join a batch; the batch task launches it (flow/batches.py) --------
+
+    def _join_batch(
+        self, rule: Rule, event: Event, claim: Claim, request: RunRequest
+    ) -> RuleOutcome:
+        if self.batcher is None:  # a deployment that loads batched rules must configure it
+            reason = f"rule {rule.name} batches events, but batching is not configured here"
+            return self._release(claim, request, reason, ambiguous=False)
+        return self.batcher.join(rule, event, claim, request)
+
+    def launch_planned(
+        self, request: RunRequest, event_document: dict[str, Any] | None
+    ) -> RuleOutcome:
+        """Claim `request` and launch it exactly once (a batch's own run: its identity is the
+        request's dedup key), through the same find-before-run and hold-on-ambiguous path as
+        an event's. A duplicate answers with the execution already recorded."""
+        try:
+            claim = self.ledger.claim(request, event_document)
+        except Exception as exc:
+            return _outcome(request, Outcome.RETRY, f"ledger unavailable: {exc}")
+        if claim.kind is ClaimKind.DUPLICATE:
+            return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
+        if claim.kind is ClaimKind.BUSY:
+            return _outcome(request, Outcome.RETRY, "another attempt holds the claim")
+        if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
+            try:
+                found = self._find(claim, request)
+            except RunError as exc:
+                return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
+            if found is not None:
+                return self._launched(claim, request, found)
+        return self._run(claim, request)
 
 
 def launch_task(queue: str, claim: Claim) -> Task:

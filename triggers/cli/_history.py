@@ -41,6 +41,11 @@ def add_runs(sub) -> None:
         "--keys", action="store_true", help="begin each line with its key (for `triggers show`)"
     )
     p.add_argument("--json", action="store_true", help="one JSON array")
+    p.add_argument(
+        "--batches",
+        action="store_true",
+        help="list batches (batched rules: members, status, execution) instead of records",
+    )
     p.set_defaults(run=_runs)
 
 
@@ -124,6 +129,8 @@ def _runs(args: argparse.Namespace) -> int:
     ledger = open_ledger(args)
     if ledger is None:
         return 2
+    if getattr(args, "batches", False):
+        return _runs_of_batches(ledger, args)
     try:
         records = ledger.list(**filters)
     except Exception as exc:  # Firestore unreachable, a locked or corrupt SQLite file
@@ -167,16 +174,59 @@ def _show(args: argparse.Namespace) -> int:
         return 2
     finally:
         close_ledger(ledger)
-    if record is None:
+    batch = _batch_of(ledger, record, args.key.strip())
+    close_ledger(ledger)  # reopened by the batch store's read
+    if record is None and batch is None:
         print(
             f"error: no record with key {args.key.strip()} in the ledger ({_where(ledger)})",
             file=sys.stderr,
         )
         return 1
+    from ..ops.batch_history import batch_detail, batch_json
+
     if args.json:
-        print(json.dumps(record_json(record), indent=2, ensure_ascii=False, default=str))
+        shown: dict[str, Any] = record_json(record) if record is not None else {}
+        if batch is not None:
+            shown["batch_detail"] = batch_json(batch)
+        print(json.dumps(shown, indent=2, ensure_ascii=False, default=str))
     else:
-        print("\n".join(detail(record)))
+        lines = detail(record) if record is not None else []
+        if batch is not None:
+            lines += ([""] if lines else []) + batch_detail(batch)
+        print("\n".join(lines))
+    return 0
+
+
+def _batch_of(ledger: Ledger, record: Any, key: str) -> Any:
+    """The batch a record belongs to (a member, or a batch's own run), or the batch whose id
+    `key` is; None when there is none or the store cannot say (the record is shown anyway)."""
+    from ..ledger.batchstore import batch_store_for
+    from ..ops.batch_history import batch_of
+
+    wanted = batch_of(record) if record is not None else key
+    if not wanted:
+        return None
+    try:
+        return batch_store_for(ledger.backend).get_batch(wanted)
+    except Exception:  # an older SQLite file without batches, Firestore unreachable
+        return None
+
+
+def _runs_of_batches(ledger: Ledger, args: argparse.Namespace) -> int:
+    from ..ledger.batchstore import batch_store_for
+    from ..ops.batch_history import batch_json, batch_table
+
+    try:
+        batches = batch_store_for(ledger.backend).list_batches(rule=args.rule, limit=args.limit)
+    except Exception as exc:
+        print(f"error: cannot read the batches: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        close_ledger(ledger)
+    if args.json:
+        print(json.dumps([batch_json(b) for b in batches], indent=2, default=str))
+    else:
+        print("\n".join(batch_table(batches)))
     return 0
 
 

@@ -309,6 +309,9 @@ class Ledger:
             attempts=current.attempts + 1,
             duplicates=current.duplicates,
             ambiguous=current.ambiguous or current.status is Status.CLAIMED,
+            # A batch member's intent (the batch it was joining when it crashed) survives the
+            # takeover: the new owner looks there first, so it never joins two batches.
+            batch=current.batch,
         )
         return (
             Claim(ClaimKind.TAKEOVER, taken) if self.backend.replace(taken, current.token) else None
@@ -477,6 +480,24 @@ class Ledger:
 
     def list(self, **filters: Any) -> list[Record]:
         return self.backend.list(**filters)
+
+    # -- batching (triggers/flow/batches.py owns the algorithm) --------------------------------
+
+    def intend_batch(self, claim: Claim, batch: str) -> bool:
+        """Write down the batch this claimed member is about to join, before joining it: a
+        takeover after a crash reads it and looks in that batch first (docs/flow-batching.md)."""
+        return self.backend.update(
+            claim.record.key, claim.record.token, {"batch": batch, "updated_at": self.clock()}
+        )
+
+    def batched(self, claim: Claim, batch: str, *, keep_until: datetime | None = None) -> bool:
+        """The member is in `batch` for good: decided (a redelivery is a duplicate). With
+        `keep_until` later than the record's dedup window, the record is kept that long: its
+        batch reads it for the manifest, and a TTL must not delete it first."""
+        changes: dict[str, Any] = {"batch": batch, "reason": None, "ambiguous": False}
+        if keep_until is not None and keep_until > claim.record.expire_at:
+            changes["expire_at"] = keep_until
+        return self._finish(claim, Status.BATCHED, **changes)
 
     def _new_record(
         self, request: RunRequest, event_document: dict[str, Any] | None, now: datetime

@@ -158,6 +158,8 @@ def _reconcile_one(
         return
     report.not_found += not_found
     setattr(report, status.value, getattr(report, status.value) + 1)
+    if not not_found and record.dedup_key.startswith("batch/"):
+        _copy_to_members(ledger, record, details)
     # One line per finished execution: the Terraform module's executions metric counts these
     # (terraform/monitoring.tf), by rule and outcome.
     log.log(
@@ -176,6 +178,24 @@ def _reconcile_one(
             }
         },
     )
+
+
+def _copy_to_members(ledger: Ledger, record: Record, outcome: dict[str, Any]) -> None:
+    """A batch's run ended: copy how onto its members' records (their status stays `batched`:
+    they ran in that execution). Best effort, like pointing them at it: `triggers show` of a
+    member reaches the outcome through its batch anyway."""
+    from ..ledger.batchstore import batch_store_for
+
+    batch_id = record.dedup_key[len("batch/") :]
+    try:
+        store = batch_store_for(ledger.backend)
+        batch = store.get_batch(batch_id)
+        members = store.get_records(batch.members) if batch is not None else {}
+        for member in members.values():
+            if member.batch == batch_id:
+                ledger.backend.update(member.key, member.token, {"outcome": outcome})
+    except Exception as exc:  # the run's own record is reconciled; members are a courtesy
+        log.info("could not copy the outcome of batch %s to its members: %s", batch_id, exc)
 
 
 def _describe(exc: BaseException) -> str:

@@ -63,6 +63,11 @@ def event_of(record: Record) -> Event:
             "a request that could not be decoded has no event to replay: re-drive it from the"
             " dead-letter subscription (triggers replay --from-topic)"
         )
+    if record.dedup_key.startswith("batch/"):
+        raise NotReplayable(
+            "this is a batch's own run, not an event: replay its members (listed by"
+            " `triggers show`), which go through their rule's batch again"
+        )
     document = record.event_document
     if not isinstance(document, dict):
         raise NotReplayable(

@@ -1,0 +1,116 @@
+"""Batched rules, a recording runner and crash injection for the batching tests (pure: no I/O).
+
+The rules schema for `batch:` is built on another branch; until it is merged, tests give a
+loaded rule its `flow` and `batch_key` directly, as the loader will.
+"""
+
+from __future__ import annotations
+
+from tests.fakes import ScriptedRunner
+from triggers.flow.spec import Batching, Flow, Limits
+from triggers.rules import load_text
+from triggers.rules.rule import Rule
+from triggers.rules.ruleset import RuleSet
+from triggers.rules.templates import compile_template
+
+BATCH_RULES_YAML = """\
+project: demo-project
+region: europe-west1
+rules:
+  - name: ingest
+    on: storage.finalized
+    job: loader
+    overrides:
+      args: ["--first={{ data.name }}"]
+      env: {BUCKET: "{{ data.bucket }}"}
+"""
+
+
+def batched(
+    rule: Rule,
+    *,
+    window: int = 60,
+    max_events: int = 5,
+    per_task: int = 2,
+    key: str | None = None,
+) -> Rule:
+    """`rule` with a `batch:` block, as the loader compiles it."""
+    return Rule(
+        rule.name,
+        rule.spec,
+        rule.types,
+        rule.job,
+        rule.location,
+        rule.scope,
+        rule.pattern,
+        rule.condition,
+        rule.args,
+        rule.env,
+        rule.dedup_key,
+        rule.schedule,
+        rule.template_lines,
+        flow=Flow(Limits(queue=f"triggers-{rule.name}"), Batching(window, max_events, per_task)),
+        batch_key=None if key is None else compile_template(key),
+    )
+
+
+def batch_rules(**batching) -> RuleSet:
+    """The `ingest` rule, batched as given (see `batched`)."""
+    loaded = load_text(BATCH_RULES_YAML, environ={})
+    return RuleSet([batched(rule, **batching) for rule in loaded])
+
+
+class RecordingRunner(ScriptedRunner):
+    """A ScriptedRunner that keeps every request it was asked to run."""
+
+    def __init__(self, clock=None) -> None:
+        super().__init__(clock)
+        self.requests: list = []
+
+    def run(self, request, *, validate_only=False):
+        self.requests.append(request)
+        return super().run(request, validate_only=validate_only)
+
+
+def env_of(request) -> dict[str, str]:
+    return dict(request.overrides.env)
+
+
+class Crash(Exception):
+    pass
+
+
+class Fuse:
+    """Counts writes across the ledger and the batch store; at the n-th the process "dies":
+    that write and every later one raise (nothing more reaches the stores)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.count = 0
+
+    def write(self) -> None:
+        self.count += 1
+        if self.count >= self.at:
+            raise Crash(f"crashed at write {self.count}")
+
+
+class FusedBackend:
+    WRITES = ("create", "replace", "update", "count_duplicate")
+
+    def __init__(self, inner, fuse: Fuse) -> None:
+        self.inner, self.fuse = inner, fuse
+
+    def __getattr__(self, name):
+        target = getattr(self.inner, name)
+        if name not in self.WRITES:
+            return target
+
+        def call(*args, **kwargs):
+            self.fuse.write()
+            return target(*args, **kwargs)
+
+        return call
+
+
+class FusedStore(FusedBackend):
+    WRITES = ("create_batch", "replace_batch", "create_cursor", "replace_cursor")
