@@ -87,9 +87,13 @@ def test_a_task_that_can_never_succeed_is_acked_and_dead_lettered(app, parts, bo
     assert letter["reason"].startswith(reason) and letter["body"] == body
 
 
-def test_a_batch_task_waits_for_batching_with_a_retryable_answer(app):
+def test_a_batch_task_to_a_function_without_batched_rules_is_kept_for_one_that_has_them(app):
+    # GIVEN a function whose rules batch nothing (so it has no batcher)
+    assert app.dispatcher.batcher is None
+    # WHEN a batch task reaches it (rules being rolled out), THEN the queue is told to retry
     response = app.handle({}, b'{"kind": "batch", "rule": "load", "batch": "b1"}', path=TASK_PATH)
-    assert response.status == 400 and response.body["reason"] == "unknown task kind: batch"
+    assert response.status == 503 and "Retry-After" in response.headers
+    assert response.body["reason"] == "batching is not configured in this function"
 
 
 def test_a_task_is_authenticated_like_an_event(parts):

@@ -172,7 +172,7 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
     runner = function_runner()
     if runner is None:
         return 2
-    dispatcher = Dispatcher(rules, ledger, runner)
+    dispatcher = Dispatcher(rules, ledger, runner, **_flow_options(rules, ledger))
     if not args.json:
         print(
             f"replaying {len(records)} record{'s' if len(records) != 1 else ''} under scope"
@@ -213,6 +213,16 @@ def _run_replay(args: argparse.Namespace, rules, ledger, records, scope: str) ->
     return 1 if tally["rejected"] or tally["retry"] else 0
 
 
+def _flow_options(rules, ledger) -> dict:
+    """Rules with `limits:` / `batch:` replay through the deployment's queues when the
+    environment names them (the function's TRIGGERS_TASK* settings); otherwise they answer
+    retry, with a reason that says so."""
+    from ..function.settings import Settings
+    from ..function.tasks import flow_dispatcher_options
+
+    return flow_dispatcher_options(Settings(), rules, ledger)
+
+
 def _print_replayed(result) -> None:
     head = f"  {result.record.rule}  {result.event_id or '-'}"
     if result.skipped is not None:
@@ -249,7 +259,8 @@ def _from_topic(args: argparse.Namespace, rules, scope: str) -> int:
         ledger = open_ledger(args)
     if runner is None or ledger is None:
         return 2
-    dispatcher = Dispatcher(rules, ledger, runner)
+    options = {} if args.dry_run else _flow_options(rules, ledger)
+    dispatcher = Dispatcher(rules, ledger, runner, **options)
     if not args.json:
         verb = "checking" if args.dry_run else f"re-driving (scope {scope})"
         print(f"{verb} dead letters from {subscription}")

@@ -40,6 +40,7 @@ from .logs import current_trace, trace_id
 from .settings import Settings
 from .tasks import (
     LazyTaskQueue,
+    batcher_for,
     check_flow_settings,
     dead_letter_request,
     flow_rules,
@@ -107,6 +108,7 @@ class App:
 
     def _dispatcher(self, rules: RuleSet) -> Dispatcher:
         settings = self.settings
+        queue = self._task_queue(rules)
         dispatcher = Dispatcher(
             rules,
             self.ledger,
@@ -116,7 +118,8 @@ class App:
                 seconds=settings.cloud_run_timeout_seconds + settings.ambiguous_margin_seconds
             ),
             spans=self.spans,
-            queue=self._task_queue(rules),
+            queue=queue,
+            batcher=batcher_for(settings, rules, self.ledger, queue),
         )
         self.launcher = TaskLauncher(dispatcher, self.running_counts)
         return dispatcher
@@ -195,16 +198,14 @@ class App:
         return Response(answer.status, answer.body)
 
     def _batch_task(self, parsed: dict[str, Any]) -> Response:
-        """`{"kind": "batch"}`: batching's own handler (triggers.flow.batches), when this
-        build has it; until then 400, so that the queue keeps the task for a build that does."""
-        import importlib
+        """`{"kind": "batch"}`: seal a batch and launch it (triggers.flow.batches)."""
+        from ..flow.batches import handle_batch_task
 
-        try:
-            batches = importlib.import_module("triggers.flow.batches")
-        except ImportError:
-            return Response(400, {"decision": "retry", "reason": "unknown task kind: batch"})
-        status, answer = batches.handle_batch_task(self, parsed)
-        return self._retry(answer) if status >= 500 else Response(status, answer)
+        status, answer = handle_batch_task(self, parsed)
+        if status < 500:
+            return Response(status, answer)
+        wait = answer.get("retry_after", self.settings.retry_after_seconds)
+        return Response(503, answer, {"Retry-After": str(wait)})
 
     def _log_task(self, headers: Mapping[str, str], answer: TaskAnswer) -> None:
         body = answer.body

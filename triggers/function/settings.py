@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     task_target_url: str | None = Field(
         None,
         description="Where queue tasks call back: the function's URL + /_triggers/task. Needed"
-        " when a rule has `limits:`; unset with such a rule, the function refuses to start.",
+        " when a rule has `limits:` or `batch:`; unset, their events are answered 503 (kept).",
     )
     tasks_endpoint: str | None = Field(
         None, description="Cloud Tasks API, e.g. the emulator's http://127.0.0.1:8123."
@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     )
     tasks_audience: str | None = Field(
         None, description="Audience of the tasks' OIDC token; default: the target URL."
+    )
+    manifest_bucket: str | None = Field(
+        None,
+        description="Cloud Storage bucket for batch manifests too large for an env var"
+        " (gs://BUCKET/triggers/batches/ID.json); unset: a local directory (.triggers/manifests).",
     )
     running_cache_seconds: float = Field(
         5.0,

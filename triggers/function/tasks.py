@@ -68,6 +68,25 @@ class LazyTaskQueue:
         return self.queue.enqueue(task)
 
 
+def batcher_for(settings: Settings, rules: RuleSet, ledger: Any, queue: TaskQueue | None) -> Any:
+    """The `Batches` a dispatcher's batched rules join through, or None when no rule batches
+    (batching is not imported then) or there is no queue (their events are answered RETRY)."""
+    if queue is None or not any(r.flow is not None and r.flow.batch for r in rules):
+        return None
+    from ..flow.batches import Batches
+
+    return Batches.over(ledger, queue, manifest_bucket=settings.manifest_bucket)
+
+
+def flow_dispatcher_options(settings: Settings, rules: RuleSet, ledger: Any) -> dict[str, Any]:
+    """`queue=` and `batcher=` for a Dispatcher outside the function (replay, redrive): the
+    queue the settings name (TRIGGERS_TASK_TARGET_URL, ...), none when they name none."""
+    if not settings.task_target_url or not flow_rules(rules):
+        return {}
+    queue = LazyTaskQueue(settings, rules)
+    return {"queue": queue, "batcher": batcher_for(settings, rules, ledger, queue)}
+
+
 def build_task_queue(settings: Settings, rules: RuleSet) -> TaskQueue:
     import os
 
