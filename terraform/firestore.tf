@@ -12,6 +12,18 @@ locals {
     "rule"        = ["rule"]
     "rule-status" = ["rule", "status"]
   }
+
+  # Batches (a rule's `batch:`) live beside the ledger, in a collection of their own
+  # (triggers/ledger/firestore_batches.py names it the same way). `triggers runs --batches`
+  # lists them by kind (and rule), newest opened first.
+  batch_collection = (
+    var.firestore.collection == "triggers-runs" ? "triggers-batches" : "${var.firestore.collection}-batches"
+  )
+  batching = anytrue([for r in values(local.rules) : r.batched])
+  batch_composite_indexes = {
+    "kind"      = ["kind"]
+    "kind-rule" = ["kind", "rule"]
+  }
 }
 
 resource "google_firestore_database" "ledger" {
@@ -88,4 +100,48 @@ resource "google_firestore_index" "ledger" {
 
   # One index or field configuration change at a time is the safe order for a database.
   depends_on = [google_project_service.apis, google_firestore_field.exempt]
+}
+
+# Batch documents expire with their members' records (expire_at), like the ledger's.
+resource "google_firestore_field" "batch_expire_at" {
+  count = var.firestore.ttl && local.batching ? 1 : 0
+
+  project    = local.firestore_project
+  database   = var.firestore.create ? google_firestore_database.ledger[0].name : var.firestore.database
+  collection = local.batch_collection
+  field      = "expire_at"
+
+  ttl_config {}
+
+  dynamic "index_config" {
+    for_each = var.firestore.exempt_indexes ? [1] : []
+    content {}
+  }
+
+  depends_on = [google_project_service.apis, google_firestore_field.exempt]
+}
+
+resource "google_firestore_index" "batches" {
+  # Without them `triggers runs --batches` fails (FAILED_PRECONDITION) on Firestore.
+  for_each = var.firestore.composite_indexes && local.batching ? local.batch_composite_indexes : {}
+
+  project     = local.firestore_project
+  database    = var.firestore.create ? google_firestore_database.ledger[0].name : var.firestore.database
+  collection  = local.batch_collection
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
+  }
+
+  fields {
+    field_path = "opened_at"
+    order      = "DESCENDING"
+  }
+
+  depends_on = [google_project_service.apis, google_firestore_index.ledger, google_firestore_field.batch_expire_at]
 }

@@ -99,7 +99,8 @@ locals {
         local.file_limits != null || lookup(rule, "limits", null) != null ||
         lookup(rule, "batch", null) != null
       )
-      limits = merge({}, local.file_limits, lookup(rule, "limits", null))
+      limits  = merge({}, local.file_limits, lookup(rule, "limits", null))
+      batched = lookup(rule, "batch", null) != null
     }
   }
 

@@ -311,6 +311,8 @@ def test_storage_triggers_wait_for_the_storage_agent_grant_to_propagate() -> Non
         ("google_firestore_field", "expire_at"),
         ("google_firestore_field", "exempt"),
         ("google_firestore_index", "ledger"),
+        ("google_firestore_field", "batch_expire_at"),
+        ("google_firestore_index", "batches"),
     ],
 )
 def test_firestore_configuration_waits_for_the_api(key) -> None:
