@@ -196,6 +196,23 @@ def test_a_member_after_the_seal_opens_the_next_batch(world):
     world.members_once(3)
 
 
+def test_closing_a_batch_early_seals_it_and_its_timer_then_launches_it_once(world):
+    world.send(2)
+    (batch,) = world.batches()
+    dispatcher = world.dispatcher()
+    closed = dispatcher.batcher.close(batch.id)  # an operator's "close it now", window open
+    assert closed.status is BatchStatus.SEALED and closed.members == batch.members
+    assert dispatcher.batcher.close(batch.id).status is BatchStatus.SEALED  # idempotent
+    assert dispatcher.batcher.close("no-such-batch") is None
+    (late,) = world.send(1, start=2)  # membership ended: a later event opens the next batch
+    assert late.outcome is Outcome.BATCHED and "member 1 of" in late.reason
+    status, answer = world.run_task(batch.id)  # its timer, run now (RunTask)
+    assert status == 200 and answer["outcome"] == "launched" and answer["members"] == 2
+    assert world.run_task(batch.id)[1]["outcome"] == "duplicate"
+    assert world.runner.run_calls == 1
+    world.members_once(3)
+
+
 def test_a_batch_past_its_window_but_not_sealed_still_takes_members(world):
     world.send(1)
     world.clock.advance(seconds=600)  # the timer is late (a queue backlog)
