@@ -472,14 +472,14 @@ def test_a_replayed_member_joins_a_new_batch_and_a_batch_run_is_not_replayable(w
 
 
 def test_the_documented_reader_without_triggers_returns_each_tasks_slice(tmp_path, monkeypatch):
-    """docs/flow-batching.md's standalone reader, run as written, inline and from a file."""
+    """docs/flow-control.md's standalone batch reader, run as written, inline and from a file."""
     from pathlib import Path
 
-    text = (Path(__file__).parents[2] / "docs" / "flow-batching.md").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "docs" / "flow-control.md").read_text(encoding="utf-8")
     snippet = text.split("Without triggers (the whole reader):", 1)[1]
     snippet = snippet.split("```python", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(snippet, "flow-batching.md", "exec"), namespace)
+    exec(compile(snippet, "flow-control.md", "exec"), namespace)
     writer = ManifestWriter(directory=tmp_path)
     for n in (5, 500):  # inline, then a file:// manifest
         env = dict(writer.write(manifest_of(n)))

@@ -16,7 +16,7 @@ A crash anywhere leaves its claim live (or released); the takeover carries the i
 itself in B's members if step 3 happened, and else joins anew. Membership ends with one CAS, the
 seal, so a member is never in two batches and never in none. The batch task (`handle_batch_task`)
 seals, writes the manifest and launches the batch's own ledger record `batch/<B>` through the
-dispatcher's exactly-once path. docs/flow-batching.md tells the whole story.
+dispatcher's exactly-once path. docs/flow-control.md, "Batching", tells the whole story.
 """
 
 from __future__ import annotations
