@@ -128,9 +128,15 @@ def _object(record: Record | None) -> str:
 
 
 def _log_dir(server: Any, execution: str | None) -> Path | None:
+    rec = _emulated(server, execution)
+    return Path(rec.log_dir) if rec is not None else None
+
+
+def _emulated(server: Any, execution: str | None) -> Any:
+    """The Cloud Run emulator's record of an execution (by full or short name), or None."""
     for rec in server.emulator.store.records():
         if execution and execution.rsplit("/", 1)[-1] == rec.short:
-            return Path(rec.log_dir)
+            return rec
     return None
 
 
@@ -174,6 +180,10 @@ def skip_overlaps(
             first = _settled(server, _ledger_key(answer, name), timeout)
             if first is None or first.status is not Status.LAUNCHED:
                 results.problems.append(f"{name}: the tick of {rfc3339(at)} was not launched")
+                continue
+            running = _emulated(server, first.execution)
+            if running is None or running.done:  # then a skip would show nothing
+                results.problems.append(f"{name}: {first.execution} ended before the next tick")
                 continue
             later = job.schedule.next_after(at)
             say(
