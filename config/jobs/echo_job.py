@@ -1,5 +1,9 @@
 """A stand-in for a Cloud Run job container: prints what it was started with, then exits 0.
 
+Run by a batched rule (TRIGGERS_BATCH_ID set), it also prints the slice of the batch's manifest
+this task reads (`triggers.flow.manifest.read_slice()`): one `slice:` line per member. With
+ECHO_SLEEP_SECONDS set it stays running that long before exiting (to show `max_running`).
+
 It prints its arguments and the environment variables that matter to a run: the Cloud Run job
 contract (CLOUD_RUN_*), the framework's (TRIGGERS_*) and every variable the job definition or the
 run's overrides set (anything a container would not inherit from the host). With
@@ -10,6 +14,7 @@ the path are replaced by the task index and attempt).
 import json
 import os
 import sys
+import time
 
 HOST_VARS = {
     "PATH",
@@ -55,7 +60,24 @@ def main() -> int:
         )
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"args": sys.argv[1:], "env": env, "cwd": os.getcwd()}, f, indent=2)
+    if env.get("TRIGGERS_BATCH_ID"):
+        print_slice()
+    time.sleep(float(env.get("ECHO_SLEEP_SECONDS") or 0))
     return 0
+
+
+def print_slice() -> None:
+    """What a batch job does first: read this task's members from the manifest."""
+    # In a real image with triggers installed; here the emulator's Python, which has it.
+    from triggers.flow.manifest import read_slice
+
+    members = read_slice()
+    size = os.environ.get("TRIGGERS_BATCH_SIZE", "?")
+    print(f"slice: {len(members)} of the batch's {size} members")
+    for member in members:
+        data = (member.get("event") or {}).get("data") or {}
+        key = member["ledger_key"][:12]
+        print(f"slice: gs://{data.get('bucket')}/{data.get('name')}  (member {key}…)")
 
 
 if __name__ == "__main__":

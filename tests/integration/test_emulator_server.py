@@ -26,7 +26,9 @@ def test_the_shipped_jobs_run_and_print_what_they_received(tmp_path):
     with EmulatorServer(SHIPPED, log_dir=tmp_path) as emu:
         jobs = jobs_client(emu.url)
         assert sorted(j.name.rsplit("/", 1)[-1] for j in jobs.list_jobs(parent=SHIPPED_PARENT)) == [
+            "compaction",  # config/rules.yaml hourly-compaction (max_running)
             "csv-loader",
+            "landing-loader",  # config/rules.yaml landing-batch (batch:)
             "nightly-report",
             "order-export",  # config/systems/cloudrun-v1.yaml
             "orders-processor",

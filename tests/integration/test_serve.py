@@ -501,21 +501,40 @@ def test_demo_runs_everything_and_exits_0():
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert (
-        "Demo OK: 12 requests (5 launched, 3 duplicate, 3 matched no rule, 1 queued);"
-        " 6 executions succeeded." in out
+        "Demo OK: 16 requests (5 launched, 3 batched, 3 duplicate, 3 matched no rule, 2 queued;"
+        " then from the queues: 1 launched, 1 skipped, 1 batch launched);"
+        " 7 executions succeeded." in out
     )
-    # the max_running rule's tick went through its queue, and its task launched it
+    # the max_running rule's tick went through its queue, and its task launched it; the next
+    # tick, sent while that execution ran, was skipped by its task with the reason
     assert re.search(r"hourly-compaction\s+queued\s+task l-[0-9a-f]{64}-\d+ on queue", out)
-    assert re.search(r"triggers-hourly-compaction: \d+ callbacks, 1 done", out)
+    assert re.search(r"triggers-hourly-compaction: \d+ callbacks, 2 done", out)
+    assert re.search(
+        r"its task recorded it skipped: 1 execution\(s\) of compaction running \(max_running 1\)",
+        out,
+    )
+    assert re.search(r"hourly-compaction\s+skipped\s+-", out)  # in the run history
+    # the three landing objects joined one batch, closed now, launched as one execution of two
+    # tasks (per_task 2), whose tasks read 2 + 1 members from the manifest, in join order
+    batch = re.search(r"landing-batch\s+batched\s+batch (\S+) \(member 1 of", out).group(1)
+    assert out.count(f"batch {batch} (member ") == 3
+    assert re.search(rf"batch {batch}: 3 members, sealed [\d.]+s into its 120s window", out)
+    execution = re.search(r"-> one execution (landing-loader-\w+), 2 tasks", out).group(1)
+    shown = out[out.index("Batches (`triggers runs --batches`)") :]
+    read = re.findall(r"task (\d): gs://landing/drop/2026/11/21/(part-\d+)\.parquet", shown)
+    assert read == [("0", "part-0001"), ("0", "part-0002"), ("1", "part-0003")]
+    assert f"execution {execution}: 2 tasks" in shown
+    assert "task 0: 2 of the batch's 3 members" in shown
     assert re.search(r"storage-finalized\.cloudevent-structured\.json\s+200 OK  ack", out)
     assert "csv-ingest  duplicate" in out
     assert re.search(r"nightly-report @ \d{4}-\d\d-\d\dT0[01]:00:00Z\s+200 OK  ack", out)
     assert 'args: ["--order=A-1001"]' in out
     assert "Run history (`triggers runs`):" in out
     # reconciled first, so the history says how the executions it just showed ended
-    assert "Reconciled (`triggers reconcile`): 6 succeeded, 0 failed" in out
+    assert "Reconciled (`triggers reconcile`): 7 succeeded, 0 failed" in out
     history = out[out.index("Run history") :]
-    assert history.count(" succeeded ") == 6 and " launched " not in history
+    assert history.count(" succeeded ") == 7 and " launched " not in history
+    assert history.count(" batched ") == 3  # the members; the batch's own run succeeded
     # what matched nothing says why
     assert "why: no rule takes com.example.order.v1.created events" in out
     assert "why: paid-orders: data.topic: null is not one of" in out

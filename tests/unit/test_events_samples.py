@@ -30,6 +30,9 @@ EXPECTED = {
     "scheduler-nightly.http.json": ("scheduler", "scheduler-http"),
     "scheduler-nightly.pubsub.json": ("scheduler", "scheduler-pubsub"),
     "generic-custom.cloudevent-structured.json": ("generic", "cloudevent-structured"),
+    "storage-landing-1.cloudevent-binary.json": ("storage", "cloudevent-binary"),
+    "storage-landing-2.cloudevent-structured.json": ("storage", "cloudevent-structured"),
+    "storage-landing-3.notification.json": ("storage", "storage-notification"),
 }
 ORDER = {"order_id": "A-1001", "status": "paid", "amount": 42.5}
 OBJECT_NAME = "incoming/2026/11/21/orders.csv"
@@ -104,3 +107,13 @@ def test_generic_sample():
     assert event.type == "com.example.order.v1.created"
     assert event.data == ORDER
     assert event.document["tenant"] == "acme"
+
+
+def test_landing_samples_are_three_distinct_objects_of_the_landing_bucket():
+    # the demo sends them to the batched rule `landing-batch`: one batch of three members
+    events = [load(n) for n in EXPECTED if n.startswith("storage-landing")]
+    assert all(e.type == STORAGE_FINALIZED and e.data["bucket"] == "landing" for e in events)
+    assert [e.data["name"] for e in events] == [
+        f"drop/2026/11/21/part-000{i}.parquet" for i in (1, 2, 3)
+    ]
+    assert len({e.id for e in events}) == 3

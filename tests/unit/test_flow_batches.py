@@ -196,6 +196,23 @@ def test_a_member_after_the_seal_opens_the_next_batch(world):
     world.members_once(3)
 
 
+def test_closing_a_batch_early_seals_it_and_its_timer_then_launches_it_once(world):
+    world.send(2)
+    (batch,) = world.batches()
+    dispatcher = world.dispatcher()
+    closed = dispatcher.batcher.close(batch.id)  # an operator's "close it now", window open
+    assert closed.status is BatchStatus.SEALED and closed.members == batch.members
+    assert dispatcher.batcher.close(batch.id).status is BatchStatus.SEALED  # idempotent
+    assert dispatcher.batcher.close("no-such-batch") is None
+    (late,) = world.send(1, start=2)  # membership ended: a later event opens the next batch
+    assert late.outcome is Outcome.BATCHED and "member 1 of" in late.reason
+    status, answer = world.run_task(batch.id)  # its timer, run now (RunTask)
+    assert status == 200 and answer["outcome"] == "launched" and answer["members"] == 2
+    assert world.run_task(batch.id)[1]["outcome"] == "duplicate"
+    assert world.runner.run_calls == 1
+    world.members_once(3)
+
+
 def test_a_batch_past_its_window_but_not_sealed_still_takes_members(world):
     world.send(1)
     world.clock.advance(seconds=600)  # the timer is late (a queue backlog)
@@ -455,14 +472,14 @@ def test_a_replayed_member_joins_a_new_batch_and_a_batch_run_is_not_replayable(w
 
 
 def test_the_documented_reader_without_triggers_returns_each_tasks_slice(tmp_path, monkeypatch):
-    """docs/flow-batching.md's standalone reader, run as written, inline and from a file."""
+    """docs/flow-control.md's standalone batch reader, run as written, inline and from a file."""
     from pathlib import Path
 
-    text = (Path(__file__).parents[2] / "docs" / "flow-batching.md").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "docs" / "flow-control.md").read_text(encoding="utf-8")
     snippet = text.split("Without triggers (the whole reader):", 1)[1]
     snippet = snippet.split("```python", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(snippet, "flow-batching.md", "exec"), namespace)
+    exec(compile(snippet, "flow-control.md", "exec"), namespace)
     writer = ManifestWriter(directory=tmp_path)
     for n in (5, 500):  # inline, then a file:// manifest
         env = dict(writer.write(manifest_of(n)))

@@ -16,7 +16,7 @@ A crash anywhere leaves its claim live (or released); the takeover carries the i
 itself in B's members if step 3 happened, and else joins anew. Membership ends with one CAS, the
 seal, so a member is never in two batches and never in none. The batch task (`handle_batch_task`)
 seals, writes the manifest and launches the batch's own ledger record `batch/<B>` through the
-dispatcher's exactly-once path. docs/flow-batching.md tells the whole story.
+dispatcher's exactly-once path. docs/flow-control.md, "Batching", tells the whole story.
 """
 
 from __future__ import annotations
@@ -318,14 +318,23 @@ class Batches:
         self._point_members(records, bid, execution)
         return 200, {**answer, "outcome": outcome.outcome.value, "execution": execution}
 
-    def _sealed(self, batch: Batch) -> Batch | int:
+    def close(self, batch_id: str) -> Batch | None:
+        """Seal an open batch now, before its window ends (an operator's "close it now"): the
+        timer's own CAS, so a member that comes later opens the next batch, exactly as after the
+        window. Its timer task run now (RunTask, `gcloud tasks run`) then launches it; run
+        early without this, it is answered 503 until `closes_at`. None: no such batch."""
+        batch = self.store.get_batch(batch_id)
+        sealed = None if batch is None else self._sealed(batch, now_is_due=True)
+        return sealed if isinstance(sealed, Batch) else None
+
+    def _sealed(self, batch: Batch, *, now_is_due: bool = False) -> Batch | int:
         """The batch, sealed (a CAS: the one moment membership ends); or, when it is open and
-        neither full nor past its window, the seconds until it is due."""
+        neither full nor past its window (nor `now_is_due`), the seconds until it is due."""
         for _ in range(self.passes):
             if batch.status is not BatchStatus.OPEN:
                 return batch
             now = self.clock()
-            if not batch.full and now < batch.closes_at:
+            if not now_is_due and not batch.full and now < batch.closes_at:
                 return max(1, math.ceil((batch.closes_at - now).total_seconds()))
             sealed = replace(batch, status=BatchStatus.SEALED, sealed_at=now, token=_token())
             if self.store.replace_batch(sealed, batch.token):

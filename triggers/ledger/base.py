@@ -485,7 +485,8 @@ class Ledger:
 
     def intend_batch(self, claim: Claim, batch: str) -> bool:
         """Write down the batch this claimed member is about to join, before joining it: a
-        takeover after a crash reads it and looks in that batch first (docs/flow-batching.md)."""
+        takeover after a crash reads it and looks in that batch first (docs/flow-control.md,
+        "Batching")."""
         return self.backend.update(
             claim.record.key, claim.record.token, {"batch": batch, "updated_at": self.clock()}
         )

@@ -5,7 +5,8 @@ by default, beside the ledger's `triggers-runs`), through the ledger backend's c
             one batch id exactly one wins.
 * replace — read, compare the token, write with an update-time precondition (optimistic).
 * list    — one query on `kind == batch` ordered by `opened_at` (a composite index on
-            (kind, opened_at) and (kind, rule, opened_at) in real Firestore; docs/flow-batching.md).
+            (kind, opened_at) and (kind, rule, opened_at) in real Firestore; docs/flow-control.md,
+            "Batching").
 * records — `Client.get_all`: the members' ledger records in one streamed read.
 
 The body is JSON text (`body`): a 5,000-member list as an array would cost 5,000 index entries

@@ -9,12 +9,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from ..rules.schedule import rfc3339
 from . import send
 from .clock import utcnow
+from .demo_flow import FlowResults, close_batches, show_batches, skip_overlaps
 from .serve import LocalServer, ServeError, ServeOptions
 
 DEMO_TIME_SCALE = 60.0
@@ -107,13 +109,28 @@ def demo(
         if server.scheduled:
             say("\nFiring each Scheduler job once, for its latest tick (what the clock sends):")
         now = utcnow()
+        ticks: dict[str, tuple[datetime, send.Answer]] = {}
         for job in server.scheduled:
             at = job.schedule.previous_before(now)
             answer = server.fire(job, at)
+            ticks[job.name] = (at, answer)
             tally.add(f"tick {job.name}", answer)
             _say_answer(say, f"{job.name} @ {rfc3339(at)}", answer)
 
+        # Flow control at work: the batched events' batch closed and launched, and a tick that
+        # comes while its rule's previous run is still running skipped (max_running).
+        flow = FlowResults()
+        close_batches(server, flow, timeout, say)
+        for what, answer in skip_overlaps(
+            server, ticks, flow, timeout, say, lambda label, a: _say_answer(say, label, a)
+        ):
+            tally.add(what, answer)
+        tally.problems.extend(flow.problems)
+
         _drain_queues(server, tally, timeout, say)
+        queued = Counter(
+            r.status.value for r in server.app.ledger.list(limit=1000) if r.task is not None
+        )
         records = server.emulator.store.records()
         say(f"\nWaiting for the {len(records)} executions to finish (each task is a process)...")
         started = time.monotonic()
@@ -128,6 +145,9 @@ def demo(
             say(line if len(line) <= 100 else line[:99] + "…")
             if rec.state != "succeeded":
                 tally.problems.append(f"execution {rec.short} {rec.state}")
+        flow.problems.clear()
+        show_batches(server, flow, say)
+        tally.problems.extend(flow.problems)
 
         from ..ops.history import table
         from ..ops.reconcile import reconcile
@@ -147,10 +167,16 @@ def demo(
             say("  " + line)
 
         say(f"\nTask logs: {server.log_dir}/<execution>/task<index>-attempt<n>.log")
-        order = ("launched", "duplicate", "matched no rule", "rejected", "retry")
+        order = ("launched", "batched", "duplicate", "matched no rule", "rejected", "retry")
         counts = ", ".join(
             f"{tally.outcomes[what]} {what}" for what in sorted(tally.outcomes, key=_rank(order))
         )
+        # What the queue tasks did with the queued launches and the batches, after the events.
+        later = [f"{n} {status}" for status, n in sorted(queued.items())]
+        if flow.batches:
+            later.append(f"{len(flow.batches)} batch launched")
+        if later:
+            counts += "; then from the queues: " + ", ".join(later)
         if tally.problems:
             say(f"Demo FAILED ({tally.requests} requests: {counts}):")
             for problem in tally.problems:
