@@ -1,7 +1,7 @@
 """Flow control under a burst: a backfill of storage events against the jobs.run quota.
 
     python benchmarks/flow_burst.py [--events 20000] [--scale 20] [--configs inline,rate,batch]
-                                    [--workers 16] [--timeout 1800] [--json]
+                                    [--quota 180/min] [--workers 16] [--timeout 1800] [--json]
 
 The scenario of issue 13: N objects land in a bucket at the density of 20,000 in ten minutes
 (so N events arrive evenly over 600 x N / 20,000 emulated seconds), one storage rule matches
