@@ -40,6 +40,7 @@ import heapq
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -274,6 +275,7 @@ def run_config(
         stop.set()
         server.stop()
         os.chdir(cwd)
+        shutil.rmtree(work, ignore_errors=True)  # ledger, task logs, manifests
 
 
 def _warm(server: Any, *, flow: bool) -> None:
