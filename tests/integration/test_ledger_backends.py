@@ -655,6 +655,47 @@ def test_sqlite_creates_its_file_on_first_use_in_wal_mode(tmp_path):
         assert reopened.get(record.key) == record
 
 
+def test_sqlite_closes_the_connection_of_a_thread_that_has_ended(tmp_path):
+    # A threaded server (werkzeug under `triggers serve`) runs each request on a new thread;
+    # keeping every thread's connection open ran the process out of file descriptors after
+    # about 10,000 requests (benchmarks/flow_burst.py found it).
+    def open_descriptors() -> int:
+        return len(list(Path("/proc/self/fd").iterdir()))
+
+    with SQLiteBackend(tmp_path / "ledger.sqlite3") as backend:
+        backend.create(make_record("warm" * 16))
+        before = open_descriptors()
+        for i in range(200):  # one short-lived thread per "request", one after the other
+            worker = threading.Thread(target=backend.create, args=(make_record(f"{i:064d}"),))
+            worker.start()
+            worker.join()
+        # Each thread's connection (its file and WAL: two descriptors) is closed when the next
+        # thread opens one: at most the last thread's is still open.
+        assert open_descriptors() - before <= 4
+        assert len(backend.list(rule="csv-ingest", limit=1000)) == 201  # every write kept
+    # And a live thread's connection is left alone: two threads alternating keep working.
+    with SQLiteBackend(tmp_path / "ledger.sqlite3") as backend:
+        ready, go = threading.Event(), threading.Event()
+        found: list[object] = []
+
+        def long_lived() -> None:
+            backend.get("0" * 64)
+            ready.set()
+            go.wait(10)
+            found.append(backend.get("1".zfill(64)))  # on its first connection, still open
+
+        keeper = threading.Thread(target=long_lived)
+        keeper.start()
+        ready.wait(10)
+        for i in range(5):
+            worker = threading.Thread(target=backend.get, args=(f"{i:064d}",))
+            worker.start()
+            worker.join()
+        go.set()
+        keeper.join(10)
+        assert len(found) == 1 and found[0] is not None
+
+
 def test_sqlite_purges_expired_records(tmp_path):
     with SQLiteBackend(tmp_path / "ledger.sqlite3") as backend:
         backend.create(make_record(key="old" + "0" * 61, expire_at=T0))

@@ -9,7 +9,9 @@ workers, a CLI listing runs) can share one file:
   instead of failing with "database is locked".
 
 Each thread gets its own connection (sqlite3 connections must not be shared mid-transaction),
-and a forked child opens its own instead of inheriting its parent's.
+and a forked child opens its own instead of inheriting its parent's. A thread's connection is
+closed once the thread has ended (at the next connection opened): a threaded server starts a
+thread per request, and keeping theirs open ran `triggers serve` out of file descriptors.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class SQLiteBackend:
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # (pid, thread, connection): every connection opened, to close them all, and a dead
+        # thread's when the next one is opened.
+        self._connections: list[tuple[int, threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         self._schema_ready = False
 
@@ -238,7 +242,7 @@ class SQLiteBackend:
         """Close every connection this backend opened, in any thread."""
         with self._connections_lock:
             connections, self._connections = self._connections, []
-        for connection in connections:
+        for _, _, connection in connections:
             connection.close()
         self._local = threading.local()
 
@@ -273,8 +277,14 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             connection.close()
             raise sqlite3.OperationalError(f"cannot open the ledger at {self.path}: {exc}") from exc
+        pid, thread = os.getpid(), threading.current_thread()
         with self._connections_lock:
-            self._connections.append(connection)
+            # Only this process's: a forked child never touches its parent's connections.
+            ended = [c for c in self._connections if c[0] == pid and not c[1].is_alive()]
+            self._connections = [c for c in self._connections if c not in ended]
+            self._connections.append((pid, thread, connection))
+        for _, _, old in ended:
+            old.close()
         return connection
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
