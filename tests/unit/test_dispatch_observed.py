@@ -163,3 +163,26 @@ def test_a_failed_claim_of_an_unplannable_rule_is_logged_with_the_rule(dispatche
     assert [r.getMessage() for r in caplog.records] == [
         "ledger claim failed for rejected rule needs-field: down"
     ]
+
+
+# -- a launch the ledger could not record: the answer and the log name the execution ------------
+
+
+def test_an_adopted_launch_that_cannot_be_recorded_says_so_in_the_answer_and_the_log(
+    dispatcher, runner, store, caplog
+):
+    # GIVEN a run whose response was lost (it started) and a ledger that fails the next write
+    runner.fail("loader", AmbiguousRunError("response lost", status=503))
+    store.fail("update", StoreUnavailable("deadline exceeded"))
+    with caplog.at_level(logging.WARNING, logger="triggers.dispatch"):
+        load = load_outcome(dispatcher.dispatch(storage_event()))
+    # THEN the lookup adopted the execution, and the answer asks for a retry that will adopt it
+    assert (load.outcome, load.adopted) == (Outcome.RETRY, True)
+    assert load.reason == (
+        f"launched {load.execution} but the ledger write failed (deadline exceeded); a redelivery"
+        " after the lease adopts it"
+    )
+    assert load.as_dict()["adopted"] is True
+    # and the error log carries the execution and the key as labels an operator can search
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.labels == {"execution": load.execution, "ledger_key": load.ledger_key}
