@@ -13,12 +13,13 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import ScriptedRunner, storage_event
+from tests.fakes import STORAGE_RULES_YAML, ScriptedRunner, storage_event
 from tests.ledger_faults import FaultyBackend, StoreUnavailable
 from tests.unit.conftest import STORAGE_RULES
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import PermanentRunError, RetryableRunError
 from triggers.ledger import Ledger, Status
+from triggers.rules import load_text
 
 LEASE = timedelta(minutes=5)
 
@@ -249,6 +250,33 @@ def test_an_unplannable_rule_is_rejected_even_when_the_ledger_is_down(dispatcher
         "load": Outcome.RETRY,
         "audit": Outcome.RETRY,
     }
+
+
+def test_an_unplannable_rule_whose_claim_fails_first_spares_the_ledger_for_the_rest(ledger, store):
+    # GIVEN a rule that cannot be planned listed before one that can, and a ledger that fails
+    rules = load_text(
+        STORAGE_RULES_YAML.replace("rules:\n", "rules:\n" + _STRICT_FIRST, 1), environ={}
+    )
+    dispatcher = Dispatcher(rules, ledger, ScriptedRunner())
+    store.fail("create", StoreUnavailable("down"))
+    decision = by_rule(dispatcher.dispatch(storage_event()))
+    # THEN the first is rejected all the same; its failed claim is the event's ledger outage,
+    # so the others are told to retry without a claim of their own
+    assert decision["first"].outcome is Outcome.REJECTED
+    assert "missing_field" in decision["first"].reason
+    assert decision["load"].outcome is Outcome.RETRY
+    assert decision["load"].reason == "ledger unavailable: down (not tried again for this event)"
+    assert store.failed == ["create"]
+    assert ledger.get(decision["load"].ledger_key) is None
+
+
+_STRICT_FIRST = """\
+  - name: first
+    on: storage.finalized
+    job: strict
+    overrides:
+      args: ["{{ event.missing_field }}"]
+"""
 
 
 def test_a_failed_write_is_never_an_exception_for_the_caller(dispatcher, store):

@@ -19,6 +19,7 @@ from tests.ledger_faults import FaultyBackend, StoreUnavailable
 from triggers.events.model import EventRef
 from triggers.ledger.base import (
     INPUT_RULE,
+    MAX_REASON_CHARS,
     AmbiguousKey,
     ClaimKind,
     Ledger,
@@ -187,6 +188,17 @@ def test_rejected_input_is_kept_seven_days_by_default(ledger):
     assert ledger.input_window == timedelta(days=7)
     record = ledger.reject_input(b"x", "bad_json", "not JSON", {})
     assert record.expire_at == START + timedelta(days=7)
+
+
+def test_rejected_input_stores_its_texts_as_every_backend_can(ledger):
+    # GIVEN what a hostile sender's request summarises to: a lone surrogate (a JSON escape no
+    # UTF-8 store accepts), a text exactly at the limit, and an overlong message
+    summary = {"type": "a\ud800b", "size": 3, "source": "s" * MAX_REASON_CHARS}
+    record = ledger.reject_input(b"x", "bad_field", "m" * 3000, summary)
+    # THEN each text is escaped or capped (the one at the limit kept whole), other values kept
+    assert record.event == {"type": "a\\ud800b", "size": 3, "source": "s" * MAX_REASON_CHARS}
+    assert record.reason == ("bad_field: " + "m" * 3000)[: MAX_REASON_CHARS - 3] + "..."
+    assert len(record.reason) == MAX_REASON_CHARS
 
 
 def test_a_repeated_bad_request_returns_the_first_record_counted(ledger, backend, clock):
