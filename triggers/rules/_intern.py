@@ -15,7 +15,7 @@ T = TypeVar("T", bound=Hashable)
 
 
 class Interner:
-    __slots__ = ("_values", "_built", "nodes")
+    __slots__ = ("_values", "_built", "nodes", "templates", "options")
 
     def __init__(self) -> None:
         # Keys carry the value's type, so that 1, 1.0 and True never stand for one another.
@@ -23,6 +23,9 @@ class Interner:
         self._built: dict[tuple[str, Hashable], Any] = {}
         # The pattern nodes built so far, shared by equal subtrees (_pattern_match.Nodes).
         self.nodes: dict[tuple, Any] = {}
+        # Tables the artifact's reader looks up directly (it is hot with 50,000 rules).
+        self.templates: dict[str, Any] = {}  # deferred templates by source
+        self.options: dict[tuple, Any] = {}  # RunOptions by their values
 
     def __call__(self, value: T) -> T:
         """The first value equal to `value` (of the same type) seen in this load."""
