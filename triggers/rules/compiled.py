@@ -6,9 +6,11 @@ instance loads instead of validating the rules again.
 
 Validating rules (ruamel.yaml, the pydantic schema, the pattern checker, CEL type-checking,
 Jinja parsing) is most of what a cold start of the function spends on its own, and the answer
-never changes for the same sources. The artifact holds the validated rules as JSON; loading it
-builds the same RuleSet with the standard library's json and pydantic's `model_construct`, and
-compiles each template and `when:` condition on its first use rather than all of them at start.
+never changes for the same sources. The artifact holds the validated rules as JSON, each as the
+values a Rule is built from (the spec and the patterns as JSON text, the run options, template
+sources); loading it builds the same RuleSet with the standard library's json alone, no pydantic
+object, and compiles each template and `when:` condition on its first use rather than all of
+them at start.
 
 The artifact is used only while it provably describes what validation saw; otherwise the rules
 are validated as if it did not exist (and the log says why):
