@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.rules.patterns import Pattern, compile
+from triggers.rules._intern import Interner
+from triggers.rules.patterns import Pattern, compile, compile_text
 
 MISSING = object()  # marks "the field is absent from the event"
 
@@ -572,11 +573,24 @@ def test_or_with_other_values_is_an_ordinary_field(pattern, event, expected):
 
 
 def test_compile_returns_a_pattern_that_keeps_its_source():
-    source = {"a": ["x"]}
+    source = {"a": ["x"], "b": {"c": [{"numeric": [">", 1.5]}, None, "é"]}}
     pattern = compile(source)
     assert isinstance(pattern, Pattern)
-    assert pattern.source is source
+    # Kept as compact JSON text (memory per rule); each read is an equal, separate copy.
+    assert pattern.source == source
+    assert pattern.source is not pattern.source
+    assert pattern.text == '{"a":["x"],"b":{"c":[{"numeric":[">",1.5]},null,"é"]}}'
+    assert compile_text(pattern.text).source == source
     assert "a" in repr(pattern)
+
+
+def test_equal_patterns_of_one_load_are_compiled_once():
+    intern = Interner()
+    first = compile({"a": ["x"]}, intern)
+    assert compile({"a": ["x"]}, intern) is first
+    assert compile_text(first.text, intern) is first
+    assert compile({"a": ["y"]}, intern) is not first
+    assert compile({"a": ["x"]}) is not first  # no sharing outside a load
 
 
 @pytest.mark.parametrize("event", [None, "x", 5, [], [{"a": "y"}]])
@@ -620,7 +634,7 @@ def test_patterns_from_yaml_like_subclasses_compile_as_builtins():
         [(Text("a"), (Text("x"), Number(1.5))), ("b", [{"numeric": (">", Number(0))}])]
     )
     pattern = compile(source)
-    assert pattern.source is source
+    assert pattern.source == {"a": ["x", 1.5], "b": [{"numeric": [">", 0.0]}]}  # plain JSON
     assert pattern.matches({"a": 1.5, "b": 1}) is True
     assert pattern.matches({"a": "x", "b": 0}) is False
     assert pattern.anchors() == [(("a",), frozenset({("s", "x"), ("n", 1.5)}))]

@@ -225,7 +225,7 @@ def test_another_version_of_triggers_or_a_damaged_artifact_is_not_used(rules, ca
     monkeypatch.undo()
 
     document = json.loads(artifact_path(rules).read_text())
-    document["rules"][0]["spec"]["overrides"] = "garbage"
+    document["rules"][0]["options"] = "garbage"
     artifact_path(rules).write_text(json.dumps(document))
     assert "cannot be used" in _stale_reason(caplog, rules, {})
     artifact_path(rules).write_text("{")

@@ -116,7 +116,7 @@ def preflight(
     for rule in rules:
         if wanted and rule.name not in wanted:
             continue
-        if not rule.spec.enabled and not include_disabled:
+        if not rule.enabled and not include_disabled:
             report.checks.append(RuleCheck(rule.name, rule.job, SKIPPED, message="disabled"))
             continue
         report.checks.append(check_rule(rule, runner if live else None, now=now))

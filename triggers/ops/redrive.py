@@ -218,7 +218,7 @@ def _redrive_one(letter: Letter, dispatcher: Dispatcher, scope: str, dry_run: bo
         rule = rules.get(rule_name)
         if rule is None:
             return redriven(event_id=event.id, note=f"no rule {rule_name!r} in the current rules")
-        reason = "rule is disabled" if not rule.spec.enabled else rule.explain(event)
+        reason = "rule is disabled" if not rule.enabled else rule.explain(event)
         if reason is not None:
             return redriven(event_id=event.id, note=f"no longer matches: {reason}")
         targets = [rule]

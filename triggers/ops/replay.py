@@ -210,7 +210,7 @@ def _compare_rule(rules: RuleSet, record: Record, event: Event) -> Comparison:
             None,
             "no rule of this name in the current rules",
         )
-    if not rule.spec.enabled:
+    if not rule.enabled:
         return Comparison(
             Change.UNMATCHED, rule.name, event.id, record, then, None, "rule is disabled"
         )
@@ -341,7 +341,7 @@ def replay(
         if rule is None:
             yield Replayed(record, event.id, skipped="no rule of this name in the current rules")
             continue
-        reason = "rule is disabled" if not rule.spec.enabled else rule.explain(event)
+        reason = "rule is disabled" if not rule.enabled else rule.explain(event)
         if reason is not None:
             yield Replayed(record, event.id, skipped=f"no longer matches: {reason}")
             continue

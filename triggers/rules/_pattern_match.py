@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from ._pattern_conditions import Exists, Literal, combined_predicate, render
 from ._pattern_validate import LeafField, NestedField, ObjectSpec, OrGroup
@@ -236,10 +236,10 @@ class NestedNode:
 
     __slots__ = ("key", "field_path", "sub", "match")
 
-    def __init__(self, spec: NestedField) -> None:
+    def __init__(self, spec: NestedField, sub: ObjectNode | None = None) -> None:
         self.key = spec.key
         self.field_path = spec.field_path
-        self.sub = ObjectNode(spec.spec)
+        self.sub = ObjectNode(spec.spec) if sub is None else sub
         self.match = self._build()
 
     def _build(self) -> Matcher:
@@ -262,8 +262,10 @@ class OrNode:
 
     __slots__ = ("alternatives", "match")
 
-    def __init__(self, spec: OrGroup) -> None:
-        self.alternatives = tuple(ObjectNode(alt) for alt in spec.alternatives)
+    def __init__(self, spec: OrGroup, alternatives: tuple[ObjectNode, ...] | None = None) -> None:
+        if alternatives is None:
+            alternatives = tuple(ObjectNode(alt) for alt in spec.alternatives)
+        self.alternatives = alternatives
         checks = tuple(alt.match for alt in self.alternatives)
 
         def match_any(obj: Mapping) -> bool:
@@ -290,18 +292,51 @@ class OrNode:
 # repr(), not equality: Literal(True) == Literal(1) as dataclasses, but they must not merge.
 _LEAVES: weakref.WeakValueDictionary[tuple, LeafNode] = weakref.WeakValueDictionary()
 
+# The nodes of one load of rules (triggers.rules._intern): every node, not only leaves, is
+# shared with the equal nodes of other rules, built bottom-up so that equal subtrees have the
+# same members. Keys name members by id(): the table keeps every node alive while it is used.
+Nodes = dict[tuple, Any]
 
-def _leaf_node(member: LeafField) -> LeafNode:
-    key = (member.key, member.field_path, repr(member.conditions))
-    node = _LEAVES.get(key)
+
+def object_node(spec: ObjectSpec, nodes: Nodes | None = None) -> ObjectNode:
+    if nodes is None:
+        return ObjectNode(spec)
+    members = tuple(_member_node(m, nodes) for m in spec.members)
+    key = ("object", *map(id, members))
+    node = nodes.get(key)
     if node is None:
-        node = _LEAVES[key] = LeafNode(member)
-    return node
+        node = nodes[key] = ObjectNode.__new__(ObjectNode)
+        node.members = members
+        node.match = node._build()
+    return cast(ObjectNode, node)
 
 
-def _member_node(member: LeafField | NestedField | OrGroup) -> LeafNode | NestedNode | OrNode:
+def _leaf_node(member: LeafField, nodes: Nodes | None) -> LeafNode:
+    key = (member.key, member.field_path, repr(member.conditions))
+    table: Any = _LEAVES if nodes is None else nodes
+    node = table.get(key)
+    if node is None:
+        node = table[key] = LeafNode(member)
+    return cast(LeafNode, node)
+
+
+def _member_node(
+    member: LeafField | NestedField | OrGroup, nodes: Nodes | None = None
+) -> LeafNode | NestedNode | OrNode:
     if isinstance(member, LeafField):
-        return _leaf_node(member)
+        return _leaf_node(member, nodes)
+    if nodes is None:
+        return NestedNode(member) if isinstance(member, NestedField) else OrNode(member)
     if isinstance(member, NestedField):
-        return NestedNode(member)
-    return OrNode(member)
+        sub = object_node(member.spec, nodes)
+        key: tuple = ("nested", member.key, member.field_path, id(sub))
+        node = nodes.get(key)
+        if node is None:
+            node = nodes[key] = NestedNode(member, sub)
+        return cast(NestedNode, node)
+    alternatives = tuple(object_node(alt, nodes) for alt in member.alternatives)
+    key = ("or", *map(id, alternatives))
+    node = nodes.get(key)
+    if node is None:
+        node = nodes[key] = OrNode(member, alternatives)
+    return cast(OrNode, node)

@@ -6,9 +6,11 @@ instance loads instead of validating the rules again.
 
 Validating rules (ruamel.yaml, the pydantic schema, the pattern checker, CEL type-checking,
 Jinja parsing) is most of what a cold start of the function spends on its own, and the answer
-never changes for the same sources. The artifact holds the validated rules as JSON; loading it
-builds the same RuleSet with the standard library's json and pydantic's `model_construct`, and
-compiles each template and `when:` condition on its first use rather than all of them at start.
+never changes for the same sources. The artifact holds the validated rules as JSON, each as the
+values a Rule is built from (the spec and the patterns as JSON text, the run options, template
+sources); loading it builds the same RuleSet with the standard library's json alone, no pydantic
+object, and compiles each template and `when:` condition on its first use rather than all of
+them at start.
 
 The artifact is used only while it provably describes what validation saw; otherwise the rules
 are validated as if it did not exist (and the log says why):
@@ -34,17 +36,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..plan import SecretRef
+from ._intern import Interner
+from ._spec_text import dump_spec
 from .condition import deferred_condition
 from .flow import flow_document, flow_from_document
 from .loader import load_source, no_cyclic_gc, rules_files
-from .patterns import compile as compile_pattern
-from .rule import Location, Rule
+from .patterns import compile_text
+from .rule import Location, Rule, RunOptions
 from .ruleset import RuleSet
-from .schema import ON_SHORTHANDS, DedupSpec, OverridesSpec, RuleSpec, SecretRefSpec
-from .schema_flow import BatchSpec, LimitsSpec
-from .templates import deferred_template
+from .templates import Template, deferred_template
 
-FORMAT = 1
+# 2: each rule as the values it is built from (spec and patterns as JSON text), no pydantic.
+FORMAT = 2
 SUFFIX = ".compiled.json"
 
 
@@ -134,28 +138,7 @@ def build(
     names: set[str] = set()
     for file in files:
         names |= env_references(sources[file].decode("utf-8"))
-    rules = []
-    for rule in ruleset.rules:
-        spec = rule.spec
-        rules.append(
-            {
-                "file": _source_name(root, Path(rule.location.file)),
-                "line": rule.location.line,
-                "job": rule.job,
-                "scope": None if rule.scope is None else rule.scope.source,
-                "spec": spec.model_dump(mode="python"),
-                "fields_set": {
-                    "rule": sorted(spec.model_fields_set),
-                    "overrides": sorted(spec.overrides.model_fields_set),
-                    "dedup": sorted(spec.dedup.model_fields_set),
-                    "limits": None if spec.limits is None else sorted(spec.limits.model_fields_set),
-                    "batch": None if spec.batch is None else sorted(spec.batch.model_fields_set),
-                },
-                "template_lines": dict(rule.template_lines),
-                # Merged with the file's `limits:` defaults, which the spec alone does not hold.
-                "flow": flow_document(rule.flow),
-            }
-        )
+    rules = [_entry(root, rule) for rule in ruleset.rules]
     document = {
         "format": FORMAT,
         "compiler": compiler_fingerprint(),
@@ -172,6 +155,46 @@ def build(
         # e.g. a pattern with a non-string key somewhere JSON would turn into a string
         raise CompileError("the rules hold values that JSON would change (non-string keys?)")
     return document
+
+
+def _entry(root: Path, rule: Rule) -> dict[str, Any]:
+    """One rule in the artifact: what `_rule` builds it from without pydantic or validation."""
+    source = rule.spec_source
+    spec_text = source if isinstance(source, str) else dump_spec(source)
+    if spec_text is None:
+        raise CompileError(f"rule {rule.name!r} holds a value JSON cannot represent exactly")
+    options = rule.options
+    return {
+        "name": rule.name,
+        "file": _source_name(root, Path(rule.location.file)),
+        "line": rule.location.line,
+        "job": rule.job,
+        "types": sorted(rule.types),
+        "spec": spec_text,
+        "options": [
+            options.enabled,
+            options.system,
+            options.container,
+            options.clear_args,
+            options.task_count,
+            options.timeout_seconds,
+            [[name, ref.secret, ref.version] for name, ref in options.secret_env],
+            options.dedup_window_seconds,
+        ],
+        "scope": None if rule.scope is None else rule.scope.text,
+        "match": None if rule.pattern is None else rule.pattern.text,
+        "when": None if rule.condition is None else rule.condition.source,
+        "args": None if rule.args is None else [t.source for t in rule.args],
+        "env": [[name, t.source] for name, t in rule.env],
+        "dedup_key": None if rule.dedup_key is None else rule.dedup_key.source,
+        "batch_key": None if rule.batch_key is None else rule.batch_key.source,
+        "schedule": (
+            None if rule.schedule is None else [rule.schedule.cron, rule.schedule.time_zone]
+        ),
+        "template_lines": dict(rule.template_lines),
+        # Merged with the file's `limits:` defaults, which the spec alone does not hold.
+        "flow": flow_document(rule.flow),
+    }
 
 
 def write(root: Path, document: Mapping[str, Any]) -> Path:
@@ -203,7 +226,8 @@ def read(root: Path, environ: Mapping[str, str]) -> tuple[RuleSet | None, str | 
             return None, f"{target} is out of date: {reason}"
         files = rules_files(root) or []
         by_name = {_source_name(root, f): str(f) for f in files}
-        rules = [_rule(entry, by_name) for entry in document["rules"]]
+        intern = Interner()
+        rules = [_rule(entry, by_name, intern) for entry in document["rules"]]
     except Exception as exc:  # a damaged or hand-edited artifact: validate the sources instead
         return None, f"{target} cannot be used: {type(exc).__name__}: {exc}"
     return RuleSet(rules, files=tuple(str(f) for f in files)), None
@@ -231,48 +255,56 @@ def _stale(root: Path, document: Mapping[str, Any], environ: Mapping[str, str]) 
     return None
 
 
-def _rule(entry: Mapping[str, Any], files: Mapping[str, str]) -> Rule:
-    data = dict(entry["spec"])
-    fields_set = entry["fields_set"]
-    overrides_data = dict(data["overrides"])
-    # A secret reference was dumped as a mapping; everything else in env is a template string.
-    overrides_data["env"] = {
-        name: value if isinstance(value, str) else SecretRefSpec.model_construct(None, **value)
-        for name, value in overrides_data["env"].items()
-    }
-    data["overrides"] = OverridesSpec.model_construct(
-        set(fields_set["overrides"]), **overrides_data
-    )
-    data["dedup"] = DedupSpec.model_construct(set(fields_set["dedup"]), **data["dedup"])
-    if data.get("limits") is not None:
-        data["limits"] = LimitsSpec.model_construct(set(fields_set["limits"]), **data["limits"])
-    if data.get("batch") is not None:
-        data["batch"] = BatchSpec.model_construct(set(fields_set["batch"]), **data["batch"])
-    spec = RuleSpec.model_construct(set(fields_set["rule"]), **data)
-    overrides, dedup = spec.overrides, spec.dedup
+def _rule(entry: Mapping[str, Any], files: Mapping[str, str], intern: Interner) -> Rule:
+    # Hot with 50,000 rules: shared values are looked up in the load's tables directly.
+    templates = intern.templates
+    options_key = entry["options"]
+    options_key[6] = tuple(map(tuple, options_key[6]))  # secret env: [[name, secret, version]]
+    key = tuple(options_key)
+    options = intern.options.get(key)
+    if options is None:
+        enabled, system, container, clear_args, tasks, timeout, secrets, window = key
+        options = intern.options[key] = RunOptions(
+            enabled=enabled,
+            system=system,
+            container=container,
+            clear_args=clear_args,
+            task_count=tasks,
+            timeout_seconds=timeout,
+            secret_env=tuple((name, SecretRef(s, v)) for name, s, v in secrets),
+            dedup_window_seconds=window,
+        )
+    args, env, schedule = entry["args"], entry["env"], entry["schedule"]
+    scope, match, when = entry["scope"], entry["match"], entry["when"]
+    dedup_key, batch_key = entry["dedup_key"], entry["batch_key"]
+    if args is not None:
+        args = intern(tuple([templates.get(s) or _template(s, templates) for s in args]))
     return Rule(
-        name=spec.name,
-        spec=spec,
-        types=frozenset(t for on in spec.on for t in ON_SHORTHANDS.get(on, (on,))),
-        job=entry["job"],
+        name=entry["name"],
+        spec_source=entry["spec"],
+        options=options,
+        types=intern(frozenset(entry["types"])),
+        job=intern(entry["job"]),
         location=Location(files[entry["file"]], entry["line"]),
-        scope=None if entry["scope"] is None else compile_pattern(entry["scope"]),
-        pattern=None if spec.match is None else compile_pattern(spec.match),
-        condition=None if spec.when is None else deferred_condition(spec.when),
-        args=None if overrides.args is None else tuple(map(deferred_template, overrides.args)),
-        env=tuple((name, deferred_template(value)) for name, value in overrides.plain_env.items()),
-        dedup_key=None if dedup.key is None else deferred_template(dedup.key),
-        schedule=(
-            None if spec.schedule is None else _DeferredSchedule(spec.schedule, spec.time_zone)
-        ),
+        scope=None if scope is None else compile_text(scope, intern),
+        pattern=None if match is None else compile_text(match, intern),
+        condition=None if when is None else deferred_condition(when),
+        args=args,
+        env=intern(tuple([(n, templates.get(s) or _template(s, templates)) for n, s in env])),
+        dedup_key=None if dedup_key is None else _template(dedup_key, templates),
+        schedule=None if schedule is None else _DeferredSchedule(*schedule),
         template_lines=entry["template_lines"],
-        flow=flow_from_document(entry["flow"]),
-        batch_key=(
-            None
-            if spec.batch is None or spec.batch.key is None
-            else deferred_template(spec.batch.key)
-        ),
+        flow=None if entry["flow"] is None else flow_from_document(entry["flow"]),
+        batch_key=None if batch_key is None else _template(batch_key, templates),
     )
+
+
+def _template(source: str, templates: dict[str, Template]) -> Template:
+    # One Template per distinct source: its compiled form, made on first render, is shared.
+    template = templates.get(source)
+    if template is None:
+        template = templates[source] = deferred_template(source)
+    return template
 
 
 class _DeferredSchedule:

@@ -23,10 +23,12 @@ from pydantic import BaseModel, ValidationError
 from ..errors import PatternError, Problem, RulesError
 from ..runners.systems import get as get_system
 from ..runners.systems import unsupported
+from ._intern import Interner
+from ._spec_text import dump_spec
 from .condition import ConditionProblem, compile_condition
 from .flow import FileLimits, build_flow, check_shared_queues, file_limits
 from .patterns import compile as compile_pattern
-from .rule import Location, Rule
+from .rule import Location, Rule, RunOptions
 from .ruleset import RuleSet
 from .schema import (
     ENV_VALUE_TAGS,
@@ -137,6 +139,7 @@ class _FileLoader:
         self.environ = environ
         self.problems = problems
         self.file_limits: FileLimits | None = None  # the file's `limits:` defaults
+        self.intern = Interner()  # values shared by the file's rules (memory per rule)
 
     def problem(self, line: int | None, message: str, rule: str | None = None) -> None:
         self.problems.append(Problem(self.file, line, rule, message))
@@ -249,7 +252,7 @@ class _FileLoader:
         pattern = None
         if valid("match", kind=dict) is not None:
             try:
-                pattern = compile_pattern(valid("match", kind=dict))
+                pattern = compile_pattern(valid("match", kind=dict), self.intern)
             except PatternError as exc:
                 for path, message in exc.problems:
                     dotted = ".".join(str(p) for p in path)
@@ -271,21 +274,28 @@ class _FileLoader:
         def template(field: str, path: tuple[str | int, ...], source: str) -> Template | None:
             template_lines[field] = at(*path)
             try:
-                return compile_template(source, kinds)
+                # Equal templates of the file's rules are compiled once and shared.
+                return self.intern.built(
+                    "template", (source, kinds), lambda: compile_template(source, kinds)
+                )
             except TemplateProblem as exc:
                 problem(at(*path), f"{field}: {exc}")
                 return None
 
         args = None
         if valid("overrides", "args", kind=list) is not None:
-            args = tuple(
-                template(f"args[{i}]", ("overrides", "args", i), a)
-                for i, a in enumerate(valid("overrides", "args", kind=list))
+            args = self.intern(
+                tuple(
+                    template(f"args[{i}]", ("overrides", "args", i), a)
+                    for i, a in enumerate(valid("overrides", "args", kind=list))
+                )
             )
-        env = tuple(
-            (key, template(f"env.{key}", ("overrides", "env", key), value))
-            for key, value in (valid("overrides", "env", kind=dict) or {}).items()
-            if isinstance(value, str)  # else a secret reference: nothing to render
+        env = self.intern(
+            tuple(
+                (key, template(f"env.{key}", ("overrides", "env", key), value))
+                for key, value in (valid("overrides", "env", kind=dict) or {}).items()
+                if isinstance(value, str)  # else a secret reference: nothing to render
+            )
         )
         dedup_key = None
         if valid("dedup", "key") is not None:
@@ -299,12 +309,15 @@ class _FileLoader:
 
         if spec is None or job is None or len(self.problems) > before:
             return None
-        types = frozenset(t for on in spec.on for t in ON_SHORTHANDS.get(on, (on,)))
+        intern = self.intern
+        types = intern(frozenset(t for on in spec.on for t in ON_SHORTHANDS.get(on, (on,))))
         rule = Rule(
             name=spec.name,
-            spec=spec,
+            # The JSON text of the spec, not the pydantic model (see _spec_text.py).
+            spec_source=dump_spec(spec) or spec,
+            options=intern(RunOptions.of(spec)),
             types=types,
-            job=job,
+            job=intern(job),
             location=Location(self.file, line),
             scope=scope,
             pattern=pattern,
@@ -396,7 +409,7 @@ class _FileLoader:
             data["bucket"] = [spec.bucket]
         if spec.schedule is not None or spec.scheduler_job is not None:
             data["job_name"] = [spec.scheduler_job or spec.name]
-        return compile_pattern({"data": data}) if data else None
+        return compile_pattern({"data": data}, self.intern) if data else None
 
 
 def _schedule(spec: RuleSpec):

@@ -51,8 +51,9 @@ each with the path of the offending node.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import PatternError
 from ._pattern_conditions import (
@@ -64,34 +65,45 @@ from ._pattern_conditions import (
     Wildcard,
     as_double,
 )
-from ._pattern_match import ObjectNode, element_objects, leaf_values
+from ._pattern_match import Nodes, ObjectNode, element_objects, leaf_values, object_node
 from ._pattern_validate import LeafField, NestedField, ObjectSpec, OrGroup, PatternChecker
+
+if TYPE_CHECKING:
+    from ._intern import Interner
 
 __all__ = ["Pattern", "PatternError", "compile", "exact_key", "values_at"]
 
 
 class Pattern:
-    """A compiled, validated pattern. Build it with ``compile``; it is immutable."""
+    """A compiled, validated pattern. Build it with ``compile``; it is immutable.
 
-    __slots__ = ("source", "_root", "_match", "_anchors", "_ways")
-    source: Mapping[str, Any]  # the pattern as written, for artifacts and sample events
+    It keeps the pattern as compact JSON text rather than as the dicts and lists it was given
+    (``source`` parses it again): a loaded rule set holds one pattern or two per rule, and the
+    text is a fraction of their size (docs/performance.md, "Memory").
+    """
+
+    __slots__ = ("text", "_root", "_match", "_ways")
+    text: str  # the pattern as JSON, for artifacts and sample events
     _root: ObjectNode
     _match: Callable[[Mapping[str, Any]], bool]
-    _anchors: tuple[tuple[tuple[str, ...], frozenset[Hashable]], ...]
     _ways: tuple[tuple[IndexAnchor, ...], ...]
 
-    def __init__(self, source: Mapping[str, Any], spec: ObjectSpec) -> None:
-        root = ObjectNode(spec)
+    def __init__(self, text: str, spec: ObjectSpec, nodes: Nodes | None = None) -> None:
+        root = object_node(spec, nodes)
         set_once = object.__setattr__  # the class refuses assignment after construction
-        set_once(self, "source", source)
+        set_once(self, "text", text)
         set_once(self, "_root", root)
         set_once(self, "_match", root.match)
-        set_once(self, "_anchors", _find_anchors(spec))
         # computed now, so that the validated tree is not kept for it (memory per rule)
         set_once(self, "_ways", _index_ways(spec))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Pattern is immutable: cannot set {name!r}")
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """The pattern as written (a new copy on each call)."""
+        return cast(dict[str, Any], json.loads(self.text))
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True if the event matches the pattern."""
@@ -114,7 +126,9 @@ class Pattern:
         whenever ``matches(doc)`` holds, some value in ``values_at(doc, path)`` has its
         ``exact_key`` in the set: a router may index rules by these values.
         """
-        return list(self._anchors)
+        # Only tests and tools ask: checked again from the text rather than kept per rule.
+        spec = PatternChecker().check(self.source)
+        return [] if spec is None else list(_find_anchors(spec))
 
     def index_ways(self) -> list[tuple[IndexAnchor, ...]]:
         """Ways a router may index this pattern by, for every operator that allows it.
@@ -132,13 +146,39 @@ class Pattern:
         return f"Pattern({self.source!r})"
 
 
-def compile(pattern: Mapping[str, Any]) -> Pattern:  # noqa: A001 - the public name is deliberate
-    """Validate and compile a pattern; raise PatternError listing every problem found."""
+def compile(  # noqa: A001 - the public name is deliberate
+    pattern: Mapping[str, Any], intern: Interner | None = None
+) -> Pattern:
+    """Validate and compile a pattern; raise PatternError listing every problem found.
+
+    With an `Interner` (one load of rules), equal patterns compile once and are shared."""
+    spec = _checked(pattern)
+    # A valid pattern holds only string keys and finite JSON leaves: JSON keeps it exactly.
+    text = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False)
+    if intern is None:
+        return Pattern(text, spec)
+    return cast(Pattern, intern.built("pattern", text, lambda: Pattern(text, spec, intern.nodes)))
+
+
+def compile_text(text: str, intern: Interner | None = None) -> Pattern:
+    """A pattern from the JSON text of one that `compile` accepted (a pre-validated artifact);
+    checked again all the same, which is also what builds its tree."""
+
+    if intern is None:
+        return Pattern(text, _checked(json.loads(text)))
+
+    def build() -> Pattern:
+        return Pattern(text, _checked(json.loads(text)), intern.nodes)
+
+    return cast(Pattern, intern.built("pattern", text, build))
+
+
+def _checked(pattern: Any) -> ObjectSpec:
     checker = PatternChecker()
     spec = checker.check(pattern)
     if checker.problems or spec is None:
         raise PatternError(checker.problems)
-    return Pattern(pattern, spec)
+    return spec
 
 
 def exact_key(value: Any) -> Hashable:

@@ -69,12 +69,78 @@ class Verdict(Frozen):
         init(self, "error", error)
 
 
+class RunOptions(Frozen):
+    """What planning needs of a rule's spec besides its templates. Rules with the same values
+    share one instance (the loaders intern them): most rules of a large set have one of a few."""
+
+    __slots__ = (
+        "enabled",
+        "system",
+        "container",
+        "clear_args",
+        "task_count",
+        "timeout_seconds",
+        "secret_env",
+        "dedup_window_seconds",
+    )
+    enabled: bool
+    system: str
+    container: str | None
+    clear_args: bool
+    task_count: int | None
+    timeout_seconds: int | None
+    secret_env: tuple[tuple[str, SecretRef], ...]
+    dedup_window_seconds: int
+
+    def __init__(
+        self,
+        enabled: bool,
+        system: str,
+        container: str | None,
+        clear_args: bool,
+        task_count: int | None,
+        timeout_seconds: int | None,
+        secret_env: tuple[tuple[str, SecretRef], ...],
+        dedup_window_seconds: int,
+    ) -> None:
+        init(self, "enabled", enabled)
+        init(self, "system", system)
+        init(self, "container", container)
+        init(self, "clear_args", clear_args)
+        init(self, "task_count", task_count)
+        init(self, "timeout_seconds", timeout_seconds)
+        init(self, "secret_env", secret_env)
+        init(self, "dedup_window_seconds", dedup_window_seconds)
+
+    @classmethod
+    def of(cls, spec: RuleSpec) -> RunOptions:
+        overrides = spec.overrides
+        return cls(
+            enabled=spec.enabled,
+            system=spec.system,
+            container=overrides.container,
+            clear_args=overrides.clear_args,
+            task_count=overrides.task_count,
+            timeout_seconds=overrides.timeout,
+            secret_env=tuple(
+                (name, SecretRef(ref.secret, ref.version))
+                for name, ref in overrides.secret_env.items()
+            ),
+            dedup_window_seconds=spec.dedup.window,
+        )
+
+
 class Rule(Frozen):
-    """A compiled rule. Immutable; two rules are equal only if they are the same object."""
+    """A compiled rule. Immutable; two rules are equal only if they are the same object.
+
+    It keeps what matching and planning read, not the pydantic spec: `spec_source` is the
+    spec's JSON text (see _spec_text.py) until `spec` is first asked for, and the RuleSpec then.
+    """
 
     __slots__ = (
         "name",
-        "spec",
+        "spec_source",
+        "options",
         "types",
         "job",
         "location",
@@ -90,7 +156,8 @@ class Rule(Frozen):
         "batch_key",
     )
     name: str
-    spec: RuleSpec
+    spec_source: RuleSpec | str
+    options: RunOptions
     types: frozenset[str]
     job: str
     location: Location
@@ -112,7 +179,8 @@ class Rule(Frozen):
     def __init__(
         self,
         name: str,
-        spec: RuleSpec,
+        spec_source: RuleSpec | str,
+        options: RunOptions,
         types: frozenset[str],
         job: str,
         location: Location,
@@ -128,7 +196,8 @@ class Rule(Frozen):
         batch_key: Template | None = None,
     ) -> None:
         init(self, "name", name)
-        init(self, "spec", spec)
+        init(self, "spec_source", spec_source)
+        init(self, "options", options)
         init(self, "types", types)
         init(self, "job", job)
         init(self, "location", location)
@@ -145,6 +214,22 @@ class Rule(Frozen):
 
     __eq__ = object.__eq__  # identity, as the dataclass with eq=False had
     __hash__ = object.__hash__
+
+    @property
+    def spec(self) -> RuleSpec:
+        """The rule as written (validated), rebuilt from its JSON text on first use."""
+        source = self.spec_source
+        if isinstance(source, str):
+            from ._spec_text import load_spec
+
+            source = load_spec(source, self.pattern)
+            # Kept: tools that ask once ask again. Two threads may both build it; equal specs.
+            init(self, "spec_source", source)
+        return source
+
+    @property
+    def enabled(self) -> bool:
+        return self.options.enabled
 
     # -- matching ---------------------------------------------------------------------------
 
@@ -183,7 +268,7 @@ class Rule(Frozen):
     def plan(self, event: Event) -> RunRequest:
         """The run this rule asks for. Raises RenderError (permanent) when a template fails."""
         document = event.document
-        overrides = self.spec.overrides
+        options = self.options
         args = None
         if self.args is not None:
             args = tuple(self._render(f"args[{i}]", t, document) for i, t in enumerate(self.args))
@@ -212,22 +297,19 @@ class Rule(Frozen):
             rule=self.name,
             job=self.job,
             overrides=Overrides(
-                container=overrides.container,
+                container=options.container,
                 args=args,
-                clear_args=overrides.clear_args,
+                clear_args=options.clear_args,
                 env=env,
-                task_count=overrides.task_count,
-                timeout_seconds=overrides.timeout,
-                secret_env=tuple(
-                    (name, SecretRef(ref.secret, ref.version))
-                    for name, ref in overrides.secret_env.items()
-                ),
+                task_count=options.task_count,
+                timeout_seconds=options.timeout_seconds,
+                secret_env=options.secret_env,
             ),
             dedup_key=key,
-            dedup_window_seconds=self.spec.dedup.window,
+            dedup_window_seconds=options.dedup_window_seconds,
             event=event.ref,
-            system=self.spec.system,
-            renderer=renderer_of(self.spec.system),
+            system=options.system,
+            renderer=renderer_of(options.system),
         )
 
     def _default_key(self, event: Event) -> str:

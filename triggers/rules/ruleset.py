@@ -13,7 +13,7 @@ class RuleSet:
     def __init__(self, rules: Iterable[Rule], *, files: tuple[str, ...] = ()) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.files = files
-        self._router = Router([rule for rule in self.rules if rule.spec.enabled])
+        self._router = Router([rule for rule in self.rules if rule.enabled])
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -32,7 +32,7 @@ class RuleSet:
         """Every rule's verdict with its reason, for `triggers plan` (a full scan, on purpose)."""
         verdicts = []
         for rule in self.rules:
-            if not rule.spec.enabled:
+            if not rule.enabled:
                 verdicts.append(Verdict(rule, matched=False, reason="rule is disabled"))
             else:
                 verdicts.append(rule.verdict(event))
