@@ -35,23 +35,12 @@ def batched(
     key: str | None = None,
 ) -> Rule:
     """`rule` with a `batch:` block, as the loader compiles it."""
-    return Rule(
-        rule.name,
-        rule.spec,
-        rule.types,
-        rule.job,
-        rule.location,
-        rule.scope,
-        rule.pattern,
-        rule.condition,
-        rule.args,
-        rule.env,
-        rule.dedup_key,
-        rule.schedule,
-        rule.template_lines,
-        flow=Flow(Limits(queue=f"triggers-{rule.name}"), Batching(window, max_events, per_task)),
-        batch_key=None if key is None else compile_template(key),
+    fields = {name: getattr(rule, name) for name in Rule.__slots__}
+    fields["flow"] = Flow(
+        Limits(queue=f"triggers-{rule.name}"), Batching(window, max_events, per_task)
     )
+    fields["batch_key"] = None if key is None else compile_template(key)
+    return Rule(**fields)
 
 
 def batch_rules(**batching) -> RuleSet:
