@@ -213,14 +213,9 @@ class Dispatcher:
             )
         if rule.flow is not None and rule.flow.batch is not None:
             return self._join_batch(rule, event, claim, request)
-        if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
-            # A previous attempt may have started the execution: adopt it rather than run twice.
-            try:
-                found = self._find(claim, request)
-            except RunError as exc:
-                return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
-            if found is not None:
-                return self._launched(claim, request, found)
+        adopted = self._adopt_previous(claim, request)
+        if adopted is not None:
+            return adopted
         if rule.flow is not None and rule.flow.batch is None:
             return self._enqueue(claim, request, rule.flow.limits.queue)
         return self._run(claim, request)
@@ -280,6 +275,18 @@ class Dispatcher:
         retryable failure puts the record back to `queued` (its task is retried by the queue,
         with backoff) instead of releasing it for a redelivery of the event."""
         return self._run(claim, request, requeue=True)
+
+    def _adopt_previous(self, claim: Claim, request: RunRequest) -> RuleOutcome | None:
+        """For a takeover of an attempt that may have started the execution: the outcome of
+        adopting it (found), or of not being able to look (released, retry); None when there is
+        nothing to adopt and the caller goes on to launch."""
+        if claim.kind is not ClaimKind.TAKEOVER or not claim.record.ambiguous:
+            return None
+        try:
+            found = self._find(claim, request)
+        except RunError as exc:
+            return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
+        return None if found is None else self._launched(claim, request, found)
 
     def _find(self, claim: Claim, request: RunRequest) -> Launch | None:
         with self.spans.span("triggers.find"):
@@ -426,14 +433,8 @@ class Dispatcher:
             return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
         if claim.kind is ClaimKind.BUSY:
             return _outcome(request, Outcome.RETRY, "another attempt holds the claim")
-        if claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous:
-            try:
-                found = self._find(claim, request)
-            except RunError as exc:
-                return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
-            if found is not None:
-                return self._launched(claim, request, found)
-        return self._run(claim, request)
+        adopted = self._adopt_previous(claim, request)
+        return adopted if adopted is not None else self._run(claim, request)
 
 
 def launch_task(queue: str, claim: Claim) -> Task:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .._gapic import client_kwargs
 from .queue import QueueUnavailable, Task, TaskQueueError
 from .spec import Limits
 
@@ -97,18 +98,7 @@ class CloudTasksQueue:
         return self._client
 
     def _client_kwargs(self) -> dict[str, Any]:
-        if self.endpoint is None:
-            return {"credentials": self._credentials}  # gRPC, ADC when None
-        credentials = self._credentials
-        if credentials is None:
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials = AnonymousCredentials()
-        return {
-            "transport": "rest",
-            "client_options": {"api_endpoint": self.endpoint},
-            "credentials": credentials,
-        }
+        return client_kwargs(self.endpoint, self._credentials)
 
     # ------------------------------------------------------------------ enqueue
 

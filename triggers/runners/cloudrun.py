@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._gapic import client_kwargs
 from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
 from ..plan import RUN_KEY_ENV, RunRequest
 from .base import Launch
@@ -96,18 +97,7 @@ class CloudRunRunner:
     # ------------------------------------------------------------------ clients
 
     def _client_kwargs(self) -> dict[str, Any]:
-        if self.endpoint is None:
-            return {"credentials": self._credentials}  # gRPC, ADC when None
-        credentials = self._credentials
-        if credentials is None:
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials = AnonymousCredentials()
-        return {
-            "transport": "rest",
-            "client_options": {"api_endpoint": self.endpoint},
-            "credentials": credentials,
-        }
+        return client_kwargs(self.endpoint, self._credentials)
 
     @property
     def jobs_client(self) -> Any:
