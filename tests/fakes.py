@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -134,3 +135,32 @@ def storage_event(name: str = "incoming/a.csv", event_id: str = "e-1") -> Event:
         form="cloudevent-binary",
         data={"bucket": "raw", "name": name, "generation": 1},
     )
+
+
+class RecordedSpan:
+    def __init__(self, name: str, attributes: dict) -> None:
+        self.name = name
+        self.attributes = dict(attributes)
+
+    def set(self, key: str, value) -> None:
+        self.attributes[key] = value
+
+
+class RecordingSpans:
+    """Every span opened, in order, with its attributes (pure: the `Spans` protocol in memory)."""
+
+    def __init__(self) -> None:
+        self.opened: list[RecordedSpan] = []
+
+    @contextmanager
+    def span(self, name: str, **attributes):
+        span = RecordedSpan(name, attributes)
+        self.opened.append(span)
+        yield span
+
+    def request(self, headers):
+        return self.span("triggers.request")
+
+    def writes(self) -> list[str]:
+        """The ledger writes recorded, in order (`triggers.record` spans)."""
+        return [s.attributes.get("write") for s in self.opened if s.name == "triggers.record"]

@@ -213,7 +213,7 @@ class Dispatcher:
             )
         if rule.flow is not None and rule.flow.batch is not None:
             return self._join_batch(rule, event, claim, request)
-        adopted = self._adopt_previous(claim, request)
+        adopted = self.adopt(claim, request)
         if adopted is not None:
             return adopted
         if rule.flow is not None and rule.flow.batch is None:
@@ -260,7 +260,8 @@ class Dispatcher:
     def adopt(self, claim: Claim, request: RunRequest) -> RuleOutcome | None:
         """For a claim taken over from an attempt that may have launched: the execution it
         started, recorded (or a RETRY when the API cannot be asked); None when there is none
-        and launching is safe. Used by the queue task before its concurrency check."""
+        and launching is safe. Used for events, direct launches, and by the queue task before
+        its concurrency check."""
         if not (claim.kind is ClaimKind.TAKEOVER and claim.record.ambiguous):
             return None
         try:
@@ -275,18 +276,6 @@ class Dispatcher:
         retryable failure puts the record back to `queued` (its task is retried by the queue,
         with backoff) instead of releasing it for a redelivery of the event."""
         return self._run(claim, request, requeue=True)
-
-    def _adopt_previous(self, claim: Claim, request: RunRequest) -> RuleOutcome | None:
-        """For a takeover of an attempt that may have started the execution: the outcome of
-        adopting it (found), or of not being able to look (released, retry); None when there is
-        nothing to adopt and the caller goes on to launch."""
-        if claim.kind is not ClaimKind.TAKEOVER or not claim.record.ambiguous:
-            return None
-        try:
-            found = self._find(claim, request)
-        except RunError as exc:
-            return self._release(claim, request, f"cannot look for a previous run: {exc}", True)
-        return None if found is None else self._launched(claim, request, found)
 
     def _find(self, claim: Claim, request: RunRequest) -> Launch | None:
         with self.spans.span("triggers.find"):
@@ -433,7 +422,7 @@ class Dispatcher:
             return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
         if claim.kind is ClaimKind.BUSY:
             return _outcome(request, Outcome.RETRY, "another attempt holds the claim")
-        adopted = self._adopt_previous(claim, request)
+        adopted = self.adopt(claim, request)
         return adopted if adopted is not None else self._run(claim, request)
 
 

@@ -10,12 +10,11 @@ mutating `triggers/dispatch.py`.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 
-from tests.fakes import Ambiguous, ScriptedRunner, storage_event
+from tests.fakes import Ambiguous, RecordingSpans, ScriptedRunner, storage_event
 from tests.ledger_faults import FaultyBackend, StoreUnavailable
 from tests.unit.conftest import STORAGE_RULES
 from triggers.dispatch import Dispatcher, Outcome
@@ -23,34 +22,6 @@ from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunEr
 from triggers.ledger import Ledger, Status
 
 LEASE = timedelta(minutes=5)
-
-
-class RecordedSpan:
-    def __init__(self, name: str, attributes: dict) -> None:
-        self.name = name
-        self.attributes = dict(attributes)
-
-    def set(self, key: str, value) -> None:
-        self.attributes[key] = value
-
-
-class RecordingSpans:
-    """Every span opened, in order, with its attributes (pure: the `Spans` protocol in memory)."""
-
-    def __init__(self) -> None:
-        self.opened: list[RecordedSpan] = []
-
-    @contextmanager
-    def span(self, name: str, **attributes):
-        span = RecordedSpan(name, attributes)
-        self.opened.append(span)
-        yield span
-
-    def request(self, headers):
-        return self.span("triggers.request")
-
-    def writes(self) -> list[str]:
-        return [s.attributes.get("write") for s in self.opened if s.name == "triggers.record"]
 
 
 @pytest.fixture

@@ -7,7 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import STORAGE_RULES_YAML, Ambiguous, ScriptedRunner, storage_event
+from tests.fakes import (
+    STORAGE_RULES_YAML,
+    Ambiguous,
+    RecordingSpans,
+    ScriptedRunner,
+    storage_event,
+)
 from triggers.dispatch import NO_QUEUE, Dispatcher, Outcome
 from triggers.errors import AmbiguousRunError
 from triggers.flow.queue import MemoryTaskQueue, QueueUnavailable, Task, TaskQueueError
@@ -123,6 +129,44 @@ def test_a_missing_queue_is_retried_and_logged_as_an_error_naming_the_queue(ledg
     assert ledger.get(load.ledger_key).status is Status.RELEASED
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert errors and "q-missing" in errors[0].getMessage()
+    assert errors[0].getMessage() == (
+        "cannot enqueue the launch of load on queue q-missing: 404 queue not found"
+    )
+    # the labels an alert on deployment mistakes selects
+    assert errors[0].labels == {"kind": "queue_error", "rule": "load", "queue": "q-missing"}
+    # released as not ambiguous: nothing was sent to a job API, the redelivery need not look
+    record = ledger.get(load.ledger_key)
+    assert (record.ambiguous, record.reason) == (False, load.reason)
+
+
+def test_a_failed_queued_write_asks_for_a_retry_naming_the_task(ledger, runner, queue, caplog):
+    class FailingQueued(Ledger):
+        def queued(self, claim, task):
+            raise ConnectionError("ledger gone")
+
+    failing = FailingQueued(ledger.backend, lease=ledger.lease, clock=ledger.clock)
+    rules = flow_rules(Limits(queue="q-load"))
+    load = by_rule(Dispatcher(rules, failing, runner, queue=queue).dispatch(storage_event()))[
+        "load"
+    ]
+    [task] = queue.tasks
+    assert (load.outcome, load.reason) == (
+        Outcome.RETRY,
+        f"queued {task.name}; the ledger write failed",
+    )
+    assert any(
+        r.getMessage() == f"queued {task.name} but could not record it: ledger gone"
+        for r in caplog.records
+    )
+
+
+def test_enqueueing_is_one_span_naming_the_queue(ledger, runner, queue):
+    spans = RecordingSpans()
+    rules = flow_rules(Limits(queue="q-load"))
+    Dispatcher(rules, ledger, runner, queue=queue, spans=spans).dispatch(storage_event())
+    assert [(s.name, s.attributes) for s in spans.opened if "enqueue" in s.name.lower()] == [
+        ("triggers.enqueue", {"queue": "q-load"})
+    ]
 
 
 def test_without_a_queue_a_paced_rule_answers_retry_with_the_setting_to_set(ledger, runner):
@@ -130,7 +174,8 @@ def test_without_a_queue_a_paced_rule_answers_retry_with_the_setting_to_set(ledg
     load = by_rule(dispatcher.dispatch(storage_event()))["load"]
     assert (load.outcome, load.reason) == (Outcome.RETRY, NO_QUEUE)
     assert "TRIGGERS_TASK_TARGET_URL" in NO_QUEUE
-    assert ledger.get(load.ledger_key).status is Status.RELEASED
+    record = ledger.get(load.ledger_key)
+    assert (record.status, record.ambiguous, record.reason) == (Status.RELEASED, False, NO_QUEUE)
 
 
 def test_the_task_exists_already_is_as_good_as_created(paced, ledger, queue):
