@@ -236,3 +236,57 @@ def test_a_new_occurrence_after_the_dedup_window_gets_a_new_task_name(paced, led
     assert by_rule(paced.dispatch(storage_event()))["load"].outcome is Outcome.QUEUED
     first, second = queue.tasks
     assert first.name != second.name and first.body == second.body
+
+
+# -- launch_planned: a run planned outside an event (a batch's own run) -----------------------
+
+
+def planned_request():
+    rule = next(r for r in load_text(STORAGE_RULES_YAML, environ={}) if r.name == "load")
+    return rule.plan(storage_event())
+
+
+def test_a_planned_run_launches_once_and_its_repeat_is_a_duplicate_of_that_execution(
+    dispatcher, ledger, runner
+):
+    # GIVEN a request planned outside an event, with the document to keep beside it
+    request = planned_request()
+    # WHEN it is launched twice
+    first = dispatcher.launch_planned(request, {"batch": "b-1"})
+    again = dispatcher.launch_planned(request, {"batch": "b-1"})
+    # THEN it ran once, and the repeat names that execution
+    assert first.outcome is Outcome.LAUNCHED and runner.run_calls == 1
+    assert (again.outcome, again.execution) == (Outcome.DUPLICATE, first.execution)
+    assert (again.rule, again.ledger_key) == (request.rule, request.ledger_key)
+    record = ledger.get(request.ledger_key)
+    assert (record.status, record.execution, record.event_document) == (
+        Status.LAUNCHED,
+        first.execution,
+        {"batch": "b-1"},
+    )
+
+
+def test_a_planned_run_whose_claim_is_held_elsewhere_waits(dispatcher, ledger, runner):
+    request = planned_request()
+    ledger.claim(request, None)  # another attempt holds it, its lease live
+    outcome = dispatcher.launch_planned(request, None)
+    assert (outcome.outcome, outcome.reason) == (Outcome.RETRY, "another attempt holds the claim")
+    assert outcome.ledger_key == request.ledger_key and runner.run_calls == 0
+
+
+def test_a_planned_run_without_a_ledger_is_retried_and_never_launched(ledger, runner):
+    class Down(Ledger):
+        def claim(self, request, event_document=None):
+            raise ConnectionError("firestore unreachable")
+
+    down = Down(ledger.backend, lease=ledger.lease, clock=ledger.clock)
+    request = planned_request()
+    outcome = Dispatcher(load_text(STORAGE_RULES_YAML, environ={}), down, runner).launch_planned(
+        request, None
+    )
+    assert (outcome.outcome, outcome.reason) == (
+        Outcome.RETRY,
+        "ledger unavailable: firestore unreachable",
+    )
+    assert (outcome.rule, outcome.ledger_key) == (request.rule, request.ledger_key)
+    assert runner.run_calls == 0
