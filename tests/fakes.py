@@ -164,3 +164,23 @@ class RecordingSpans:
     def writes(self) -> list[str]:
         """The ledger writes recorded, in order (`triggers.record` spans)."""
         return [s.attributes.get("write") for s in self.opened if s.name == "triggers.record"]
+
+
+def route_counted(monkeypatch, rules, data, event_type=STORAGE_FINALIZED):
+    """(the rules an event with `data` routes to, the rules evaluated to find them); and checks
+    that the index found exactly what a full scan finds."""
+    from triggers.rules.rule import Rule
+
+    evaluated: list[str] = []
+    original = Rule.matches_content
+    monkeypatch.setattr(
+        Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
+    )
+    event = Event(
+        id="1", source="s", type=event_type, kind="storage", form="cloudevent-binary", data=data
+    )
+    found = [r.name for r in rules.route(event)]
+    routed = list(evaluated)
+    monkeypatch.setattr(Rule, "matches_content", original)  # the scan below is not counted
+    assert found == [r.name for r in rules._router.scan(event)]
+    return found, routed

@@ -218,6 +218,53 @@ class ServerProcess:
         self.process = None
 
 
+def function_process(name: str, port: int, env: Mapping[str, str], log: Path) -> ServerProcess:
+    """The function as functions-framework serves it (`handle_http`, one worker) on
+    127.0.0.1:`port`, not yet started; `env` on top of the test's environment."""
+    return ServerProcess(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            "handle_http",
+            "--source",
+            str(FUNCTION_SOURCE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        _child_env(WORKERS="1", PYTHONUNBUFFERED="1", **env),
+        log,
+        cwd=ROOT,
+    )
+
+
+def cli_ledger(request, tmp_path: Path, monkeypatch, project: str):
+    """A ledger backend of `request.param` (sqlite | firestore), and the TRIGGERS_* environment
+    (only those) through which the CLI finds the same ledger."""
+    from triggers.ledger.firestore import FirestoreBackend
+    from triggers.ledger.sqlite import SQLiteBackend
+
+    for name in list(os.environ):
+        if name.startswith("TRIGGERS_"):
+            monkeypatch.delenv(name)
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.sqlite3"
+        monkeypatch.setenv("TRIGGERS_LEDGER", "sqlite")
+        monkeypatch.setenv("TRIGGERS_SQLITE_PATH", str(path))
+        return SQLiteBackend(path)
+    client = request.getfixturevalue("firestore_client")
+    collection = f"runs-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", request.getfixturevalue("firestore_emulator"))
+    monkeypatch.setenv("TRIGGERS_LEDGER", "firestore")
+    monkeypatch.setenv("TRIGGERS_FIRESTORE_PROJECT", project)
+    monkeypatch.setenv("TRIGGERS_FIRESTORE_COLLECTION", collection)
+    return FirestoreBackend(client, collection=collection)
+
+
 def _child_env(**extra: str) -> dict[str, str]:
     """The environment for a child: ours, without emulator addresses or TRIGGERS_* settings a
     developer may have exported (the test decides those), never asking gcloud for input."""
@@ -555,25 +602,7 @@ def start_function(
     def start(env: Mapping[str, str], warm_up_job: str = "e2e-warm-up") -> FunctionServer:
         port = free_port()
         log_path = Path(tmp_path_factory.mktemp("function")) / "function.log"
-        process = ServerProcess(
-            "the function (functions-framework)",
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                "--target",
-                "handle_http",
-                "--source",
-                str(FUNCTION_SOURCE),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            _child_env(WORKERS="1", PYTHONUNBUFFERED="1", **env),
-            log_path,
-            cwd=ROOT,
-        )
+        process = function_process("the function (functions-framework)", port, env, log_path)
         server = FunctionServer(port, process)
         servers.append(server)
         process.start()

@@ -5,8 +5,6 @@ function would be: TRIGGERS_LEDGER, ...), after a batch was joined and launched 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -14,14 +12,13 @@ import pytest
 
 from tests.batching import RecordingRunner, batch_rules
 from tests.fakes import storage_event
+from tests.integration.conftest import cli_ledger
 from triggers.cli import main
 from triggers.dispatch import Dispatcher
 from triggers.flow.batches import Batches, handle_batch_task
 from triggers.flow.queue import MemoryTaskQueue
 from triggers.ledger import Ledger
 from triggers.ledger.batchstore import batch_store_for
-from triggers.ledger.firestore import FirestoreBackend
-from triggers.ledger.sqlite import SQLiteBackend
 
 pytestmark = pytest.mark.integration
 
@@ -31,22 +28,7 @@ PROJECT = "demo-triggers-ledger"
 @pytest.fixture(params=["sqlite", "firestore"])
 def launched(request, tmp_path, monkeypatch):
     """Three events batched (max 3) and the batch launched; yields (store, batch, outcomes)."""
-    for name in list(os.environ):
-        if name.startswith("TRIGGERS_"):
-            monkeypatch.delenv(name)
-    if request.param == "sqlite":
-        path = tmp_path / "ledger.sqlite3"
-        backend = SQLiteBackend(path)
-        monkeypatch.setenv("TRIGGERS_LEDGER", "sqlite")
-        monkeypatch.setenv("TRIGGERS_SQLITE_PATH", str(path))
-    else:
-        client = request.getfixturevalue("firestore_client")
-        collection = f"runs-{uuid.uuid4().hex[:12]}"
-        backend = FirestoreBackend(client, collection=collection)
-        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", request.getfixturevalue("firestore_emulator"))
-        monkeypatch.setenv("TRIGGERS_LEDGER", "firestore")
-        monkeypatch.setenv("TRIGGERS_FIRESTORE_PROJECT", PROJECT)
-        monkeypatch.setenv("TRIGGERS_FIRESTORE_COLLECTION", collection)
+    backend = cli_ledger(request, tmp_path, monkeypatch, PROJECT)
     store = batch_store_for(backend)
     ledger = Ledger(backend, lease=timedelta(minutes=5))
     batches = Batches(store, MemoryTaskQueue(), ledger)

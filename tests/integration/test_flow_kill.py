@@ -13,19 +13,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.integration.conftest import (
-    FUNCTION_SOURCE,
-    ROOT,
     ServerProcess,
-    _child_env,
     eventually,
     free_port,
+    function_process,
     http_status,
 )
 from triggers.ledger import Ledger, Status
@@ -55,25 +52,7 @@ jobs:
 
 
 def start_function(tmp: Path, port: int, env: dict[str, str], name: str) -> ServerProcess:
-    process = ServerProcess(
-        f"the function ({name})",
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            "handle_http",
-            "--source",
-            str(FUNCTION_SOURCE),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        _child_env(WORKERS="1", PYTHONUNBUFFERED="1", **env),
-        tmp / f"{name}.log",
-        cwd=ROOT,
-    ).start()
+    process = function_process(f"the function ({name})", port, env, tmp / f"{name}.log").start()
     process.wait_ready(lambda: http_status("127.0.0.1", port, "GET", "/robots.txt") == 404)
     return process
 

@@ -4,17 +4,15 @@ and the Firestore emulator, configured as the function would be (TRIGGERS_LEDGER
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.integration.conftest import cli_ledger
 from triggers.cli import main
 from triggers.ledger.base import Record, Status
-from triggers.ledger.firestore import FirestoreBackend
-from triggers.ledger.sqlite import SQLiteBackend
 from triggers.ops.history import record_json
 
 pytestmark = pytest.mark.integration
@@ -69,23 +67,7 @@ RECORDS = [
 @pytest.fixture(params=["sqlite", "firestore"])
 def ledger_env(request, tmp_path, monkeypatch):
     """The ledger the CLI finds through TRIGGERS_*; RECORDS are in it."""
-    for name in list(os.environ):
-        if name.startswith("TRIGGERS_"):
-            monkeypatch.delenv(name)
-    if request.param == "sqlite":
-        path = tmp_path / "ledger.sqlite3"
-        backend = SQLiteBackend(path)
-        monkeypatch.setenv("TRIGGERS_LEDGER", "sqlite")
-        monkeypatch.setenv("TRIGGERS_SQLITE_PATH", str(path))
-    else:
-        client = request.getfixturevalue("firestore_client")
-        host_port = request.getfixturevalue("firestore_emulator")
-        collection = f"runs-{uuid.uuid4().hex[:12]}"
-        backend = FirestoreBackend(client, collection=collection)
-        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host_port)
-        monkeypatch.setenv("TRIGGERS_LEDGER", "firestore")
-        monkeypatch.setenv("TRIGGERS_FIRESTORE_PROJECT", PROJECT)
-        monkeypatch.setenv("TRIGGERS_FIRESTORE_COLLECTION", collection)
+    backend = cli_ledger(request, tmp_path, monkeypatch, PROJECT)
     for record in RECORDS:
         backend.create(replace(record, execution=None))
         if record.execution:  # as the function records it: claimed, then launched

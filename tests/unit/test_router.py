@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes import route_counted
 from triggers.events.model import STORAGE_DELETED, STORAGE_FINALIZED, Event
 from triggers.rules import load_text
-from triggers.rules.rule import Rule
 
 BUCKETS = ["raw", "curated", "archive", "RAW"]
 NAMES = ["incoming/a.csv", "incoming/b.json", "out/c.csv", "x", "", "Incoming/A.CSV", "ä/ß.csv"]
@@ -124,74 +124,11 @@ def test_index_evaluates_only_the_rules_whose_anchor_value_matches(monkeypatch):
         for i in range(200)
     )
     rules = load_text(text, environ={})
-    evaluated = []
-    original = Rule.matches_content
-
-    def counting(self, document):
-        evaluated.append(self.name)
-        return original(self, document)
-
-    monkeypatch.setattr(Rule, "matches_content", counting)
-    event = Event(
-        id="1",
-        source="s",
-        type=STORAGE_FINALIZED,
-        kind="storage",
-        form="cloudevent-binary",
-        data={"bucket": "b150", "name": "n"},
-    )
-    # WHEN routed THEN exactly one rule is evaluated and found
-    assert [r.name for r in rules.route(event)] == ["r150"]
-    assert evaluated == ["r150"]
-    # and a linear scan would have evaluated all of them
-    evaluated.clear()
-    rules._router.scan(event)
-    assert len(evaluated) == 200
-
-
-def test_rules_are_indexed_under_their_most_selective_field(monkeypatch):
-    # GIVEN 60 rules that all share kind=a but each name its own bucket
-    text = "rules:\n" + "".join(
-        f"  - name: r{i}\n    on: storage\n"
-        f"    match: {{data: {{kind: [a], bucket: [b{i}]}}}}\n"
-        "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
-        for i in range(60)
-    )
-    rules = load_text(text, environ={})
-    evaluated = []
-    original = Rule.matches_content
-    monkeypatch.setattr(
-        Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
-    )
-    event = Event(
-        id="1",
-        source="s",
-        type=STORAGE_FINALIZED,
-        kind="storage",
-        form="cloudevent-binary",
-        data={"bucket": "b7", "kind": "a"},
-    )
     # WHEN routed THEN the bucket, not the shared kind, picked the candidates
-    assert [r.name for r in rules.route(event)] == ["r7"]
-    assert evaluated == ["r7"]
+    assert route_counted(monkeypatch, rules, {"bucket": "b7", "kind": "a"}) == (["r7"], ["r7"])
 
 
 # -- the hard layouts: each rule evaluated only when its own condition can hold ----------------
-
-
-def _count_evaluated(monkeypatch, rules, data, event_type=STORAGE_FINALIZED):
-    evaluated: list[str] = []
-    original = Rule.matches_content
-    monkeypatch.setattr(
-        Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
-    )
-    event = Event(
-        id="1", source="s", type=event_type, kind="storage", form="cloudevent-binary", data=data
-    )
-    found = [r.name for r in rules.route(event)]
-    routed = list(evaluated)
-    assert found == [r.name for r in rules._router.scan(event)]
-    return found, routed
 
 
 def _layout(match: str, count: int = 300, scope: str = "    bucket: landing\n") -> object:
@@ -228,14 +165,14 @@ def test_each_hard_layout_evaluates_only_the_rule_that_can_match(monkeypatch, ma
     # GIVEN 300 rules on one bucket that differ only by one operator's value
     rules = _layout(match)
     # WHEN an event for rule 150 arrives THEN only that rule is evaluated, and it matches
-    found, evaluated = _count_evaluated(monkeypatch, rules, {"bucket": "landing", **data})
+    found, evaluated = route_counted(monkeypatch, rules, {"bucket": "landing", **data})
     assert found == ["r150"]
     assert evaluated == ["r150"]
 
 
 def test_rules_no_index_can_serve_are_still_scanned(monkeypatch):
     rules = _layout("{{name: [{{anything-but: 'n{i}'}}]}}", count=5, scope="")
-    found, evaluated = _count_evaluated(monkeypatch, rules, {"bucket": "landing", "name": "n3"})
+    found, evaluated = route_counted(monkeypatch, rules, {"bucket": "landing", "name": "n3"})
     assert found == ["r0", "r1", "r2", "r4"]
     assert evaluated == ["r0", "r1", "r2", "r3", "r4"]
     assert rules._router.stats()["unanchored"] == 5 * len(rules.rules[0].types)  # per type
@@ -252,7 +189,7 @@ def test_overlapping_numeric_ranges_and_infinite_bounds(monkeypatch):
     )
     rules = load_text(text, environ={})
     for size in (-5, 0, 10, 10.5, 99, 1e300, float("inf"), float("-inf")):
-        found, _ = _count_evaluated(monkeypatch, rules, {"size": size})
+        found, _ = route_counted(monkeypatch, rules, {"size": size})
         monkeypatch.undo()
         assert "r0" in found or size <= 0
 
@@ -319,7 +256,7 @@ rules:
 )
 def test_every_probe_finds_its_rule_at_the_boundaries(monkeypatch, data, expected):
     rules = load_text("project: demo-project\nregion: europe-west1\n" + _PROBE_RULES, environ={})
-    found, evaluated = _count_evaluated(monkeypatch, rules, data)
+    found, evaluated = route_counted(monkeypatch, rules, data)
     assert set(found) == expected
     assert set(evaluated) >= expected  # found through the index, not by a scan
     assert rules._router.stats()["unanchored"] == 0

@@ -10,37 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.events.model import STORAGE_FINALIZED, Event
+from tests.fakes import route_counted
 from triggers.rules import load_text
-from triggers.rules.rule import Rule
 
 _HEADER = "project: demo-project\nregion: europe-west1\nrules:\n"
 
 
 def _rules(*lines: str):
     return load_text(_HEADER + "".join(f"  - {line}\n" for line in lines), environ={})
-
-
-def _route(monkeypatch, rules, data) -> tuple[list[str], list[str]]:
-    """The rules found for an event with `data`, and the rules evaluated to find them."""
-    evaluated: list[str] = []
-    original = Rule.matches_content
-    monkeypatch.setattr(
-        Rule, "matches_content", lambda self, d: evaluated.append(self.name) or original(self, d)
-    )
-    event = Event(
-        id="1",
-        source="s",
-        type=STORAGE_FINALIZED,
-        kind="storage",
-        form="cloudevent-binary",
-        data=data,
-    )
-    found = [r.name for r in rules.route(event)]
-    routed = list(evaluated)
-    monkeypatch.undo()
-    assert found == [r.name for r in rules._router.scan(event)]
-    return found, routed
 
 
 # -- exact values that are not strings ------------------------------------------------------
@@ -67,7 +44,7 @@ _LITERALS = (
 )
 def test_numbers_booleans_and_null_are_found_through_the_exact_table(monkeypatch, data, expected):
     rules = _rules(*_LITERALS)
-    found, evaluated = _route(monkeypatch, rules, data)
+    found, evaluated = route_counted(monkeypatch, rules, data)
     assert found == expected
     assert evaluated == expected  # through the index: nothing else is evaluated
     assert rules._router.stats()["unanchored"] == 0
@@ -89,11 +66,11 @@ def test_a_wide_range_matches_at_both_of_its_inclusive_bounds(monkeypatch):
         ),
     )
     # WHEN an event sits on each bound, inside, and just outside THEN the range says so
-    assert _route(monkeypatch, rules, {"level": 0})[0] == ["wide", "p0"]
-    assert _route(monkeypatch, rules, {"level": 69})[0] == ["wide", "p69"]
-    assert _route(monkeypatch, rules, {"level": 35.5})[0] == ["wide"]
-    assert _route(monkeypatch, rules, {"level": -0.5}) == ([], [])
-    assert _route(monkeypatch, rules, {"level": 69.5}) == ([], [])
+    assert route_counted(monkeypatch, rules, {"level": 0})[0] == ["wide", "p0"]
+    assert route_counted(monkeypatch, rules, {"level": 69})[0] == ["wide", "p69"]
+    assert route_counted(monkeypatch, rules, {"level": 35.5})[0] == ["wide"]
+    assert route_counted(monkeypatch, rules, {"level": -0.5}) == ([], [])
+    assert route_counted(monkeypatch, rules, {"level": 69.5}) == ([], [])
 
 
 # -- values no entry covers evaluate nothing ------------------------------------------------
@@ -117,7 +94,7 @@ _ENTRIES = (
     ],
 )
 def test_a_value_no_entry_covers_evaluates_no_rule(monkeypatch, data):
-    assert _route(monkeypatch, _rules(*_ENTRIES), data) == ([], [])
+    assert route_counted(monkeypatch, _rules(*_ENTRIES), data) == ([], [])
 
 
 # -- several objects reached at one level, a scalar among them --------------------------------
@@ -126,7 +103,7 @@ def test_a_value_no_entry_covers_evaluates_no_rule(monkeypatch, data):
 def test_a_scalar_among_the_objects_at_one_level_does_not_end_the_walk(monkeypatch):
     rules = _rules("{name: deep, on: storage, match: {data: {rows: {cell: {k: [x]}}}}, job: j}")
     data = {"rows": [{"cell": "plain"}, {"cell": {"k": "x"}}]}
-    assert _route(monkeypatch, rules, data) == (["deep"], ["deep"])
+    assert route_counted(monkeypatch, rules, data) == (["deep"], ["deep"])
 
 
 # -- the field a rule is indexed by -------------------------------------------------------------
@@ -170,7 +147,7 @@ def test_a_rule_is_indexed_by_its_own_value_not_a_condition_others_share(
         )
     rules = _rules(*lines)
     # WHEN an event satisfies every shared condition and names rule 30's kind
-    found, evaluated = _route(monkeypatch, rules, {field: value, "kind": "k30"})
+    found, evaluated = route_counted(monkeypatch, rules, {field: value, "kind": "k30"})
     # THEN rule 30 was found by its kind: only it and `base` (indexed by its only field) ran
     assert found == ["base", "r30"]
     assert evaluated == ["base", "r30"]
