@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tests.fakes import route_counted
 from triggers.events.model import STORAGE_DELETED, STORAGE_FINALIZED, Event
 from triggers.rules import load_text
+from triggers.rules.rule import Rule
 
 BUCKETS = ["raw", "curated", "archive", "RAW"]
 NAMES = ["incoming/a.csv", "incoming/b.json", "out/c.csv", "x", "", "Incoming/A.CSV", "ä/ß.csv"]
@@ -122,6 +123,40 @@ def test_index_evaluates_only_the_rules_whose_anchor_value_matches(monkeypatch):
         f"  - name: r{i}\n    on: storage\n    bucket: b{i}\n"
         "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
         for i in range(200)
+    )
+    rules = load_text(text, environ={})
+    evaluated = []
+    original = Rule.matches_content
+
+    def counting(self, document):
+        evaluated.append(self.name)
+        return original(self, document)
+
+    monkeypatch.setattr(Rule, "matches_content", counting)
+    event = Event(
+        id="1",
+        source="s",
+        type=STORAGE_FINALIZED,
+        kind="storage",
+        form="cloudevent-binary",
+        data={"bucket": "b150", "name": "n"},
+    )
+    # WHEN routed THEN exactly one rule is evaluated and found
+    assert [r.name for r in rules.route(event)] == ["r150"]
+    assert evaluated == ["r150"]
+    # and a linear scan would have evaluated all of them
+    evaluated.clear()
+    rules._router.scan(event)
+    assert len(evaluated) == 200
+
+
+def test_rules_are_indexed_under_their_most_selective_field(monkeypatch):
+    # GIVEN 60 rules that all share kind=a but each name its own bucket
+    text = "rules:\n" + "".join(
+        f"  - name: r{i}\n    on: storage\n"
+        f"    match: {{data: {{kind: [a], bucket: [b{i}]}}}}\n"
+        "    job: projects/demo-project/locations/europe-west1/jobs/j\n"
+        for i in range(60)
     )
     rules = load_text(text, environ={})
     # WHEN routed THEN the bucket, not the shared kind, picked the candidates
