@@ -166,9 +166,10 @@ def measure_throughput(
     emu: EmulatorServer,
     args: argparse.Namespace,
     log_dir: Path,
+    tag: str | None = None,
 ) -> list[dict[str, Any]]:
     label = f"{variant}/{server}/{ledger}"
-    tag = f"{variant}-{server}-{ledger}"
+    tag = tag or f"{variant}-{server}-{ledger}"
     served = ServedFunction(variant, server, env, log_dir / f"{tag}.log")
     rows = []
     try:
@@ -326,18 +327,30 @@ def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
             "no-match events.\n"
         )
         print(
-            "| function | server | ledger | phase | requests | events/s | p50 (ms) | "
+            "| round | function | server | ledger | phase | requests | events/s | p50 (ms) | "
             "p99 (ms) | server CPU (ms/req) | answers as expected | RSS after (MiB) |"
         )
-        print("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|")
+        print("|---:|---|---|---|---|---:|---:|---:|---:|---:|---|---:|")
         for r in result["throughput"]:
             ok = "yes" if not r["problems"] else "NO"
             print(
-                f"| {r['function']} | {r['server']} | {r['ledger']} | {r['phase']} | "
+                f"| {r.get('round', 1)} | {r['function']} | {r['server']} | {r['ledger']} | "
+                f"{r['phase']} | "
                 f"{r['requests']:,} | {r['events_per_s']:,.1f} | {r['p50_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']:.2f} | {ok} | "
                 f"{_mib(r.get('rss_after_kib'))} |"
             )
+        ratios = ratio_rows(result["throughput"])
+        if ratios:
+            print(
+                "\ntriggers (Firestore ledger) against the minimal function, events/s of the "
+                "same round and phase:\n"
+            )
+            print("| server | phase | ratio per round | ratio of the sums |")
+            print("|---|---|---|---:|")
+            for r in ratios:
+                rounds = ", ".join(f"{x:.2f}x" for x in r["per_round"])
+                print(f"| {r['server']} | {r['phase']} | {rounds} | **{r['overall']:.2f}x** |")
     if result["memory"]:
         print(
             "\nMemory after one answered event (the serving process: the gunicorn worker, or "
@@ -365,6 +378,61 @@ def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
         "cores with the server and the Firestore emulator: compare rows with each other, "
         "not with a deployed function."
     )
+
+
+def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """triggers/firestore events/s over the minimal function's, per server and phase: one ratio
+    per round and the ratio of the totals (requests over summed wall time) across rounds."""
+    by: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for r in rows:
+        if r["ledger"] == "firestore":
+            by[(r["function"], r["server"], r["phase"], r.get("round", 1))] = r
+    out = []
+    for (function, server, phase, _), _row in sorted(by.items()):
+        if function != "triggers" or any(
+            o["server"] == server and o["phase"] == phase for o in out
+        ):
+            continue
+        pairs = [
+            (by[("triggers", server, phase, n)], by[("minimal", server, phase, n)])
+            for (f, s_, p, n) in sorted(by)
+            if f == "triggers" and s_ == server and p == phase and ("minimal", s_, p, n) in by
+        ]
+        if not pairs:
+            continue
+        per_round = [t["events_per_s"] / m["events_per_s"] for t, m in pairs]
+        rate = lambda rs: sum(r["requests"] for r in rs) / sum(r["seconds"] for r in rs)  # noqa: E731
+        overall = rate([t for t, _ in pairs]) / rate([m for _, m in pairs])
+        out.append({"server": server, "phase": phase, "per_round": per_round, "overall": overall})
+    return out
+
+
+def warm_firestore(firestore: FirestoreEmulator, writes: int, concurrency: int) -> None:
+    """Untimed ledger traffic on a scratch collection, so that neither function meets the
+    emulator's JVM before its JIT has compiled the write path: run cold, whichever function
+    is measured first pays several times the emulator CPU per request (seen: 9 ms against
+    3.6 ms per event for the same claim and record)."""
+    if writes <= 0:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = firestore.client()
+    collection = client.collection(f"warm-up-{uuid.uuid4().hex[:8]}")
+    payload = {"event": {"id": "warm", "type": "warm"}, "request": {"args": ["a", "b"]}}
+
+    def one(i: int) -> None:
+        doc = collection.document(f"{i:08d}")
+        doc.create({"status": "claimed", "n": i, **payload})
+        with contextlib.suppress(Exception):
+            doc.create({"status": "claimed"})  # the duplicate's failed create
+        doc.get()
+        doc.update({"status": "launched", "execution": f"e-{i}"})
+
+    started = time.perf_counter()
+    say(f"warming up the Firestore emulator ({writes} records)...")
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(writes)))
+    say(f"Firestore emulator warm after {time.perf_counter() - started:.1f}s")
 
 
 # ---------------------------------------------------------------------------- main
@@ -405,6 +473,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rules-count", type=int, default=1000, help="generated rules for the memory measurement"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="throughput rounds; the functions run in the reverse order every other round",
+    )
+    parser.add_argument(
+        "--firestore-warmup",
+        type=int,
+        default=2000,
+        help="untimed ledger writes that warm up the Firestore emulator's JVM first (0: none)",
+    )
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     add_server_options(parser)
@@ -413,8 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     servers = _split(args.servers, SERVERS, "server(s)", parser)
     ledgers = _split(args.ledgers, LEDGERS, "ledger(s)", parser)
     variants = _split(args.variants, VARIANTS, "variant(s)", parser)
-    if args.events < 1 or args.storm < 1 or args.concurrency < 1 or args.rules_count < 1:
-        parser.error("--events, --storm, --concurrency and --rules-count must be at least 1")
+    if min(args.events, args.storm, args.concurrency, args.rules_count, args.rounds) < 1:
+        parser.error(
+            "--events, --storm, --concurrency, --rules-count and --rounds must be at least 1"
+        )
 
     install_sigterm()
     note = machine_note()
@@ -449,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                 firestore.start()
                 fs_host = firestore.host_port
                 say(f"Firestore emulator on {fs_host} after {time.perf_counter() - started:.1f}s")
+                warm_firestore(firestore, args.firestore_warmup, args.concurrency)
             elif need_firestore:
                 say(f"Firestore emulator unavailable: {firestore_reason}")
 
@@ -469,21 +552,25 @@ def main(argv: list[str] | None = None) -> int:
                     combos = [("triggers", ledger) for ledger in ledgers if "triggers" in variants]
                     if "minimal" in variants:
                         combos.append(("minimal", "firestore"))
-                    for variant, ledger in combos:
-                        if ledger == "firestore" and fs_host is None:
-                            skipped[f"{variant}/{server}/{ledger}"] = str(firestore_reason)
-                            continue
-                        name = f"{variant}-{server}-{ledger}"
-                        throughput += measure_throughput(
-                            variant,
-                            server,
-                            ledger,
-                            env(variant, ledger, SAMPLE_RULES, name),
-                            events,
-                            emu,
-                            args,
-                            tmp_path,
-                        )
+                    for round_ in range(1, args.rounds + 1):
+                        ordered = combos if round_ % 2 else combos[::-1]
+                        for variant, ledger in ordered:
+                            if ledger == "firestore" and fs_host is None:
+                                skipped[f"{variant}/{server}/{ledger}"] = str(firestore_reason)
+                                continue
+                            name = f"{variant}-{server}-{ledger}-r{round_}"
+                            rows = measure_throughput(
+                                variant,
+                                server,
+                                ledger,
+                                env(variant, ledger, SAMPLE_RULES, name),
+                                events,
+                                emu,
+                                args,
+                                tmp_path,
+                                tag=name,
+                            )
+                            throughput += [{**row, "round": round_} for row in rows]
 
             if not args.no_memory:
                 ledger = "firestore" if fs_host is not None else "sqlite"
