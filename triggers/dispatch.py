@@ -22,8 +22,8 @@ from .errors import AmbiguousRunError, PermanentRunError, RenderError, RunError
 from .events.model import Event
 from .flow.naming import launch_task_name
 from .flow.queue import QueueUnavailable, Task, TaskQueue, TaskQueueError
-from .ledger.base import Claim, ClaimKind, Ledger
-from .plan import Overrides, RunRequest
+from .ledger.base import Claim, ClaimKind, Ledger, Record, Status
+from .plan import RunIdentity, RunRequest
 from .rules.rule import Rule
 from .rules.ruleset import RuleSet
 from .runners.base import Launch, Runner
@@ -173,19 +173,24 @@ class Dispatcher:
     def _dispatch_rule(
         self, rule: Rule, event: Event, scope: str | None, outage: list[str] | None
     ) -> RuleOutcome:
+        # Claim first, plan after: only the dedup key is rendered before the ledger says
+        # whether this delivery is a duplicate (the common redelivery renders nothing else).
         try:
-            request = rule.plan(event).in_scope(scope)
+            identity = rule.identify(event).in_scope(scope)
         except RenderError as exc:
             return self._reject_unplanned(rule, event, str(exc), scope, outage)
         if outage:
+            unplannable = _render_error(rule, event, identity)
+            if unplannable is not None:  # permanent: no retry can help, ledger or not
+                return self._reject_unplanned(rule, event, unplannable, scope, outage)
             return _outcome(
-                request,
+                identity,
                 Outcome.RETRY,
                 f"ledger unavailable: {outage[0]} (not tried again for this event)",
             )
         try:
             with self.spans.span("triggers.claim") as span:
-                claim = self.ledger.claim(request, dict(event.document))
+                claim = self.ledger.claim(identity, dict(event.document))
                 span.set("claim", claim.kind.value)
         except UnicodeError as exc:
             # Content no store can hold (the decoder and the planner refuse it first; this is
@@ -195,14 +200,17 @@ class Dispatcher:
             log.warning("ledger claim failed for rule %s: %s", rule.name, exc)
             if outage is not None:
                 outage.append(str(exc))
-            return _outcome(request, Outcome.RETRY, f"ledger unavailable: {exc}")
+            unplannable = _render_error(rule, event, identity)
+            if unplannable is not None:
+                return self._reject_unplanned(rule, event, unplannable, scope, [str(exc)])
+            return _outcome(identity, Outcome.RETRY, f"ledger unavailable: {exc}")
 
         if claim.kind is ClaimKind.DUPLICATE:
-            return _outcome(request, Outcome.DUPLICATE, execution=claim.record.execution)
+            return _duplicate(identity, claim.record)
         if claim.kind is ClaimKind.BUSY:
             held = claim.record.ambiguous
             return _outcome(
-                request,
+                identity,
                 Outcome.RETRY,
                 (
                     "an earlier attempt may have started the run: its claim is held until "
@@ -211,6 +219,20 @@ class Dispatcher:
                     else "another delivery of this event holds the claim"
                 ),
             )
+        try:
+            request = rule.plan(event, identity)
+        except RenderError as exc:
+            # Permanent for this event, but not for a dedup key that other events share: one of
+            # them may render. Such a claim is given back and the rejection recorded under the
+            # event's own identity, as when the key itself fails (a redelivery of the event is a
+            # duplicate of the rejection either way).
+            if identity.dedup_key == RunIdentity.of_event(rule, event).in_scope(scope).dedup_key:
+                self._record(self.ledger.rejected, claim, str(exc))
+                return _outcome(identity, Outcome.REJECTED, str(exc))
+            reason = f"not planned: {exc} (rejected under the event's own identity)"
+            self._record(self.ledger.release, claim, reason, ambiguous=claim.record.ambiguous)
+            return self._reject_unplanned(rule, event, str(exc), scope, outage)
+        claim = claim.planned(request)
         if rule.flow is not None and rule.flow.batch is not None:
             return self._join_batch(rule, event, claim, request)
         adopted = self.adopt(claim, request)
@@ -377,14 +399,7 @@ class Dispatcher:
     ) -> RuleOutcome:
         """Record a rule that matched but could not be planned, under the event's identity
         (unless the ledger is known to be down for this event: rejected all the same)."""
-        request = RunRequest(
-            rule=rule.name,
-            job=rule.job,
-            overrides=Overrides(),
-            dedup_key=event.default_dedup_key,
-            dedup_window_seconds=rule.spec.dedup.window,
-            event=event.ref,
-        ).in_scope(scope)
+        request = RunIdentity.of_event(rule, event).in_scope(scope)
         if outage:
             return _outcome(request, Outcome.REJECTED, reason)
         try:
@@ -436,8 +451,26 @@ def launch_task(queue: str, claim: Claim) -> Task:
     )
 
 
+def _duplicate(identity: RunIdentity, record: Record) -> RuleOutcome:
+    """A redelivery of a decided record: its execution, or why it was rejected or skipped."""
+    reason = None
+    if record.status in (Status.REJECTED, Status.SKIPPED) and record.reason:
+        reason = f"already {record.status.value}: {record.reason}"
+    return _outcome(identity, Outcome.DUPLICATE, reason, execution=record.execution)
+
+
+def _render_error(rule: Rule, event: Event, identity: RunIdentity) -> str | None:
+    """Why `rule` cannot plan `event` (a permanent rejection), or None when it can: asked only
+    when the ledger cannot be, to tell a rejection from a retry without a claim."""
+    try:
+        rule.plan(event, identity)
+    except RenderError as exc:
+        return str(exc)
+    return None
+
+
 def _outcome(
-    request: RunRequest,
+    request: RunRequest | RunIdentity,
     outcome: Outcome,
     reason: str | None = None,
     *,

@@ -74,6 +74,54 @@ class Overrides:
         return body
 
 
+def ledger_key_of(rule: str, dedup_key: str) -> str:
+    """Identity of (rule, dedup key): the ledger document id and the run-key env value. A hex
+    digest is a valid Firestore document id of fixed size that never hotspots, whatever the
+    rendered key contains ('/', 1,500+ bytes, ...)."""
+    return hashlib.sha256(f"{rule}\x00{dedup_key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RunIdentity:
+    """Which run an event asks a rule for, before it is planned: all a ledger claim needs.
+
+    Dispatch claims with this and renders the run's args and env only once the claim is its
+    own, so a duplicate (the common redelivery) costs its dedup key and nothing more.
+    """
+
+    rule: str
+    job: str
+    dedup_key: str
+    dedup_window_seconds: int
+    event: EventRef
+    _ledger_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ledger_key", ledger_key_of(self.rule, self.dedup_key))
+
+    @classmethod
+    def of_event(cls, rule: Any, event: Any) -> RunIdentity:
+        """`rule`'s run under the event's own identity (`source#id`) rather than the rule's
+        dedup key: what a rejection is recorded under when the rule cannot plan the event."""
+        return cls(
+            rule=rule.name,
+            job=rule.job,
+            dedup_key=event.default_dedup_key,
+            dedup_window_seconds=rule.options.dedup_window_seconds,
+            event=event.ref,
+        )
+
+    @property
+    def ledger_key(self) -> str:
+        return self._ledger_key
+
+    def in_scope(self, scope: str | None) -> RunIdentity:
+        """See `RunRequest.in_scope`."""
+        if not scope:
+            return self
+        return replace(self, dedup_key=f"{scope}/{self.dedup_key}")
+
+
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     """One planned `jobs.run`: the job, its overrides and the dedup identity of this run."""
@@ -93,10 +141,7 @@ class RunRequest:
     _ledger_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # A hex digest is a valid Firestore document id of fixed size that never hotspots,
-        # whatever the rendered key contains ('/', 1,500+ bytes, ...).
-        digest = hashlib.sha256(f"{self.rule}\x00{self.dedup_key}".encode()).hexdigest()
-        object.__setattr__(self, "_ledger_key", digest)
+        object.__setattr__(self, "_ledger_key", ledger_key_of(self.rule, self.dedup_key))
 
     @property
     def ledger_key(self) -> str:

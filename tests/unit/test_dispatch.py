@@ -116,8 +116,10 @@ def test_render_failure_is_rejected_once_and_recorded(dispatcher, ledger, runner
     assert "missing_field" in strict.reason and "args[0]" in strict.reason
     assert ledger.get(strict.ledger_key).status is Status.REJECTED
     assert not decision.retry
+    # a redelivery is a duplicate of the rejection (nothing is rendered again), and says so
     again = {o.rule: o for o in dispatcher.dispatch(storage_event(name="strict/a.csv")).outcomes}
-    assert again["needs-field"].outcome is Outcome.REJECTED
+    assert again["needs-field"].outcome is Outcome.DUPLICATE
+    assert again["needs-field"].reason == f"already rejected: {strict.reason}"
     assert ledger.get(strict.ledger_key).duplicates == 1
 
 

@@ -132,7 +132,7 @@ def test_a_failed_claim_of_an_unplannable_rule_is_logged_with_the_rule(dispatche
         )
     assert outcome.outcome is Outcome.REJECTED and "missing_field" in outcome.reason
     assert [r.getMessage() for r in caplog.records] == [
-        "ledger claim failed for rejected rule needs-field: down"
+        "ledger claim failed for rule needs-field: down"
     ]
 
 

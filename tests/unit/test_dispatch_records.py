@@ -128,13 +128,8 @@ def test_a_render_failure_records_the_rejection_under_the_events_identity(dispat
         "ambiguous": False,
         "attempts": 1,
     }
-    assert "missing_field" in record.reason and record.request == {
-        "overrides": {
-            "containerOverrides": [
-                {"env": [{"name": "TRIGGERS_RUN_KEY", "value": strict.ledger_key}]}
-            ]
-        }
-    }
+    # nothing was planned, so no request is recorded (`triggers show`: "no job was planned")
+    assert "missing_field" in record.reason and record.request == {}
 
 
 # --- replays: a scope is a new dedup identity, on every path ----------------------------------

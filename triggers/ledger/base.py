@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..plan import RunRequest
+from ..plan import RunIdentity, RunRequest
 
 # The `rule` of records about requests that never became an event (they match no rule).
 INPUT_RULE = "(input)"
@@ -178,11 +178,19 @@ class ClaimKind(str, enum.Enum):
 class Claim:
     kind: ClaimKind
     record: Record
+    # The planned request (its system's exact body), once the owner has planned it: claims are
+    # made before planning (a duplicate renders nothing), so the record's `request` is written
+    # with the owner's next write (`launched`, `queued`, `rejected`...) instead of the create.
+    request: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def owned(self) -> bool:
         """Whether this caller now holds the claim and must run, then record."""
         return self.kind in (ClaimKind.NEW, ClaimKind.TAKEOVER)
+
+    def planned(self, request: RunRequest) -> Claim:
+        """This claim, carrying `request`'s body for the record's next write."""
+        return replace(self, request=request.request_body())
 
 
 _CLAIM_PASSES = 3
@@ -264,7 +272,9 @@ class Ledger:
     input_window: timedelta = timedelta(days=7)  # how long rejected input is kept
     clock: Any = field(default=utcnow)
 
-    def claim(self, request: RunRequest, event_document: dict[str, Any] | None = None) -> Claim:
+    def claim(
+        self, request: RunRequest | RunIdentity, event_document: dict[str, Any] | None = None
+    ) -> Claim:
         now = self.clock()
         record = self._new_record(request, event_document, now)
         # A pass ends undecided only when the record changed under us (a rival's replace won,
@@ -411,6 +421,8 @@ class Ledger:
         now = self.clock()
         if changes.get("reason") is not None:
             changes["reason"] = storable_text(changes["reason"])
+        if claim.request is not None:
+            changes.setdefault("request", claim.request)
         return self.backend.update(
             claim.record.key, claim.record.token, {"status": status, "updated_at": now, **changes}
         )
@@ -501,7 +513,10 @@ class Ledger:
         return self._finish(claim, Status.BATCHED, **changes)
 
     def _new_record(
-        self, request: RunRequest, event_document: dict[str, Any] | None, now: datetime
+        self,
+        request: RunRequest | RunIdentity,
+        event_document: dict[str, Any] | None,
+        now: datetime,
     ) -> Record:
         document = event_document
         if document is not None and _json_size(document) > self.max_event_bytes:
@@ -514,7 +529,8 @@ class Ledger:
             status=Status.CLAIMED,
             token=uuid.uuid4().hex,
             event=request.event.as_dict(),
-            request=request.request_body(),
+            # Claimed before planning (dispatch): the owner's next write adds the request.
+            request=request.request_body() if isinstance(request, RunRequest) else {},
             created_at=now,
             updated_at=now,
             lease_until=now + self.lease,

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import RenderError
 from ..events.model import Event
 from ..flow.spec import Flow
-from ..plan import Overrides, RunRequest, SecretRef
+from ..plan import Overrides, RunIdentity, RunRequest, SecretRef
 from ..runners.systems import renderer_of
 from ._frozen import Frozen, init
 from .condition import Condition
@@ -265,8 +265,33 @@ class Rule(Frozen):
 
     # -- planning ---------------------------------------------------------------------------
 
-    def plan(self, event: Event) -> RunRequest:
-        """The run this rule asks for. Raises RenderError (permanent) when a template fails."""
+    def identify(self, event: Event) -> RunIdentity:
+        """Which run `event` asks for: its dedup key rendered, nothing else. Raises RenderError
+        (permanent) when the key's template fails or renders empty or too long."""
+        if self.dedup_key is None:
+            key = self._default_key(event)
+        else:
+            key = self._render("dedup.key", self.dedup_key, event.document)
+            if not key.strip():
+                raise self._error("dedup.key", "rendered to an empty key")
+        if self._utf8_size("dedup.key", key) > MAX_DEDUP_KEY_BYTES:
+            raise self._error("dedup.key", f"rendered key is over {MAX_DEDUP_KEY_BYTES} bytes")
+        return RunIdentity(
+            rule=self.name,
+            job=self.job,
+            dedup_key=key,
+            dedup_window_seconds=self.options.dedup_window_seconds,
+            event=event.ref,
+        )
+
+    def plan(self, event: Event, identity: RunIdentity | None = None) -> RunRequest:
+        """The run this rule asks for. Raises RenderError (permanent) when a template fails.
+
+        identity: what `identify` gave for this event (dispatch claims with it first), so that
+        the dedup key is not rendered twice; its dedup key is used as it is (scope included).
+        """
+        if identity is None:
+            identity = self.identify(event)
         document = event.document
         options = self.options
         args = None
@@ -285,14 +310,6 @@ class Rule(Frozen):
                 f"value_too_large: rendered args and env are {total} bytes, over the"
                 f" {MAX_RUN_OVERRIDES_BYTES} bytes a run's ledger record can hold",
             )
-        if self.dedup_key is None:
-            key = self._default_key(event)
-        else:
-            key = self._render("dedup.key", self.dedup_key, document)
-            if not key.strip():
-                raise self._error("dedup.key", "rendered to an empty key")
-        if self._utf8_size("dedup.key", key) > MAX_DEDUP_KEY_BYTES:
-            raise self._error("dedup.key", f"rendered key is over {MAX_DEDUP_KEY_BYTES} bytes")
         return RunRequest(
             rule=self.name,
             job=self.job,
@@ -305,9 +322,9 @@ class Rule(Frozen):
                 timeout_seconds=options.timeout_seconds,
                 secret_env=options.secret_env,
             ),
-            dedup_key=key,
-            dedup_window_seconds=options.dedup_window_seconds,
-            event=event.ref,
+            dedup_key=identity.dedup_key,
+            dedup_window_seconds=identity.dedup_window_seconds,
+            event=identity.event,
             system=options.system,
             renderer=renderer_of(options.system),
         )
