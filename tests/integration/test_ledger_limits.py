@@ -72,7 +72,9 @@ def test_the_emulator_refuses_a_document_over_firestores_limit(backend):
         record,
         key="f" * 64,
         token=uuid.uuid4().hex,
-        request={"overrides": {"containerOverrides": [{"args": ["x" * (600 * 1024)] * 2}]}},
+        # Two fields under Firestore's limit for one string (1,048,487 bytes), over 1 MiB together.
+        request={"overrides": {"containerOverrides": [{"args": ["x" * (600 * 1024)]}]}},
+        event_document={"data": "y" * (600 * 1024)},
         lease_until=T0 + timedelta(minutes=9),
     )
     with pytest.raises(Exception) as info:

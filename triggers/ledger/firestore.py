@@ -60,6 +60,8 @@ DEFAULT_DATABASE = "(default)"
 _FIELDS = tuple(f.name for f in fields(Record) if f.name != "key")  # the key is the document id
 _UPDATABLE = frozenset(_FIELDS)
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
+# Written as JSON text, not maps (see "encoding" below).
+_JSON_TEXT = frozenset({"event", "request", "event_document"})
 # Remember the update time of this many of our own writes (one entry is ~150 bytes).
 _REMEMBERED_WRITES = 4096
 
@@ -474,10 +476,13 @@ def _gave_up(exc: ValueError, exceptions: Any) -> bool:
 # -- encoding -----------------------------------------------------------------------------------
 #
 # Times are Firestore timestamps (so `expire_at` can drive a TTL policy and `created_at` sorts),
-# `status` is its string value, and the event document is JSON text: arbitrary event JSON can
-# hold what a Firestore map cannot (arrays of arrays, `__x__` keys, empty keys), and one string
-# costs one index entry where a map costs one per nested field. Beside the record's fields each
-# document has `event_id` and `execution_id` (see `_derived`), which `list` queries.
+# `status` is its string value, and the event document, the event reference and the request are
+# JSON text: arbitrary event JSON can hold what a Firestore map cannot (arrays of arrays, `__x__`
+# keys, empty keys); one string costs one index entry where a map costs one per nested field;
+# and json.dumps is several times cheaper for the function than building the nested protobuf
+# Values of a map (the request and the event are written on every new event, never queried).
+# Maps written by earlier releases are still read. Beside the record's fields each document has
+# `event_id` and `execution_id` (see `_derived`), which `list` queries.
 
 
 def _time(value: datetime) -> datetime:
@@ -493,7 +498,7 @@ def _encode(name: str, value: Any) -> Any:
         return _time(value)
     if name == "status":
         return Status(value).value
-    if name == "event_document":
+    if name in _JSON_TEXT:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return value
 
@@ -536,7 +541,7 @@ def _decode_record(key: str, data: dict[str, Any]) -> Record:
                 )
             elif name == "status":
                 value = Status(value)
-            elif name == "event_document":
+            elif name in _JSON_TEXT and isinstance(value, str):  # records before 2026-12: maps
                 value = json.loads(value)
         values[name] = value
     for name, default in (("attempts", 1), ("duplicates", 0), ("ambiguous", False)):
