@@ -29,13 +29,17 @@ key = "%s-%s-%s" % (os.environ.get("CLOUD_RUN_EXECUTION"), os.environ.get("CLOUD
                     os.environ.get("CLOUD_RUN_TASK_ATTEMPT"))
 record = {"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd(), "pid": os.getpid(),
           "start": time.time()}
-with open(os.path.join(out, key + ".started"), "w") as f:
-    json.dump(record, f)
+def publish(suffix):
+    # Written aside, then renamed: a test polling the directory never reads half a file.
+    path = os.path.join(out, key + suffix)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(path + ".tmp", path)
+publish(".started")
 print("probe", key, sys.argv[1:], flush=True)
 time.sleep(float(os.environ.get("PROBE_SLEEP", "0")))
 record["end"] = time.time()
-with open(os.path.join(out, key + ".json"), "w") as f:
-    json.dump(record, f)
+publish(".json")
 attempt = int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0"))
 failing = [t for t in os.environ.get("PROBE_FAIL_TASKS", "").split(",") if t]
 index = os.environ.get("CLOUD_RUN_TASK_INDEX")
