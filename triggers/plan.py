@@ -14,6 +14,10 @@ from typing import Any
 
 from .events.model import EventRef
 
+# Cloud Run's limit on one env var's value (shared/notes/delivery-and-limits.md): the rules'
+# schema checks literal values against it at load, the planner rendered ones at event time.
+MAX_ENV_VALUE_BYTES = 32 * 1024
+
 # Carried in every run's env so that, after an ambiguous failure, the execution that a request
 # started can be found again (`jobs.run` has no request id and execution labels are output-only).
 RUN_KEY_ENV = "TRIGGERS_RUN_KEY"

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RenderError
 from ..events.model import Event
 from ..flow.spec import Flow
-from ..plan import Overrides, RunIdentity, RunRequest, SecretRef
+from ..plan import MAX_ENV_VALUE_BYTES, Overrides, RunIdentity, RunRequest, SecretRef
 from ..runners.systems import renderer_of
 from ._frozen import Frozen, init
 from .condition import Condition
 from .patterns import Pattern
-from .schema import MAX_ENV_VALUE_BYTES, RuleSpec
 from .templates import Template
+
+if TYPE_CHECKING:  # pragma: no cover - the schema (pydantic) is not needed to route or plan
+    from .schema import RuleSpec
 
 MAX_DEDUP_KEY_BYTES = 4096
 # The overrides of one run (args and env together): the ledger record keeps them next to at most

@@ -30,6 +30,7 @@ from ..events.model import (
     STORAGE_FINALIZED,
     STORAGE_METADATA_UPDATED,
 )
+from ..plan import MAX_ENV_VALUE_BYTES
 from ._schema_base import Duration, SchemaModel
 from .schema_flow import BatchSpec, LimitsSpec
 
@@ -66,7 +67,6 @@ _FULL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){2,}$")
 # Cloud Run limits and formats (see shared/notes/delivery-and-limits.md).
 MAX_TASK_COUNT = 10_000
 MAX_TIMEOUT_SECONDS = 168 * 3600  # 24 h GA, 168 h in preview
-MAX_ENV_VALUE_BYTES = 32 * 1024
 JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 PROJECT_ID = re.compile(r"^([a-z][-a-z0-9]{4,28}[a-z0-9]|[0-9]{1,19})$")
 REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
