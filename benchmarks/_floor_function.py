@@ -1,5 +1,6 @@
 """The cold-start floor of benchmarks/coldstart.py (`--floor`): benchmarks/_minimal_function.py
-plus the one thing of triggers no cold start can skip today, its settings (pydantic-settings).
+plus the one thing of triggers no cold start can skip today, its settings (`Settings()`: the
+standard library only since issue 15, no longer pydantic-settings).
 
     functions-framework --target handle_http --source benchmarks/_floor_function.py
 

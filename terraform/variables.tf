@@ -51,7 +51,6 @@ variable "requirements" {
     "functions-framework>=3.8,<4",
     "cloudevents>=1.11,<2",
     "pydantic>=2.7,<3",
-    "pydantic-settings>=2.3,<3",
     "ruamel.yaml>=0.18,<0.20",
     "ruamel.yaml.clib>=0.2.12; platform_python_implementation == 'CPython'",
     "jinja2>=3.1.4,<4",

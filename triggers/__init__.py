@@ -65,6 +65,7 @@ _PUBLIC = {
     "DecodeError": "triggers.errors",
     "PatternError": "triggers.errors",
     "RulesError": "triggers.errors",
+    "SettingsError": "triggers.errors",
     "Problem": "triggers.errors",
     "RenderError": "triggers.errors",
     "RunError": "triggers.errors",
@@ -109,6 +110,7 @@ __all__ = [
     "Runner",
     "SQLiteBackend",
     "Settings",
+    "SettingsError",
     "Status",
     "TriggersError",
     "Unauthorized",
@@ -146,6 +148,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         RetryableRunError,
         RulesError,
         RunError,
+        SettingsError,
         TriggersError,
         Unauthorized,
     )

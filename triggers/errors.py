@@ -4,6 +4,8 @@
     ├── DecodeError          an HTTP request is not an event we understand (permanent)
     ├── PatternError         an EventBridge pattern is invalid (also a ValueError)
     ├── RulesError           a rules file is invalid; carries every Problem at once
+    ├── SettingsError        TRIGGERS_* settings are invalid; lists every problem at once
+                             (also a ValueError)
     ├── RenderError          a template failed for one event (permanent for that event)
     ├── Unauthorized         a direct caller's OIDC token is missing or not allowed (401 / 403)
     └── RunError             jobs.run failed; `.retryable` says whether a redelivery may succeed
@@ -87,6 +89,17 @@ class RulesError(TriggersError):
         self.problems = list(problems)
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the rules"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class SettingsError(TriggersError, ValueError):
+    """The function's settings are invalid. ``problems`` lists all of them, each as
+    `TRIGGERS_LEASE_SECONDS='5': must be at least 10` (a keyword argument: `lease_seconds=5`)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the settings"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 

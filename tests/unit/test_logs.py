@@ -210,7 +210,7 @@ def test_log_project_prefers_the_explicit_setting_then_the_platform(monkeypatch)
     from triggers.function.settings import Settings, log_project
 
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
-    assert log_project(Settings(_env_file=None)) is None
+    assert log_project(Settings()) is None
     assert log_project(Settings(firestore_project="ledger-proj")) == "ledger-proj"
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "platform-proj")
     assert log_project(Settings(firestore_project="ledger-proj")) == "platform-proj"

@@ -49,12 +49,14 @@ def rules(tmp_path) -> Path:
 
 @pytest.fixture
 def no_validation(monkeypatch):
-    """Make validating the sources fail loudly: whatever loads now came from the artifact."""
+    """Call it once the artifact is written: validating the sources then fails loudly, so
+    whatever loads after came from the artifact. (compile_rules imports the loader when called,
+    so it must run before.)"""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the rules were validated instead of read from the artifact")
 
-    monkeypatch.setattr(loader, "load_source", refuse)
+    return lambda: monkeypatch.setattr(loader, "load_source", refuse)
 
 
 def _events():
@@ -115,6 +117,7 @@ def _verdicts(ruleset) -> list:
 def test_compiled_rules_are_the_validated_rules(rules, no_validation):
     written, validated = compile_rules(rules, environ=ENV)
     assert written == artifact_path(rules) == Path(f"{rules}.compiled.json")
+    no_validation()
 
     compiled = load(rules, environ=ENV, compiled=True)
 
@@ -132,6 +135,7 @@ def test_a_directory_compiles_and_its_locations_follow_it_when_moved(tmp_path, n
     (source / "a.yaml").write_text(ONE_RULE)
     (source / "team" / "b.yml").write_text(ONE_RULE.replace("name: a", "name: b"))
     compile_rules(source, environ={})
+    no_validation()
     moved = tmp_path / "deployed"
     source.rename(moved)
     Path(f"{source}.compiled.json").rename(f"{moved}.compiled.json")
@@ -153,6 +157,7 @@ def test_only_the_function_reads_the_artifact(rules):
 
 def test_the_app_starts_from_the_artifact(rules, monkeypatch, no_validation):
     compile_rules(rules, environ=dict(os.environ))
+    no_validation()
     app = App(Settings(rules=str(rules), ledger="memory", runner="dry-run"))
     assert [r.name for r in app.rules] == [
         "csv-ingest",

@@ -245,7 +245,7 @@ def test_status_asks_the_region_it_knows_first_then_the_configured_ones() -> Non
 def test_the_runner_is_built_from_the_function_settings(monkeypatch) -> None:
     monkeypatch.setenv("TRIGGERS_CLOUD_RUN_V1_ENDPOINT", "http://127.0.0.1:8123/")
     monkeypatch.setenv("TRIGGERS_CLOUD_RUN_V1_REGIONS", '["europe-west1", "us-central1"]')
-    options = Settings().model_dump()
+    options = Settings().as_dict()
     runner = systems.get("cloudrun-v1").build_runner(options)
     assert isinstance(runner, CloudRunV1Runner)
     assert runner.endpoint == "http://127.0.0.1:8123"

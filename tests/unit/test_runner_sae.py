@@ -147,7 +147,7 @@ def test_a_cloud_run_job_name_is_not_an_sae_job():
 
 def test_the_runner_is_built_from_the_function_settings(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TRIGGERS_SAE_ENDPOINT", "http://127.0.0.1:1")
-    options = Settings().model_dump()
+    options = Settings().as_dict()
     runner = systems.get("sae").build_runner(options)
     assert isinstance(runner, sae.SaeRunner) and runner.endpoint == "http://127.0.0.1:1"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from pydantic import ValidationError
 
 from tests.fakes import STORAGE_RULES_YAML
+from triggers.errors import SettingsError
 from triggers.function.app import App, build_ledger, build_runner
 from triggers.function.settings import Settings
 from triggers.ledger.firestore import FirestoreBackend
@@ -71,7 +71,7 @@ def test_defaults_keep_a_ledger_outage_well_inside_a_push_deadline():
 
 
 def test_a_lease_shorter_than_the_hold_is_refused():
-    with pytest.raises(ValidationError, match="lease_seconds"):
+    with pytest.raises(SettingsError, match="lease_seconds=50: must be at least"):
         Settings(lease_seconds=50, cloud_run_timeout_seconds=30, ambiguous_margin_seconds=30)
     assert Settings(lease_seconds=10, cloud_run_timeout_seconds=2, ambiguous_margin_seconds=8)
 
@@ -88,5 +88,5 @@ def test_a_lease_shorter_than_the_hold_is_refused():
     ],
 )
 def test_out_of_range_values_are_refused(name, value):
-    with pytest.raises(ValidationError, match=name):
+    with pytest.raises(SettingsError, match=f"{name}={value}: must be"):
         Settings(**{name: value})

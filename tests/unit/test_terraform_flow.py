@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests import tfmodel
-from triggers.function.settings import Settings
+from triggers.function.settings import FIELDS as SETTINGS_FIELDS
 from triggers.rules import load
 from triggers.rules.loader import load_text
 
@@ -351,7 +351,7 @@ def test_the_function_env_tells_it_where_to_enqueue_only_with_flow_control() -> 
 
 def test_the_tasks_env_names_are_settings() -> None:
     names = set(re.findall(r"\b(TRIGGERS_[A-Z_]+)\s*=", (MODULE / "tasks.tf").read_text()))
-    settings = {f"TRIGGERS_{n.upper()}" for n in set(Settings.model_fields)}
+    settings = {spec.env for spec in SETTINGS_FIELDS}
     assert names and names <= settings, names - settings
 
 

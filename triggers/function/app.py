@@ -416,7 +416,7 @@ def build_runner(settings: Settings) -> Runner:
         return DryRunRunner()
     from ..runners.routed import SystemRunners
 
-    options = settings.model_dump()
+    options = settings.as_dict()
     return SystemRunners(lambda system: system.build_runner(options))
 
 

@@ -12,8 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import loader
-from .loader import load_text, no_cyclic_gc
+from ._sources import no_cyclic_gc
 from .rule import Rule, Verdict
 from .ruleset import RuleSet
 
@@ -45,4 +44,15 @@ def load(
                 return rules
             if stale is not None:
                 log.warning("%s; validating the rules instead", stale)
-        return loader.load_source(root, environ)
+        from .loader import load_source  # pydantic: only when the rules are validated
+
+        return load_source(root, environ)
+
+
+def load_text(
+    text: str, *, name: str = "<rules>", environ: Mapping[str, str] | None = None
+) -> RuleSet:
+    """Load rules from a string (tests, tools); see loader.load_text."""
+    from .loader import load_text as validate
+
+    return validate(text, name=name, environ=environ)

@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from ..plan import SecretRef
+from ._flow_json import flow_document, flow_from_document
 from ._intern import Interner
+from ._sources import no_cyclic_gc, rules_files
 from ._spec_text import dump_spec
 from .condition import deferred_condition
-from .flow import flow_document, flow_from_document
-from .loader import load_source, no_cyclic_gc, rules_files
 from .patterns import compile_text
 from .rule import Location, Rule, RunOptions
 from .ruleset import RuleSet
@@ -68,12 +68,12 @@ _compiler: str | None = None
 
 def compiler_fingerprint() -> str:
     """sha256 of the sources of the modules whose code decides what loading rules produces, and
-    of the versions of the libraries that check and later compile them (pydantic and Jinja: both
-    are imported by then anyway; the CEL runtime is not, and is left out)."""
+    of the versions of the libraries that check and later compile them (pydantic, read without
+    importing it; Jinja, which functions-framework's Flask has imported by then; the CEL runtime
+    is not imported at start, and is left out)."""
     global _compiler
     if _compiler is None:
         import jinja2
-        import pydantic
 
         rules_dir = Path(__file__).resolve().parent
         package = rules_dir.parent
@@ -85,7 +85,7 @@ def compiler_fingerprint() -> str:
             package / "flow" / "naming.py",
         ]
         digest = hashlib.sha256(
-            f"triggers rules artifact {FORMAT}\0pydantic {pydantic.VERSION}\0"
+            f"triggers rules artifact {FORMAT}\0pydantic {_pydantic_version()}\0"
             f"jinja2 {jinja2.__version__}\0".encode()
         )
         for file in files:
@@ -93,6 +93,22 @@ def compiler_fingerprint() -> str:
             digest.update(file.read_bytes() + b"\0")
         _compiler = digest.hexdigest()
     return _compiler
+
+
+def _pydantic_version() -> str:
+    """pydantic's version without importing pydantic, which a start from compiled rules
+    otherwise never needs (docs/performance.md): the VERSION line of its version.py, found as
+    import would find it."""
+    from importlib.util import find_spec
+
+    spec = find_spec("pydantic")
+    if spec is None or spec.origin is None:
+        return "absent"
+    text = Path(spec.origin).with_name("version.py").read_text(encoding="utf-8")
+    line = next((x for x in text.splitlines() if x.startswith("VERSION = ")), None)
+    if line is None:  # a layout we do not know: its whole text still changes with the version
+        return hashlib.sha256(text.encode()).hexdigest()
+    return line.partition("=")[2].strip().strip("'\"")
 
 
 def _source_name(root: Path, file: Path) -> str:
@@ -122,6 +138,8 @@ def compile_rules(
     `environ` must be the environment the function will run with, for the `${NAME}`
     references the rules make (the artifact is only used while their values are the same).
     """
+    from .loader import load_source
+
     root = Path(path)
     environ = os.environ if environ is None else environ
     sources: dict[Path, bytes] = {}

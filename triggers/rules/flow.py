@@ -241,36 +241,3 @@ def _seconds(value: int) -> str:
         if value % size == 0:
             return f"{value // size}{unit}"
     return f"{value}s"
-
-
-def flow_document(flow: Flow | None) -> dict[str, Any] | None:
-    """The exact values of a Flow as JSON data (the compiled artifact stores them)."""
-    if flow is None:
-        return None
-    limits = flow.limits
-    return {
-        "limits": {
-            "queue": limits.queue,
-            "rate_per_second": limits.rate_per_second,
-            "max_running": limits.max_running,
-            "when_busy": limits.when_busy.value,
-            "max_wait_seconds": limits.max_wait_seconds,
-        },
-        "batch": None
-        if flow.batch is None
-        else {
-            "window_seconds": flow.batch.window_seconds,
-            "max_events": flow.batch.max_events,
-            "per_task": flow.batch.per_task,
-        },
-    }
-
-
-def flow_from_document(data: Mapping[str, Any] | None) -> Flow | None:
-    """`flow_document` read back."""
-    if data is None:
-        return None
-    limits = dict(data["limits"])
-    limits["when_busy"] = WhenBusy(limits["when_busy"])
-    batch = data["batch"]
-    return Flow(Limits(**limits), None if batch is None else Batching(**batch))

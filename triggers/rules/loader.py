@@ -10,11 +10,9 @@ when asked and there is one, and comes here otherwise.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +22,7 @@ from ..errors import PatternError, Problem, RulesError
 from ..runners.systems import get as get_system
 from ..runners.systems import unsupported
 from ._intern import Interner
+from ._sources import no_cyclic_gc, rules_files
 from ._spec_text import dump_spec
 from .condition import ConditionProblem, compile_condition
 from .flow import FileLimits, build_flow, check_shared_queues, file_limits
@@ -46,19 +45,6 @@ log = logging.getLogger("triggers.rules")
 
 _TOP_LEVEL = ("project", "region", "limits", "rules")
 _RULE_FIELDS = tuple(RuleSpec.model_fields)
-
-
-@contextmanager
-def no_cyclic_gc():
-    """Loading allocates hundreds of thousands of long-lived objects and no garbage; letting the
-    cyclic collector walk them again and again made 10,000 rules load 40% slower."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def load_source(
@@ -107,13 +93,6 @@ def load_text(
         problems.sort(key=lambda p: p.line or 0)
         raise RulesError(problems)
     return RuleSet(rules, files=(name,))
-
-
-def rules_files(root: Path) -> list[Path] | None:
-    """The rules files below `root`, sorted by path (None: `root` does not exist)."""
-    if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [root] if root.exists() else None
 
 
 def _check_duplicates(rules: list[Rule], problems: list[Problem]) -> None:
