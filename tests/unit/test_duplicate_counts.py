@@ -7,6 +7,7 @@ tests/integration/test_ledger_duplicate_counts.py.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -16,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triggers.ledger.duplicate_counts import PendingDuplicates, _flush_at_exit
+from triggers.ledger import duplicate_counts
+from triggers.ledger.duplicate_counts import PendingDuplicates
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -171,15 +173,33 @@ def test_counts_from_many_threads_arrive_exactly():
     pending.close()
 
 
-def test_the_exit_hook_flushes_and_outlives_nothing():
+def test_the_exit_hook_closes_every_live_instance_and_keeps_none_alive():
     store = Store()
     pending = PendingDuplicates(store.write, interval=3600)
+    pending.add("a", T0)  # starts the flusher, which makes it known to the exit hook
+    assert pending in duplicate_counts._LIVE and duplicate_counts._exit_hook == [True]
+    duplicate_counts._close_all()
+    assert store.counts == {"a": 1} and pending.pending() == {}
+    wait_for(lambda: pending._thread is None, "the closed flusher to end")
+    # closed: a count noted after the hook ran stays for flush(), no thread starts again
     pending.add("a", T0)
-    _flush_at_exit(weakref.ref(pending))
-    assert store.counts == {"a": 1}
-    # the hook holds the backend weakly: once it is gone, the hook does nothing
-    reference = weakref.ref(PendingDuplicates(store.write, interval=3600))
-    _flush_at_exit(reference)
+    assert pending._thread is None and pending.flush() == 0 and store.counts == {"a": 2}
+    # held weakly: an instance nobody uses any more is not kept for the hook
+    reference = weakref.ref(pending)
+    pending = None
+    gc.collect()
+    wait_for(lambda: reference() is None, "the instance to be collected")
+
+
+def test_flush_all_writes_what_every_instance_holds():
+    stores = [Store(), Store()]
+    instances = [PendingDuplicates(s.write, interval=3600) for s in stores]
+    for instance in instances:
+        instance.add("a", T0)
+    assert duplicate_counts.flush_all() == 0
+    assert [s.counts for s in stores] == [{"a": 1}, {"a": 1}]
+    for instance in instances:
+        instance.close()
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,11 @@ DEFAULT_MAX_FAILURES = 10
 # How many dropped keys a log line names (the rest are counted).
 _NAMED_IN_LOG = 5
 
+# Every instance whose flusher has started, held weakly: what the exit hook flushes.
+_LIVE: weakref.WeakSet[PendingDuplicates] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+_exit_hook: list[bool] = []  # registered once per process, on the first flusher
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -76,11 +81,10 @@ class PendingDuplicates:
         # that raised, `dropped` duplicates given up (map full, or too many failures).
         self.stats: Counter[str] = Counter()
         self._pending: dict[str, Pending] = {}
-        self._lock = threading.Lock()  # guards _pending, _thread, _atexit_registered, stats
+        self._lock = threading.Lock()  # guards _pending, _thread and stats
         self._flushing = threading.Lock()  # one flush at a time: the thread, flush(), atexit
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._atexit_registered = False
 
     def add(self, key: str, now: datetime) -> None:
         """Note one duplicate of `key` at `now`; never blocks on the store."""
@@ -160,10 +164,7 @@ class PendingDuplicates:
         """Start the flusher if it is not running (the caller holds `_lock`)."""
         if self._thread is not None or self._stop.is_set():
             return
-        if not self._atexit_registered:
-            # A weak reference: registering must not keep the backend alive for ever.
-            atexit.register(_flush_at_exit, weakref.ref(self))
-            self._atexit_registered = True
+        _track(self)
         self._thread = threading.Thread(
             target=self._run, name=f"{self.name}-duplicate-flusher", daemon=True
         )
@@ -229,9 +230,29 @@ class PendingDuplicates:
             )
 
 
-def _flush_at_exit(reference: weakref.ref[PendingDuplicates]) -> None:
-    pending = reference()
-    if pending is not None:
+def _track(pending: PendingDuplicates) -> None:
+    """Remember `pending` (weakly: never keeping a backend alive) for the exit hook, which is
+    registered with the first flusher of the process."""
+    with _LIVE_LOCK:
+        _LIVE.add(pending)
+        if not _exit_hook:
+            atexit.register(_close_all)
+            _exit_hook.append(True)
+
+
+def flush_all() -> int:
+    """Write the pending counts of every instance in this process now (a test session does
+    this before its emulator stops). Returns how many keys are still pending in all."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    return sum(pending.flush() for pending in live)
+
+
+def _close_all() -> None:
+    """At exit (a gunicorn worker leaving on SIGTERM): the last interval's counts."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for pending in live:
         try:
             pending.close()
         except Exception:  # noqa: BLE001 - at exit, a log line is all that is left to do
