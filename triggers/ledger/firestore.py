@@ -216,13 +216,11 @@ class FirestoreBackend:
         return self._compare_and_set(None, key, token, new_token, write)
 
     def count_duplicate(self, key: str, now: datetime) -> None:
-        if self.duplicates is None:
-            self._count("count_duplicate")
-            self._write_duplicates(key, 1, now)
-            return
-        _time(now)  # refuse a naive time now, not in the flusher
         self._count("count_duplicate")
-        self.duplicates.add(key, now)
+        if self.duplicates is None:
+            self._write_duplicates(key, 1, now)
+        else:
+            self.duplicates.add(key, _time(now))  # a naive time is refused here, not later
 
     def flush(self) -> int:
         """Write the duplicate counts still waiting now (tests, tools, shutdown). Returns how
