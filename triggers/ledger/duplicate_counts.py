@@ -9,10 +9,12 @@ thread writes each key's total at most once per `interval` seconds, so N duplica
 record in an interval cost one write, not N.
 
 What a crash can lose: the counts noted since the last flush (at most one interval's), which
-is why the thread flushes once more at interpreter exit (`atexit`: a gunicorn worker that exits
-on SIGTERM runs it). Bounded whatever happens to the store: at most `max_keys` keys wait (the
-counts of further keys are dropped and logged), and a key whose write fails `max_failures`
-times in a row is dropped and logged, so an outage never grows memory without bound.
+is why every instance whose flusher has started is flushed once more at interpreter exit (one
+`atexit` hook per process, holding the instances weakly: a gunicorn worker that exits on SIGTERM
+runs it; `flush_all` does the same on demand). Bounded whatever happens to the store: at most
+`max_keys` keys wait (the counts of further keys are dropped and logged), and a key whose write
+fails `max_failures` times in a row is dropped and logged, so an outage never grows memory
+without bound.
 
 The store-specific part is the `write(key, n, latest) -> bool` callable: True when the record
 was counted, False when it no longer exists (deleted by a TTL policy: nothing to count, not an
