@@ -109,6 +109,12 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
                 )
             time.sleep(0.2)
         yield host_port
+        # Duplicate counts the session's Firestore backends still hold (written off the
+        # request path): now, while the emulator answers, not by the exit hook after it has
+        # gone (each would wait out its deadline and log a failed write).
+        from triggers.ledger.duplicate_counts import flush_all
+
+        flush_all()
     finally:
         _stop(process)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -264,6 +265,29 @@ def test_a_retried_commit_of_our_own_create_is_new_not_duplicate(clock):
     assert stored.token == claim.record.token and stored.duplicates == 0
     assert backend.calls["get"] == 2  # the ledger's read, and ours just above
     assert ledger.launched(claim, "executions/e1")
+
+
+class SummaryConflictBackend(MemoryBackend):
+    """Firestore's retried commit: our create committed, and the conflict the retry reports
+    carries a summary of it (one masked read: no event, request, event document, outcome)."""
+
+    def create(self, record):
+        super().create(record)
+        raise RecordExists(replace(record, event={}, request={}, event_document=None, outcome=None))
+
+
+def test_our_own_create_seen_as_a_summary_is_owned_with_the_whole_record(clock):
+    # GIVEN a store whose conflict returns only a summary of the stored record
+    backend = SummaryConflictBackend()
+    ledger = Ledger(backend, lease=LEASE, clock=clock)
+    # WHEN a request is claimed and the conflict turns out to be our own create
+    claim = ledger.claim(run_request(), {"data": {"name": "a.csv"}})
+    # THEN the owner gets the whole record it wrote, never the summary
+    assert claim.kind is ClaimKind.NEW
+    assert claim.record == backend.get(claim.record.key)
+    assert claim.record.event and claim.record.request
+    assert claim.record.event_document == {"data": {"name": "a.csv"}}
+    assert backend.calls["get"] == 1  # ours, just above: the summary needed no read
 
 
 class VanishingBackend(MemoryBackend):

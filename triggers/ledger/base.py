@@ -176,6 +176,13 @@ class ClaimKind(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
+    """What `Ledger.claim` decided, and the record it decided on.
+
+    An owned claim (NEW, TAKEOVER) always carries a whole record: the one it wrote. A
+    DUPLICATE or BUSY claim carries the stored record as the backend's conflict returned it,
+    which may be a summary (Firestore: see `RecordExists`): every field but `event`,
+    `request`, `event_document` and `outcome`, which are empty ({} / None)."""
+
     kind: ClaimKind
     record: Record
     # The planned request (its system's exact body), once the owner has planned it: claims are
@@ -218,7 +225,13 @@ class AmbiguousKey(LookupError):
 
 class RecordExists(Exception):
     """Raised by `Backend.create` when the key exists. Carries the record when the store
-    returned it with the conflict (saves a read), else None."""
+    returned it with the conflict (saves a read), else None (the record vanished meanwhile, or
+    the store cannot say: the ledger reads it).
+
+    The record may be a summary: a backend that must read it separately (Firestore) reads only
+    what a claim decision and a duplicate's answer need, so its `event`, `request`,
+    `event_document` and `outcome` are empty ({} / None). Never hand it out as an owned claim's
+    record (`Ledger.get` reads the whole record)."""
 
     def __init__(self, record: Record | None = None) -> None:
         super().__init__("record exists")
@@ -296,7 +309,8 @@ class Ledger:
         if current is None:
             return None
         if current.token == record.token:  # our own create, committed by a client-side retry
-            return Claim(ClaimKind.NEW, current)
+            # Ours, with the same content; `current` may be only a summary of it.
+            return Claim(ClaimKind.NEW, record)
         if current.expire_at <= now and current.status in FINISHED:
             # Past its dedup window (TTL not yet applied): a new occurrence, a fresh record.
             # Only a finished record ages out: one still claimed or released past a short window

@@ -4,13 +4,17 @@ How the primitives map (docs/ledger.md has the round-trip counts and index advic
 
 * create  — `DocumentReference.create()`, a write with precondition exists=false: of any number
             of concurrent creators exactly one wins, the others get AlreadyExists. Firestore does
-            not send the current document with the conflict, so the ledger reads it (one `get`).
+            not send the current document with the conflict, so `create` reads it, with a field
+            mask: the fields a claim decision and a duplicate's answer need, not the big
+            `event`, `event_document`, `request` and `outcome` (a summary, `RecordExists`).
 * replace — a transaction: read the token, compare, overwrite.
 * update  — the same transaction, unless this backend wrote the record last: then one write
             with an update-time precondition proves nobody has touched it since (so the token is
             still ours) without reading it. That is the common path, claim then `launched` in
             one function instance, and it makes a new event cost two round trips, not four.
-* count_duplicate — `update()` with a server-side `Increment`: no read, no transaction.
+* count_duplicate — off the request path: the count is noted in memory and a daemon thread
+            writes each record's total at most once per `duplicate_flush_seconds`, as one
+            `update()` with a server-side `Increment` (duplicate_counts.py); 0 writes it at once.
 * list    — one query: equality filters and a `created_at` range, ordered by `created_at`; by
             event id or execution, one equality query and the rest done here (no composite
             index needed).
@@ -30,7 +34,6 @@ safe here: a create or a transaction that had in fact committed is recognised by
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import threading
 from collections import Counter, OrderedDict
@@ -50,6 +53,7 @@ from .base import (
     newest_first,
     short_execution,
 )
+from .duplicate_counts import DEFAULT_MAX_KEYS, PendingDuplicates
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps the import lazy at runtime
     from google.cloud.firestore import Client
@@ -59,6 +63,10 @@ DEFAULT_DATABASE = "(default)"
 
 _FIELDS = tuple(f.name for f in fields(Record) if f.name != "key")  # the key is the document id
 _UPDATABLE = frozenset(_FIELDS)
+# What a create's conflict reads: every field a claim decision (status, token, lease, window,
+# attempts, ambiguous, batch) and a duplicate's answer (execution) need, none of the big ones.
+_BIG = frozenset({"event", "event_document", "request", "outcome"})
+_SUMMARY_FIELDS = tuple(name for name in _FIELDS if name not in _BIG)
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 # Written as JSON text, not maps (see "encoding" below).
 _JSON_TEXT = frozenset({"event", "request", "event_document"})
@@ -100,6 +108,8 @@ class FirestoreBackend:
         transaction_attempts: int = 5,
         deadline: float = 10.0,
         retry_seconds: float = 5.0,
+        duplicate_flush_seconds: float = 1.0,
+        max_pending_duplicates: int = DEFAULT_MAX_KEYS,
     ) -> None:
         if client is not None and project is not None:
             raise ValueError("pass either a Firestore client or a project, not both")
@@ -107,6 +117,8 @@ class FirestoreBackend:
             raise ValueError("deadline must be positive")
         if retry_seconds < 0:
             raise ValueError("retry_seconds must not be negative")
+        if duplicate_flush_seconds < 0:
+            raise ValueError("duplicate_flush_seconds must not be negative")
         self.deadline = deadline
         self.retry_seconds = retry_seconds
         self._client = client
@@ -123,6 +135,18 @@ class FirestoreBackend:
         self._fs: Any = None  # the google.cloud.firestore module, once imported
         self._bounded = False  # the client's RPCs carry our deadline and retry (`_bound`)
         self._exceptions: Any = None  # google.api_core.exceptions, likewise
+        # Duplicate counts wait here and are written off the request path (None: at once).
+        self.duplicate_flush_seconds = duplicate_flush_seconds
+        self.duplicates: PendingDuplicates | None = (
+            PendingDuplicates(
+                self._write_duplicates,
+                interval=duplicate_flush_seconds,
+                max_keys=max_pending_duplicates,
+                name=f"firestore ledger {collection}",
+            )
+            if duplicate_flush_seconds > 0
+            else None
+        )
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -133,9 +157,19 @@ class FirestoreBackend:
             result = self._doc(record.key).create(_encode_record(record))
         except exceptions.Conflict:  # AlreadyExists is a Conflict
             # Possibly our own write, committed by a try whose reply was lost and reported as a
-            # conflict by the retry: the ledger reads the record and compares tokens.
-            raise RecordExists(None) from None
+            # conflict by the retry: the ledger compares tokens. It gets the summary, so a
+            # duplicate costs this read and nothing more on the request path; None if the
+            # record vanished since (the ledger's next pass creates it again).
+            raise RecordExists(self._summary(record.key)) from None
         self._remember(record.key, record.token, result.update_time)
+
+    def _summary(self, key: str) -> Record | None:
+        """The record without its big fields (empty: `{}` / None), in one masked read."""
+        self._count(None, read=1)
+        snapshot = self._doc(key).get(field_paths=_SUMMARY_FIELDS)
+        if not snapshot.exists:
+            return None
+        return _decode_record(key, {"event": {}, "request": {}, **(snapshot.to_dict() or {})})
 
     def get(self, key: str) -> Record | None:
         self._count("get", read=1)
@@ -184,11 +218,26 @@ class FirestoreBackend:
         return self._compare_and_set(None, key, token, new_token, write)
 
     def count_duplicate(self, key: str, now: datetime) -> None:
+        self._count("count_duplicate")
+        if self.duplicates is None:
+            self._write_duplicates(key, 1, now)
+        else:
+            self.duplicates.add(key, _time(now))  # a naive time is refused here, not later
+
+    def flush(self) -> int:
+        """Write the duplicate counts still waiting now (tests, tools, shutdown). Returns how
+        many records' counts are still pending (a write failed): 0 when all went through."""
+        return 0 if self.duplicates is None else self.duplicates.flush()
+
+    def _write_duplicates(self, key: str, count: int, latest: datetime) -> bool:
+        """Add `count` to the record's `duplicates`; False if the record no longer exists."""
         fs, exceptions = self._firestore()
-        self._count("count_duplicate", commit=1)
-        # NotFound: deleted by the TTL policy since it was read, so there is nothing to count.
-        with contextlib.suppress(exceptions.NotFound):
-            self._doc(key).update({"duplicates": fs.Increment(1), "updated_at": _time(now)})
+        self._count(None, commit=1)
+        try:
+            self._doc(key).update({"duplicates": fs.Increment(count), "updated_at": _time(latest)})
+        except exceptions.NotFound:
+            return False  # deleted by the TTL policy since it was read: nothing to count
+        return True
 
     def list(
         self,
