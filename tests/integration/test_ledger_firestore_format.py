@@ -69,3 +69,20 @@ def test_a_record_written_with_maps_by_an_earlier_release_reads_back(backend):
     again = ledger.claim(request(), None)
     assert again.kind.value == "duplicate"
     assert again.record.execution.endswith("/e-1")
+
+
+def test_a_new_claim_writes_only_the_fields_that_hold_something(backend):
+    # Fields without a value or with their default are left out of a whole-record write (each
+    # is a value the client encodes and an index entry Firestore writes) and read back the same.
+    ledger = Ledger(backend, clock=lambda: T0)
+    event = storage_event()
+    claim = ledger.claim(request(), {"data": {"name": "a.csv"}})
+    raw = backend.client.collection(backend.collection).document(claim.record.key).get().to_dict()
+    assert sorted(raw) == sorted(
+        ["rule", "dedup_key", "job", "status", "token", "event", "created_at", "updated_at"]
+        + ["lease_until", "expire_at", "event_document", "event_id", "request"]
+    )
+    assert event.id == raw["event_id"]
+    stored = backend.get(claim.record.key)
+    assert (stored.attempts, stored.duplicates, stored.ambiguous) == (1, 0, False)
+    assert stored == claim.record

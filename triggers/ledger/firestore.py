@@ -70,6 +70,8 @@ _SUMMARY_FIELDS = tuple(name for name in _FIELDS if name not in _BIG)
 _TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
 # Written as JSON text, not maps (see "encoding" below).
 _JSON_TEXT = frozenset({"event", "request", "event_document"})
+# What a field missing from a document means: whole-record writes leave these values out.
+_DEFAULTS: dict[str, Any] = {"attempts": 1, "duplicates": 0, "ambiguous": False, "request": {}}
 # Remember the update time of this many of our own writes (one entry is ~150 bytes).
 _REMEMBERED_WRITES = 4096
 
@@ -553,14 +555,14 @@ def _encode(name: str, value: Any) -> Any:
 
 
 def _encode_record(record: Record) -> dict[str, Any]:
-    """A whole record as one document (`create`, `replace`). Fields without a value are left
-    out rather than written as null: a document is read back the same either way, and each
-    field left out is one value fewer for the client to encode and one index entry fewer for
-    Firestore to write (a new claim has seven of them)."""
+    """A whole record as one document (`create`, `replace`). Fields without a value, or with
+    their default (`_DEFAULTS`), are left out: a document is read back the same either way,
+    and each field left out is one value fewer for the client to encode and one index entry
+    fewer for Firestore to write (a claim made before planning writes 12 of its 23 fields)."""
     data = {}
     for name in _FIELDS:
         value = getattr(record, name)
-        if value is not None:
+        if value is not None and (name not in _DEFAULTS or value != _DEFAULTS[name]):
             data[name] = _encode(name, value)
     for name, value in _derived({"event": record.event, "execution": record.execution}).items():
         if value is not None:
@@ -603,7 +605,7 @@ def _decode_record(key: str, data: dict[str, Any]) -> Record:
             elif name in _JSON_TEXT and isinstance(value, str):  # records before 2026-12: maps
                 value = json.loads(value)
         values[name] = value
-    for name, default in (("attempts", 1), ("duplicates", 0), ("ambiguous", False)):
+    for name, default in _DEFAULTS.items():
         if values.get(name) is None:
-            values[name] = default
+            values[name] = dict(default) if isinstance(default, dict) else default
     return Record(**values)
