@@ -231,6 +231,10 @@ class FirestoreEmulator:
         except OSError:
             return ""
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the emulator (gcloud's launcher and the JVM it starts)."""
+        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
     def stop(self) -> None:
         process, self.process = self.process, None
         stop_group(process, grace=10.0)
@@ -522,6 +526,26 @@ def _children(pid: int) -> list[int]:
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores: user, nice, system, irq...; not
+    idle or iowait) since boot, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and all its descendants."""
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        total += _cpu_s(current)
+        stack.extend(_children(current))
+    return total
 
 
 def _cpu_s(pid: int) -> float:

@@ -3,6 +3,7 @@
     python benchmarks/serve.py [--events 200] [--storm 5] [--concurrency 4]
                                [--servers gunicorn,werkzeug] [--ledgers firestore,sqlite]
                                [--variants triggers,minimal] [--rules-count 1000]
+                               [--rounds 2] [--no-warmup-round] [--firestore-warmup 2000]
                                [--no-throughput] [--no-memory] [--json]
 
 Each measured function is a fresh `functions-framework --target handle_http --source ...`
@@ -29,12 +30,20 @@ send the requests of a phase as fast as answers come back:
 * duplicates — the same events re-sent --storm times: each answered as a duplicate
 * nomatch    — --events events from a bucket no rule watches: answered without the ledger
 
-Before the phases one untimed warm-up (a new event, its duplicate, a no-match event) pays the
-cold start; between phases the emulator is drained, untimed. Reported per phase: events/s
-(requests / wall time of the phase), p50/p99 latency of one request as the client sees it,
-the user + system CPU time the serving process (the gunicorn worker, or the werkzeug process)
-spent per request (from /proc, 10 ms ticks: steadier than rates on a busy machine), whether
-every answer was the expected one, and the serving process's VmRSS after the run.
+Before the measured rounds, the Firestore emulator takes --firestore-warmup untimed writes and
+each function serves one untimed round of 100 events (both warm the emulator's JVM: cold, the
+function measured first paid several times the emulator CPU per request). --rounds measured
+rounds follow, the functions' order reversed every other round, and the ratio table compares
+the same round and phase. In each process one untimed warm-up (a new event, its duplicate, a
+no-match event) pays the cold start; between phases the emulator is drained, untimed, and so
+are triggers' duplicate counts, which the Firestore ledger writes off the request path: the
+table says how long after the phase's last answer they were all written.
+
+Reported per phase: events/s (requests / wall time of the phase), p50/p99 latency of one
+request as the client sees it, the user + system CPU time the serving process (the gunicorn
+worker, or the werkzeug process) spent per request (from /proc, 10 ms ticks: steadier than
+rates on a busy machine), whether every answer was the expected one, and the serving
+process's VmRSS after the run.
 
 Memory: fresh processes answer one new event, then VmRSS and VmHWM (peak) of the process that
 served it (under gunicorn the worker; the arbiter's RSS and the group's PSS are shown too) are
@@ -74,6 +83,7 @@ from _serving import (  # noqa: E402
     add_server_options,
     bytecode_note,
     install_sigterm,
+    machine_cpu_seconds,
     machine_note,
     nearest_rank,
     outcome_of,
@@ -167,7 +177,11 @@ def measure_throughput(
     args: argparse.Namespace,
     log_dir: Path,
     tag: str | None = None,
+    counted: Any = None,
+    firestore_cpu: Any = None,
 ) -> list[dict[str, Any]]:
+    """`counted`: how many duplicates the function's ledger has recorded (triggers on Firestore
+    writes them off the request path): the duplicate phase ends when all are written."""
     label = f"{variant}/{server}/{ledger}"
     tag = tag or f"{variant}-{server}-{ledger}"
     served = ServedFunction(variant, server, env, log_dir / f"{tag}.log")
@@ -201,10 +215,20 @@ def measure_throughput(
             say(f"[{label}] {phase}: {len(stream)} requests, concurrency {args.concurrency}...")
             executions_before = len(emu.store.records())
             cpu_before = served.cpu_seconds()
+            machine_before = machine_cpu_seconds()
+            fs_before = firestore_cpu() if firestore_cpu else 0.0
             wall, latencies, outcomes = run_phase(served.port, variant, stream, args.concurrency)
             cpu = served.cpu_seconds() - cpu_before
+            machine = machine_cpu_seconds() - machine_before
+            fs_cpu = (firestore_cpu() if firestore_cpu else 0.0) - fs_before
             idle = emu.wait_idle(120)
             executions = len(emu.store.records()) - executions_before
+            counts_after = None
+            if counted is not None and expected == "duplicate":
+                # Untimed like the emulator's drain, but reported: the counts' writes must not
+                # land in the next phase (they cost the server and the Firestore emulator).
+                # The warm-up's one duplicate is counted too.
+                counts_after = wait_counted(counted, 1 + len(stream))
             latencies.sort()
             n = len(stream)
             problems = []
@@ -215,6 +239,8 @@ def measure_throughput(
                 problems.append(f"expected {wanted} executions, the emulator has {executions}")
             if not idle:
                 problems.append("executions still running 120 s after the phase")
+            if counts_after is not None and counts_after[1] != 1 + n:
+                problems.append(f"{counts_after[1]} duplicates counted, expected {1 + n}")
             row = {
                 "function": variant,
                 "server": server,
@@ -227,9 +253,14 @@ def measure_throughput(
                 "p50_ms": round(nearest_rank(latencies, 0.50) * 1000, 2),
                 "p99_ms": round(nearest_rank(latencies, 0.99) * 1000, 2),
                 "server_cpu_ms_per_request": round(cpu / n * 1000, 2),
+                # Everything the phase cost the machine: the server, the Firestore emulator,
+                # the Cloud Run emulator's task processes, the client threads.
+                "machine_cpu_ms_per_request": round(machine / n * 1000, 2),
+                "firestore_cpu_ms_per_request": round(fs_cpu / n * 1000, 2),
                 "outcomes": dict(outcomes),
                 "executions": executions,
                 "problems": problems,
+                "counts_written_after_s": None if counts_after is None else counts_after[0],
             }
             for problem in problems:
                 say(f"[{label}] {phase}: PROBLEM: {problem}")
@@ -309,6 +340,10 @@ def measure_memory(
 # ---------------------------------------------------------------------------- output
 
 
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def _mib(kib: Any) -> str:
     return f"{kib / 1024:.1f}" if isinstance(kib, (int, float)) else "-"
 
@@ -328,17 +363,20 @@ def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
         )
         print(
             "| round | function | server | ledger | phase | requests | events/s | p50 (ms) | "
-            "p99 (ms) | server CPU (ms/req) | answers as expected | RSS after (MiB) |"
+            "p99 (ms) | server CPU (ms/req) | Firestore emulator CPU (ms/req) | machine CPU "
+            "(ms/req) | answers as expected | RSS after (MiB) | counts written after (s) |"
         )
-        print("|---:|---|---|---|---|---:|---:|---:|---:|---:|---|---:|")
+        print("|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
         for r in result["throughput"]:
             ok = "yes" if not r["problems"] else "NO"
             print(
                 f"| {r.get('round', 1)} | {r['function']} | {r['server']} | {r['ledger']} | "
                 f"{r['phase']} | "
                 f"{r['requests']:,} | {r['events_per_s']:,.1f} | {r['p50_ms']:.2f} | "
-                f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']:.2f} | {ok} | "
-                f"{_mib(r.get('rss_after_kib'))} |"
+                f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']:.2f} | "
+                f"{r['firestore_cpu_ms_per_request']:.2f} | "
+                f"{r['machine_cpu_ms_per_request']:.2f} | {ok} | "
+                f"{_mib(r.get('rss_after_kib'))} | {_or_dash(r.get('counts_written_after_s'))} |"
             )
         ratios = ratio_rows(result["throughput"])
         if ratios:
@@ -346,11 +384,17 @@ def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
                 "\ntriggers (Firestore ledger) against the minimal function, events/s of the "
                 "same round and phase:\n"
             )
-            print("| server | phase | ratio per round | ratio of the sums |")
-            print("|---|---|---|---:|")
+            print(
+                "| server | phase | ratio per round | ratio of the sums | machine CPU per "
+                "request, minimal / triggers |"
+            )
+            print("|---|---|---|---:|---:|")
             for r in ratios:
                 rounds = ", ".join(f"{x:.2f}x" for x in r["per_round"])
-                print(f"| {r['server']} | {r['phase']} | {rounds} | **{r['overall']:.2f}x** |")
+                print(
+                    f"| {r['server']} | {r['phase']} | {rounds} | **{r['overall']:.2f}x** | "
+                    f"{r['machine_cpu']:.2f}x |"
+                )
     if result["memory"]:
         print(
             "\nMemory after one answered event (the serving process: the gunicorn worker, or "
@@ -380,6 +424,33 @@ def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
+def warm_up_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The warm-up round's size: enough requests of every phase to compile their paths."""
+    return argparse.Namespace(
+        **{**vars(args), "events": min(args.events, 100), "storm": min(args.storm, 2)}
+    )
+
+
+def wait_counted(counted: Any, expected: int, timeout: float = 60.0) -> tuple[float, int]:
+    """(seconds until `counted()` reached `expected`, the last count)."""
+    started = time.perf_counter()
+    count = counted()
+    while count < expected and time.perf_counter() - started < timeout:
+        time.sleep(0.1)
+        count = counted()
+    return round(time.perf_counter() - started, 2), count
+
+
+def duplicates_counter(client: Any, collection: str) -> Any:
+    """A function summing the `duplicates` of every ledger record in `collection`."""
+
+    def counted() -> int:
+        docs = client.collection(collection).select(["duplicates"]).stream()
+        return sum(int((doc.to_dict() or {}).get("duplicates") or 0) for doc in docs)
+
+    return counted
+
+
 def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """triggers/firestore events/s over the minimal function's, per server and phase: one ratio
     per round and the ratio of the totals (requests over summed wall time) across rounds."""
@@ -401,9 +472,19 @@ def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not pairs:
             continue
         per_round = [t["events_per_s"] / m["events_per_s"] for t, m in pairs]
+        spent = lambda rs: sum(r["machine_cpu_ms_per_request"] * r["requests"] for r in rs)  # noqa: E731
+        cpu = spent([m for _, m in pairs]) / spent([t for t, _ in pairs])
         rate = lambda rs: sum(r["requests"] for r in rs) / sum(r["seconds"] for r in rs)  # noqa: E731
         overall = rate([t for t, _ in pairs]) / rate([m for _, m in pairs])
-        out.append({"server": server, "phase": phase, "per_round": per_round, "overall": overall})
+        out.append(
+            {
+                "server": server,
+                "phase": phase,
+                "per_round": per_round,
+                "overall": overall,
+                "machine_cpu": cpu,
+            }
+        )
     return out
 
 
@@ -480,6 +561,12 @@ def main(argv: list[str] | None = None) -> int:
         help="throughput rounds; the functions run in the reverse order every other round",
     )
     parser.add_argument(
+        "--no-warmup-round",
+        dest="warmup_round",
+        action="store_false",
+        help="skip the untimed round (100 events each function) before the measured rounds",
+    )
+    parser.add_argument(
         "--firestore-warmup",
         type=int,
         default=2000,
@@ -552,25 +639,40 @@ def main(argv: list[str] | None = None) -> int:
                     combos = [("triggers", ledger) for ledger in ledgers if "triggers" in variants]
                     if "minimal" in variants:
                         combos.append(("minimal", "firestore"))
-                    for round_ in range(1, args.rounds + 1):
+                    fs_client = firestore.client() if fs_host is not None else None
+                    # Round 0 is the untimed warm-up: each function's own paths through the
+                    # Firestore emulator's JVM (masked reads, preconditions, transforms) get
+                    # compiled before any measured round, whichever function comes first.
+                    first = 0 if args.warmup_round else 1
+                    for round_ in range(first, args.rounds + 1):
                         ordered = combos if round_ % 2 else combos[::-1]
                         for variant, ledger in ordered:
                             if ledger == "firestore" and fs_host is None:
                                 skipped[f"{variant}/{server}/{ledger}"] = str(firestore_reason)
                                 continue
                             name = f"{variant}-{server}-{ledger}-r{round_}"
+                            environ = env(variant, ledger, SAMPLE_RULES, name)
+                            counted = None
+                            if variant == "triggers" and ledger == "firestore":
+                                collection = environ["TRIGGERS_FIRESTORE_COLLECTION"]
+                                counted = duplicates_counter(fs_client, collection)
+                            if round_ == 0:
+                                say(f"[{variant}/{server}/{ledger}] untimed warm-up round...")
                             rows = measure_throughput(
                                 variant,
                                 server,
                                 ledger,
-                                env(variant, ledger, SAMPLE_RULES, name),
+                                environ,
                                 events,
                                 emu,
-                                args,
+                                args if round_ else warm_up_args(args),
                                 tmp_path,
                                 tag=name,
+                                counted=counted,
+                                firestore_cpu=firestore.cpu_seconds if fs_host else None,
                             )
-                            throughput += [{**row, "round": round_} for row in rows]
+                            if round_:
+                                throughput += [{**row, "round": round_} for row in rows]
 
             if not args.no_memory:
                 ledger = "firestore" if fs_host is not None else "sqlite"
