@@ -21,6 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import _substitution
+
+# The sandbox's bound on one rendered value (`_sandbox.MAX_VALUE_CHARS`, which imports Jinja).
+_MAX_VALUE_CHARS = 1 << 20
+
 # The names a template may use: the event document's top level, and `event` for all of it
 # (CloudEvent extensions live there, e.g. `event.bucket`).
 VARIABLES = frozenset({"id", "source", "type", "subject", "time", "data", "event"})
@@ -50,12 +55,15 @@ class TemplateProblem(ValueError):
 class Template:
     """A template: a literal, a compiled Jinja template, or one compiled on first render."""
 
-    __slots__ = ("source", "_compiled", "_literal")
+    __slots__ = ("source", "_compiled", "_literal", "_fields")
 
     def __init__(self, source: str, _compiled: Any = None, *, _literal: bool | None = None) -> None:
         self.source = source
         self._compiled = _compiled
         self._literal = _compiled is None if _literal is None else _literal
+        # For a template of plain field substitutions, its parts (`_substitution.parse`),
+        # rendered without Jinja; False when it has other syntax; None until first rendered.
+        self._fields: Any = None
 
     @property
     def is_literal(self) -> bool:
@@ -65,14 +73,21 @@ class Template:
         """Render against an event document. Raises whatever Jinja raises; callers wrap it."""
         if self._literal:
             return self.source
+        context = dict(document)
+        context["event"] = document
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = _substitution.parse(self.source, VARIABLES) or False
+        if fields:
+            rendered = _substitution.render(fields, context, _MAX_VALUE_CHARS)
+            if rendered is not None:
+                return rendered
         compiled = self._compiled
         if compiled is None:
             # Deferred: validated when the artifact was compiled, and checked again here (the
             # artifact may come from an older release). Two threads may both get here; they
             # build equal templates and either one is kept.
             compiled = self._compiled = _compile(self.source)
-        context = dict(document)
-        context["event"] = document
         from ._sandbox import render_bounded
 
         return render_bounded(compiled, context)
