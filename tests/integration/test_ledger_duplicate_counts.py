@@ -25,10 +25,9 @@ import pytest
 from tests.conftest import make_firestore_client
 from tests.integration.conftest import eventually
 from tests.integration.tcpproxy import TcpProxy
-from triggers.events.model import EventRef
+from tests.integration.test_ledger_backends import run_request
 from triggers.ledger.base import Claim, ClaimKind, Ledger, Status
 from triggers.ledger.firestore import FirestoreBackend
-from triggers.plan import Overrides, RunRequest
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +42,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def run_request(key: str = "gs://raw-data/incoming/a.csv#1") -> RunRequest:
-    return RunRequest(
-        rule="csv-ingest",
-        job="projects/demo-project/locations/europe-west1/jobs/csv-loader",
-        overrides=Overrides(args=("--input=gs://raw-data/incoming/a.csv",)),
-        dedup_key=key,
-        dedup_window_seconds=3600,
-        event=EventRef(id="1", source="//storage.googleapis.com/buckets/raw-data", type="t"),
-    )
 
 
 def backend_over(client: Any, **options: Any) -> FirestoreBackend:
