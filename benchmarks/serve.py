@@ -62,6 +62,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -211,13 +212,21 @@ def measure_throughput(
                 "nomatch",
             ),
         )
-        for phase, stream, expected in phases:
+        for number, (phase, stream, expected) in enumerate(phases, start=1):
             say(f"[{label}] {phase}: {len(stream)} requests, concurrency {args.concurrency}...")
             executions_before = len(emu.store.records())
             cpu_before = served.cpu_seconds()
             machine_before = machine_cpu_seconds()
             fs_before = firestore_cpu() if firestore_cpu else 0.0
-            wall, latencies, outcomes = run_phase(served.port, variant, stream, args.concurrency)
+            profile = env.get("TRIGGERS_BENCH_PROFILE")
+            with (
+                profiled(serving_pid(served), profile, number)
+                if profile
+                else contextlib.nullcontext()
+            ):
+                wall, latencies, outcomes = run_phase(
+                    served.port, variant, stream, args.concurrency
+                )
             cpu = served.cpu_seconds() - cpu_before
             machine = machine_cpu_seconds() - machine_before
             fs_cpu = (firestore_cpu() if firestore_cpu else 0.0) - fs_before
@@ -424,11 +433,79 @@ def print_tables(result: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
+# Loaded by every Python process of a --profile run (PYTHONPATH): the serving worker starts
+# yappi (CPU clock, every thread) on SIGRTMIN+1 and writes what it measured on SIGRTMIN+2.
+PROFILE_HOOK = """
+import os, signal
+_out = os.environ.get("TRIGGERS_BENCH_PROFILE")
+if _out:
+    import yappi
+    yappi.set_clock_type("cpu")
+    _runs = [0]
+
+    def _start(signum, frame):
+        yappi.clear_stats()
+        yappi.start(builtins=False, profile_threads=True)
+
+    def _write(signum, frame):
+        yappi.stop()
+        _runs[0] += 1
+        path = f"{_out}-{_runs[0]}.txt"
+        columns = {0: ("name", 100), 1: ("ncall", 12), 2: ("tsub", 9), 3: ("ttot", 9)}
+        with open(path + ".tmp", "w") as out:
+            yappi.get_func_stats().sort("ttot").print_all(out=out, columns=columns)
+        os.replace(path + ".tmp", path)
+
+    signal.signal(signal.SIGRTMIN + 1, _start)
+    signal.signal(signal.SIGRTMIN + 2, _write)
+"""
+
+
+def profiled(pid: int, path_prefix: str, number: int) -> Any:
+    """Context manager: the worker `pid` profiled (PROFILE_HOOK) for the duration; its
+    numbered report is waited for afterwards."""
+
+    @contextlib.contextmanager
+    def around():
+        os.kill(pid, signal.SIGRTMIN + 1)
+        time.sleep(0.3)  # the handler runs between bytecodes of the worker's main thread
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGRTMIN + 2)
+            report = Path(f"{path_prefix}-{number}.txt")
+            deadline = time.monotonic() + 30
+            while not report.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            say(f"CPU profile: {report}" if report.exists() else f"no profile in {report}")
+
+    return around()
+
+
 def warm_up_args(args: argparse.Namespace) -> argparse.Namespace:
     """The warm-up round's size: enough requests of every phase to compile their paths."""
     return argparse.Namespace(
         **{**vars(args), "events": min(args.events, 100), "storm": min(args.storm, 2)}
     )
+
+
+def serving_pid(served: ServedFunction) -> int:
+    """The process that serves requests: gunicorn's worker, or the werkzeug process."""
+    pids = served.pids()
+    return pids.get("worker", pids["main"])
+
+
+def with_profile_hook(
+    environ: dict[str, str], tmp_path: Path, directory: str, name: str
+) -> dict[str, str]:
+    """`environ` for a --profile run: PROFILE_HOOK on the path, reports to `directory`."""
+    hook = tmp_path / "profile-hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(PROFILE_HOOK, encoding="utf-8")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in (str(hook), environ.get("PYTHONPATH", "")) if p)
+    prefix = str(Path(directory).resolve() / name)
+    return {**environ, "PYTHONPATH": path, "TRIGGERS_BENCH_PROFILE": prefix}
 
 
 def wait_counted(counted: Any, expected: int, timeout: float = 60.0) -> tuple[float, int]:
@@ -588,6 +665,12 @@ def main(argv: list[str] | None = None) -> int:
         default=6000,
         help="untimed ledger writes that warm up the Firestore emulator's JVM first (0: none)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="write a CPU profile (yappi, every thread) of the serving process per measured"
+        " phase to DIR/<function>-<server>-<ledger>-r<round>-<phase number>.txt",
+    )
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     add_server_options(parser)
@@ -668,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
                                 continue
                             name = f"{variant}-{server}-{ledger}-r{round_}"
                             environ = env(variant, ledger, SAMPLE_RULES, name)
+                            if args.profile and round_:
+                                environ = with_profile_hook(environ, tmp_path, args.profile, name)
                             counted = None
                             if variant == "triggers" and ledger == "firestore":
                                 collection = environ["TRIGGERS_FIRESTORE_COLLECTION"]
