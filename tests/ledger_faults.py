@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from triggers.ledger.base import Record, Status
+from triggers.ledger.base import Ledger, Record, Status
 from triggers.ledger.memory import MemoryBackend
 
 PRIMITIVES = ("create", "get", "replace", "update", "count_duplicate", "list", "with_prefix")
@@ -115,3 +115,18 @@ class FaultyBackend(MemoryBackend):
         return self._call(
             "with_prefix", lambda: super(FaultyBackend, self).with_prefix(prefix, limit)
         )
+
+
+# The claim lease of the dispatch tests that fail the store on purpose (test_dispatch_records.py,
+# test_dispatch_observed.py): short, so that a test can move its clock past it.
+LEASE = timedelta(minutes=5)
+
+
+def faulty_store() -> FaultyBackend:
+    """The `store` fixture of those tests: a FaultyBackend, switched on by the test."""
+    return FaultyBackend()
+
+
+def faulty_ledger(store: FaultyBackend, clock: Any) -> Ledger:
+    """Their `ledger` fixture: the ledger over `store`, on the test's clock, with `LEASE`."""
+    return Ledger(store, lease=LEASE, clock=clock)

@@ -10,28 +10,18 @@ mutating `triggers/dispatch.py`.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import pytest
 
 from tests.fakes import Ambiguous, RecordingSpans, ScriptedRunner, storage_event
-from tests.ledger_faults import FaultyBackend, StoreUnavailable
+from tests.ledger_faults import LEASE, StoreUnavailable, faulty_ledger, faulty_store
 from tests.unit.conftest import STORAGE_RULES
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.errors import AmbiguousRunError, PermanentRunError, RetryableRunError
-from triggers.ledger import Ledger, Status
+from triggers.ledger import Status
 
-LEASE = timedelta(minutes=5)
-
-
-@pytest.fixture
-def store() -> FaultyBackend:
-    return FaultyBackend()
-
-
-@pytest.fixture
-def ledger(store, clock):
-    return Ledger(store, lease=LEASE, clock=clock)
+store = pytest.fixture(faulty_store, name="store")
+ledger = pytest.fixture(faulty_ledger, name="ledger")
 
 
 @pytest.fixture
