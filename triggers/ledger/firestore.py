@@ -2,7 +2,8 @@
 
 How the primitives map (docs/ledger.md has the round-trip counts and index advice):
 
-* create  — `DocumentReference.create()`, a write with precondition exists=false: of any number
+* create  — a write with precondition exists=false, what `DocumentReference.create()` sends
+            (built directly, _firestore_writes.py, as is the update below): of any number
             of concurrent creators exactly one wins, the others get AlreadyExists. Firestore does
             not send the current document with the conflict, so `create` reads it, with a field
             mask: the fields a claim decision and a duplicate's answer need, not the big
@@ -42,6 +43,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ._firestore_writes import DirectWrites, update_time_pb
 from .base import (
     LedgerContention,
     Record,
@@ -133,8 +135,11 @@ class FirestoreBackend:
         self.calls: Counter[str] = Counter()
         self.rpcs: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._written: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # key -> (token, time)
+        self._written: OrderedDict[str, tuple[str, Any]] = (
+            OrderedDict()
+        )  # key -> (token, update Timestamp)
         self._fs: Any = None  # the google.cloud.firestore module, once imported
+        self._direct: DirectWrites | None = None  # the claim's and outcome's writes, once built
         self._bounded = False  # the client's RPCs carry our deadline and retry (`_bound`)
         self._exceptions: Any = None  # google.api_core.exceptions, likewise
         # Duplicate counts wait here and are written off the request path (None: at once).
@@ -156,14 +161,14 @@ class FirestoreBackend:
         _, exceptions = self._firestore()
         self._count("create", commit=1)
         try:
-            result = self._doc(record.key).create(_encode_record(record))
+            update_time = self._writes().create(record.key, _encode_record(record))
         except exceptions.Conflict:  # AlreadyExists is a Conflict
             # Possibly our own write, committed by a try whose reply was lost and reported as a
             # conflict by the retry: the ledger compares tokens. It gets the summary, so a
             # duplicate costs this read and nothing more on the request path; None if the
             # record vanished since (the ledger's next pass creates it again).
             raise RecordExists(self._summary(record.key)) from None
-        self._remember(record.key, record.token, result.update_time)
+        self._remember(record.key, record.token, update_time)
 
     def _summary(self, key: str) -> Record | None:
         """The record without its big fields (empty: `{}` / None), in one masked read."""
@@ -201,15 +206,13 @@ class FirestoreBackend:
         if last_write is not None:
             self._count("update", commit=1)
             try:
-                result = self._doc(key).update(
-                    data, option=self.client.write_option(last_update_time=last_write)
-                )
+                update_time = self._writes().update(key, data, last_write)
             except (exceptions.FailedPrecondition, exceptions.NotFound):
                 # Written since (a duplicate counted, a takeover, another instance): the update
                 # time proves nothing any more; ask the token, in a transaction.
                 self._forget(key)
             else:
-                self._remember(key, new_token, result.update_time)
+                self._remember(key, new_token, update_time)
                 return True
         else:
             self._count("update")
@@ -374,6 +377,12 @@ class FirestoreBackend:
     def _doc(self, key: str) -> Any:
         return self.client.collection(self.collection).document(key)
 
+    def _writes(self) -> DirectWrites:
+        writes = self._direct
+        if writes is None:
+            writes = self._direct = DirectWrites(self.client, self.collection)
+        return writes
+
     # -- compare-and-set in a transaction -------------------------------------------------------
 
     def _compare_and_set(
@@ -418,7 +427,7 @@ class FirestoreBackend:
         if written:
             results = getattr(transaction, "write_results", None) or ()
             if results:
-                self._remember(key, new_token, results[0].update_time)
+                self._remember(key, new_token, update_time_pb(results[0]))
         else:
             self._forget(key)
         return written
