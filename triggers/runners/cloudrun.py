@@ -17,7 +17,6 @@ cold start.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Any
 from .._gapic import client_kwargs
 from ..errors import AmbiguousRunError, PermanentRunError, RetryableRunError, RunError
 from ..plan import RUN_KEY_ENV, RunRequest
+from ._run_job_request import build_run_job_request
 from .base import Launch
 
 # Messages with which gRPC itself (not the server) fails a call that never reached a server:
@@ -352,30 +352,6 @@ def _rfc3339(moment: Any) -> str | None:
     if not moment:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-# ---------------------------------------------------------------------- request
-
-
-def build_run_job_request(request: RunRequest, *, validate_only: bool = False) -> Any:
-    """The `run_v2.RunJobRequest` for ``request``, parsed from `RunRequest.run_job_body()`.
-
-    Parsing the REST body (rather than mapping fields again) keeps what `triggers plan` shows
-    and what is sent identical; an unknown or mistyped field fails here, not silently, as a
-    PermanentRunError: that request can never be sent, however often it is retried.
-    """
-    from google.cloud import run_v2
-    from google.protobuf import json_format
-
-    body: dict[str, Any] = {"name": request.job, **request.run_job_body()}
-    if validate_only:
-        body["validateOnly"] = True
-    try:
-        return run_v2.RunJobRequest.from_json(json.dumps(body))
-    except (json_format.ParseError, ValueError, TypeError) as exc:
-        raise PermanentRunError(
-            f"cannot build the jobs.run request for {request.job}: {exc}"
-        ) from exc
 
 
 # ---------------------------------------------------------------------- errors
