@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.fakes import storage_event
-from triggers.ledger.base import Ledger, Status
+from triggers.ledger.base import Ledger, RecordExists, Status
 from triggers.ledger.firestore import FirestoreBackend
 from triggers.plan import Overrides, RunRequest
 
@@ -86,3 +87,38 @@ def test_a_new_claim_writes_only_the_fields_that_hold_something(backend):
     stored = backend.get(claim.record.key)
     assert (stored.attempts, stored.duplicates, stored.ambiguous) == (1, 0, False)
     assert stored == claim.record
+
+
+def test_a_duplicates_conflict_read_brings_every_summary_field_and_none_of_the_big_ones(backend):
+    # GIVEN a record with every field set, written through the ledger's own writes
+    ledger = Ledger(backend, clock=lambda: T0)
+    claim = ledger.claim(request(), {"data": {"name": "a.csv"}})
+    assert ledger.hold(claim, "jobs.run timed out", hold=timedelta(seconds=90))
+    full = replace(
+        backend.get(claim.record.key),
+        status=Status.LAUNCHED,
+        execution="projects/p/locations/r/jobs/loader/executions/e-7",
+        operation="projects/p/locations/r/operations/op-7",
+        attempts=3,
+        duplicates=4,
+        task="projects/p/locations/r/queues/q/tasks/t-7",
+        batch="batch-7",
+        outcome={"outcome": "succeeded", "tasks": {"succeeded": 2}},
+        updated_at=datetime(2026, 12, 1, 12, 0, 1, 654321, tzinfo=UTC),
+    )
+    assert backend.replace(full, full.token)
+    # WHEN another claim of the same key conflicts
+    backend.rpcs.clear()
+    with pytest.raises(RecordExists) as raised:
+        backend.create(replace(full, token="other"))
+    # THEN one masked unary read brought the summary: every field a decision or an answer
+    # needs, microseconds and all, and not the event, request, document or outcome
+    assert raised.value.record == replace(
+        full, event={}, request={}, event_document=None, outcome=None
+    )
+    assert backend.rpcs == {"commit": 1, "read": 1}
+
+
+def test_a_conflict_with_a_record_deleted_since_reads_nothing(backend):
+    # The record can vanish between the failed create and the read (a TTL): the read says so.
+    assert backend._raw().get("0" * 64, ["status"]) is None

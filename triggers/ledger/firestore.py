@@ -3,11 +3,12 @@
 How the primitives map (docs/ledger.md has the round-trip counts and index advice):
 
 * create  — a write with precondition exists=false, what `DocumentReference.create()` sends
-            (built directly, _firestore_writes.py, as is the update below): of any number
+            (built directly, _firestore_raw.py, as is the update below): of any number
             of concurrent creators exactly one wins, the others get AlreadyExists. Firestore does
             not send the current document with the conflict, so `create` reads it, with a field
-            mask: the fields a claim decision and a duplicate's answer need, not the big
-            `event`, `event_document`, `request` and `outcome` (a summary, `RecordExists`).
+            mask (one unary GetDocument): the fields a claim decision and a duplicate's answer
+            need, not the big `event`, `event_document`, `request` and `outcome` (a summary,
+            `RecordExists`).
 * replace — a transaction: read the token, compare, overwrite.
 * update  — the same transaction, unless this backend wrote the record last: then one write
             with an update-time precondition proves nobody has touched it since (so the token is
@@ -43,7 +44,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ._firestore_writes import DirectWrites, update_time_pb
+from ._firestore_raw import RawDocuments, update_time_pb
 from .base import (
     LedgerContention,
     Record,
@@ -139,7 +140,7 @@ class FirestoreBackend:
             OrderedDict()
         )  # key -> (token, update Timestamp)
         self._fs: Any = None  # the google.cloud.firestore module, once imported
-        self._direct: DirectWrites | None = None  # the claim's and outcome's writes, once built
+        self._direct: RawDocuments | None = None  # the hot RPCs (_firestore_raw.py), once built
         self._bounded = False  # the client's RPCs carry our deadline and retry (`_bound`)
         self._exceptions: Any = None  # google.api_core.exceptions, likewise
         # Duplicate counts wait here and are written off the request path (None: at once).
@@ -161,7 +162,7 @@ class FirestoreBackend:
         _, exceptions = self._firestore()
         self._count("create", commit=1)
         try:
-            update_time = self._writes().create(record.key, _encode_record(record))
+            update_time = self._raw().create(record.key, _encode_record(record))
         except exceptions.Conflict:  # AlreadyExists is a Conflict
             # Possibly our own write, committed by a try whose reply was lost and reported as a
             # conflict by the retry: the ledger compares tokens. It gets the summary, so a
@@ -173,10 +174,10 @@ class FirestoreBackend:
     def _summary(self, key: str) -> Record | None:
         """The record without its big fields (empty: `{}` / None), in one masked read."""
         self._count(None, read=1)
-        snapshot = self._doc(key).get(field_paths=_SUMMARY_FIELDS)
-        if not snapshot.exists:
+        fields = self._raw().get(key, _SUMMARY_FIELDS)
+        if fields is None:
             return None
-        return _decode_record(key, {"event": {}, "request": {}, **(snapshot.to_dict() or {})})
+        return _decode_record(key, {"event": {}, "request": {}, **fields})
 
     def get(self, key: str) -> Record | None:
         self._count("get", read=1)
@@ -206,7 +207,7 @@ class FirestoreBackend:
         if last_write is not None:
             self._count("update", commit=1)
             try:
-                update_time = self._writes().update(key, data, last_write)
+                update_time = self._raw().update(key, data, last_write)
             except (exceptions.FailedPrecondition, exceptions.NotFound):
                 # Written since (a duplicate counted, a takeover, another instance): the update
                 # time proves nothing any more; ask the token, in a transaction.
@@ -377,11 +378,11 @@ class FirestoreBackend:
     def _doc(self, key: str) -> Any:
         return self.client.collection(self.collection).document(key)
 
-    def _writes(self) -> DirectWrites:
-        writes = self._direct
-        if writes is None:
-            writes = self._direct = DirectWrites(self.client, self.collection)
-        return writes
+    def _raw(self) -> RawDocuments:
+        raw = self._direct
+        if raw is None:
+            raw = self._direct = RawDocuments(self.client, self.collection)
+        return raw
 
     # -- compare-and-set in a transaction -------------------------------------------------------
 

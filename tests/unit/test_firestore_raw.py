@@ -1,7 +1,7 @@
 """The ledger's direct Firestore writes are the very messages the client would send.
 
-`DirectWrites` builds a claim's `create` and its owner's precondition `update` as protobufs
-(triggers/ledger/_firestore_writes.py). These tests hold it to google-cloud-firestore's own
+`RawDocuments` builds a claim's `create` and its owner's precondition `update` as protobufs
+(triggers/ledger/_firestore_raw.py). These tests hold it to google-cloud-firestore's own
 `pbs_for_create` / `pbs_for_update` on generated documents of every value kind a ledger record
 has (text, times, integers, flags, None, the reconciler's maps) and some it never has, so a
 difference in encoding, or a change in the client's, fails here. Writing them to the emulator
@@ -21,7 +21,7 @@ from google.protobuf import timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from triggers.ledger._firestore_writes import DirectWrites, update_time_pb
+from triggers.ledger._firestore_raw import RawDocuments, update_time_pb
 
 COLLECTION = "triggers-runs"
 
@@ -34,7 +34,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def writes(client):
-    return DirectWrites(client, COLLECTION)
+    return RawDocuments(client, COLLECTION)
 
 
 field_names = st.from_regex(r"[a-z][a-z_]{0,14}", fullmatch=True)

@@ -1,4 +1,5 @@
-"""The Firestore ledger's two writes on every new event, built as protobufs.
+"""The Firestore ledger's hot RPCs, built as raw protobufs: the two writes of every new event
+and the masked read of every duplicate.
 
 A claim is one `create` (precondition: the document does not exist) and its owner's outcome one
 `update` (precondition: the update time of the claim, see firestore.py). Both are exactly the
@@ -11,8 +12,12 @@ spent over a hand-written one (docs/performance.md); here each value is one prot
 constructor, and a write costs about a third of the client's CPU.
 
 A value that is not a scalar (the reconciler's `outcome` map) is encoded by the client's own
-`encode_value`. tests/unit/test_firestore_writes.py checks that every message equals the
+`encode_value`. tests/unit/test_firestore_raw.py checks that every message equals the
 client's for generated documents, so a change in the client's encoding shows up there.
+
+A duplicate's conflict read (`get`) is one unary `GetDocument` with a field mask, where
+`DocumentReference.get` opens a `BatchGetDocuments` stream for the one document; the fields are
+decoded by the client's own `decode_dict`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 
-class DirectWrites:
+class RawDocuments:
     """`create` and precondition `update` of one collection's documents, as raw protobufs."""
 
     def __init__(self, client: Any, collection: str) -> None:
@@ -46,6 +51,10 @@ class DirectWrites:
         self._Timestamp = timestamp_pb2.Timestamp
         self._null = struct_pb2.NULL_VALUE
         self._encode_value = _helpers.encode_value
+        self._decode_dict = _helpers.decode_dict
+        self._GetDocumentRequest = firestore.GetDocumentRequest
+        self._GetDocumentRequestPb = firestore.GetDocumentRequest.pb()
+        self._DocumentWrapper = document.Document
 
     # -- messages (no I/O) ---------------------------------------------------------------------
 
@@ -102,6 +111,25 @@ class DirectWrites:
         returns the new update time. Raises FailedPrecondition (written since) or NotFound."""
         return self._commit(self.update_write(key, data, last_update_time))
 
+    def get(self, key: str, field_paths: Any) -> dict[str, Any] | None:
+        """The fields `field_paths` of the document (those it has), or None if there is none.
+        Raises the API's error for anything else."""
+        from google.api_core.exceptions import NotFound
+
+        client = self._client
+        request = self._GetDocumentRequest.wrap(
+            self._GetDocumentRequestPb(
+                name=self._prefix + key, mask=self._DocumentMask(field_paths=list(field_paths))
+            )
+        )
+        try:
+            found = client._firestore_api.get_document(
+                request=request, metadata=client._rpc_metadata
+            )
+        except NotFound:
+            return None
+        return self._decode_dict(self._DocumentWrapper.pb(found).fields, client)
+
     def _commit(self, write: Any) -> Any:
         client = self._client
         request = self._CommitRequest.wrap(
@@ -114,7 +142,7 @@ class DirectWrites:
 
 def update_time_pb(write_result: Any) -> Any:
     """The update time of a client `WriteResult` (proto-plus) as a protobuf Timestamp, the form
-    `DirectWrites.update` takes (it keeps the server's nanoseconds)."""
+    `RawDocuments.update` takes (it keeps the server's nanoseconds)."""
     from google.cloud.firestore_v1.types import write
 
     return write.WriteResult.pb(write_result).update_time
