@@ -51,7 +51,7 @@ class RawDocuments:
         self._Timestamp = timestamp_pb2.Timestamp
         self._null = struct_pb2.NULL_VALUE
         self._encode_value = _helpers.encode_value
-        self._decode_dict = _helpers.decode_dict
+        self._decode_dict: Any = _helpers.decode_dict  # typed as any Value, a map here
         self._GetDocumentRequest = firestore.GetDocumentRequest
         self._GetDocumentRequestPb = firestore.GetDocumentRequest.pb()
         self._DocumentWrapper = document.Document
