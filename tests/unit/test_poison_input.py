@@ -376,3 +376,26 @@ def test_the_eventarc_target_acknowledges_poison_and_records_it(
     [record] = ledger.list(rule=INPUT_RULE)
     assert record.reason.startswith(f"{reason}: ")
     assert runner.run_calls == 0
+
+
+@pytest.mark.parametrize("text_brackets", [0, 200])
+@pytest.mark.parametrize("levels", [1, 62, 63, 64, 65, 100])
+def test_the_depth_limit_is_exact_whatever_brackets_the_text_holds(levels, text_brackets):
+    # GIVEN data nested `levels` deep under the document's own two (the document, `data`),
+    # and maybe strings full of brackets, which the fast count of brackets also sees
+    from triggers.events._storable import MAX_DEPTH, check_storable
+
+    data: object = {"note": "[{" * text_brackets}
+    for _ in range(levels - 1):
+        data = [data]
+    event = Event(
+        id="1", source="//s", type="t.v1", kind="generic", form="cloudevent-binary", data=data
+    )
+    # WHEN it is checked THEN it is refused exactly when a container sits MAX_DEPTH levels down
+    deepest = levels  # `data` itself is at depth 1 of the document
+    if deepest < MAX_DEPTH:
+        assert check_storable(event, "test") is event
+    else:
+        with pytest.raises(DecodeError) as info:
+            check_storable(event, "test")
+        assert info.value.reason == "too_deep"
