@@ -447,7 +447,9 @@ class Ledger:
         """Record a request that could not be decoded: no rule or job, just why, once per body.
 
         Keyed by the body's digest, so a sender retrying the same bad request is counted as a
-        duplicate of the first rejection instead of piling up records.
+        duplicate of the first rejection instead of piling up records. Returns the record: for
+        a repeat, the first one as the backend's conflict carried it, which on Firestore is its
+        summary (`event` and `request` empty; `get` reads the whole record).
         """
         now = self.clock()
         digest = hashlib.sha256(b"input\x00" + body).hexdigest()
