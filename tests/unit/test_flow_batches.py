@@ -213,6 +213,44 @@ def test_closing_a_batch_early_seals_it_and_its_timer_then_launches_it_once(worl
     world.members_once(3)
 
 
+def test_close_now_seals_and_queues_the_launch_at_once_exactly_once(world):
+    # GIVEN an open batch of two members, its window timer a minute away
+    world.send(2)
+    (batch,) = world.batches()
+    batcher = world.dispatcher().batcher
+    queue = world.rules.get("ingest").flow.limits.queue
+    # WHEN an operator closes it now
+    closed, enqueued = batcher.close_now(batch.id, queue)
+    # THEN it is sealed and its seal task is queued to run at once, beside the timer
+    assert closed.status is BatchStatus.SEALED and enqueued
+    timer, seal = world.queue.tasks
+    assert seal.schedule_time is None and seal.name != timer.name and seal.queue == queue
+    assert seal.body == {"kind": "batch", "rule": "ingest", "batch": batch.id}
+    # and closing again queues nothing more; a batch that is not there is None
+    assert batcher.close_now(batch.id, queue) == (closed, False)
+    assert batcher.close_now("no-such-batch", queue) is None
+    # WHEN the seal task runs THEN the batch launches once; the timer later finds it done
+    assert world.run_task(batch.id)[1]["outcome"] == "launched"
+    assert world.run_task(batch.id)[1]["outcome"] == "duplicate"
+    assert world.runner.run_calls == 1
+    # and a launched batch is not queued again
+    launched, enqueued = batcher.close_now(batch.id, queue)
+    assert launched.status is BatchStatus.LAUNCHED and not enqueued
+
+
+def test_close_now_of_a_full_batch_reuses_its_seal_task(world):
+    # GIVEN a batch that filled up: its seal task is queued already
+    rule = world.rules.get("ingest")
+    world.send(rule.flow.batch.max_events)
+    batch = world.batches()[0]
+    queued = len(world.queue.tasks)
+    # WHEN it is closed now THEN no second seal task is made; the first one launches it
+    closed, enqueued = world.dispatcher().batcher.close_now(batch.id, rule.flow.limits.queue)
+    assert closed.status is BatchStatus.SEALED and not enqueued
+    assert len(world.queue.tasks) == queued
+    assert world.run_task(batch.id)[1]["outcome"] == "launched"
+
+
 def test_a_batch_past_its_window_but_not_sealed_still_takes_members(world):
     world.send(1)
     world.clock.advance(seconds=600)  # the timer is late (a queue backlog)

@@ -327,6 +327,22 @@ class Batches:
         sealed = None if batch is None else self._sealed(batch, now_is_due=True)
         return sealed if isinstance(sealed, Batch) else None
 
+    def close_now(self, batch_id: str, queue: str) -> tuple[Batch, bool] | None:
+        """An operator's "close it and launch it now" (`triggers close-batch`): seal the batch
+        (`close`), then hand its launch to queue `queue` at once, with the seal task a full
+        batch gets (same name, so a seal task already enqueued is not doubled and the launch
+        stays the batch task's one CAS-guarded run). Returns the batch as it now is and whether
+        a task was enqueued (False: one of that name exists, or the batch was already launched
+        or rejected); None when there is no such batch. Raises QueueUnavailable when the queue
+        cannot be reached: the batch is sealed then and its timer still launches it."""
+        batch = self.close(batch_id)
+        if batch is None:
+            return None
+        if batch.status is not BatchStatus.SEALED:
+            return batch, False  # launched or rejected already: nothing to launch
+        body = {"kind": "batch", "rule": batch.rule, "batch": batch.id}
+        return batch, self.queue.enqueue(Task(queue, seal_task_name(batch.id), body, None))
+
     def _sealed(self, batch: Batch, *, now_is_due: bool = False) -> Batch | int:
         """The batch, sealed (a CAS: the one moment membership ends); or, when it is open and
         neither full nor past its window (nor `now_is_due`), the seconds until it is due."""
