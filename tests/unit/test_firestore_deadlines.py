@@ -13,7 +13,8 @@ import pytest
 from google.api_core import exceptions
 from google.api_core.gapic_v1.method import DEFAULT
 
-from triggers.ledger.firestore import FirestoreBackend, _bound, _BoundedRpcs
+from triggers.ledger._firestore_rpcs import BoundedRpcs, bound
+from triggers.ledger.firestore import FirestoreBackend
 
 
 class RecordingApi:
@@ -35,7 +36,7 @@ class RecordingApi:
 
 def test_rpcs_without_a_retry_or_timeout_get_the_backends():
     api = RecordingApi()
-    bounded = _BoundedRpcs(api, retry="RETRY", deadline=2.5)
+    bounded = BoundedRpcs(api, retry="RETRY", deadline=2.5)
     bounded.begin_transaction(request={})
     bounded.commit(request={}, retry=DEFAULT, timeout=None)
     [(_, begin), (_, commit)] = api.calls
@@ -45,13 +46,13 @@ def test_rpcs_without_a_retry_or_timeout_get_the_backends():
 
 def test_an_rpc_that_names_its_own_keeps_them():
     api = RecordingApi()
-    _BoundedRpcs(api, retry="RETRY", deadline=2.5).run_query(request={}, retry=None, timeout=9)
+    BoundedRpcs(api, retry="RETRY", deadline=2.5).run_query(request={}, retry=None, timeout=9)
     assert api.calls == [("run_query", {"request": {}, "retry": None, "timeout": 9})]
 
 
 def test_what_is_not_an_rpc_passes_through_untouched():
     api = RecordingApi()
-    _BoundedRpcs(api, retry="RETRY", deadline=2.5).document_path("p", "d", "x")
+    BoundedRpcs(api, retry="RETRY", deadline=2.5).document_path("p", "d", "x")
     assert api.calls == [("document_path", {})]
 
 
@@ -59,12 +60,12 @@ def test_a_shared_client_is_bound_once_with_the_last_policy():
     inner = RecordingApi()
     client = SimpleNamespace(_firestore_api_internal=None)
     client._firestore_api = inner  # what the Client's property returns before binding
-    _bound(client, "FIRST", 1.0)
+    bound(client, "FIRST", 1.0)
     client._firestore_api = client._firestore_api_internal
-    _bound(client, "SECOND", 2.0)
-    bound = client._firestore_api_internal
-    assert isinstance(bound, _BoundedRpcs) and bound.api is inner
-    assert (bound.retry, bound.deadline) == ("SECOND", 2.0)
+    bound(client, "SECOND", 2.0)
+    api = client._firestore_api_internal
+    assert isinstance(api, BoundedRpcs) and api.api is inner
+    assert (api.retry, api.deadline) == ("SECOND", 2.0)
 
 
 def test_the_retry_covers_transient_errors_only_within_its_window():

@@ -136,7 +136,7 @@ class RawDocuments:
         request = self._CommitRequest.wrap(
             self._CommitRequestPb(database=self._database, writes=[write])
         )
-        # `_firestore_api` is the backend's `_BoundedRpcs`: its deadline and retry apply.
+        # `_firestore_api` is the backend's `BoundedRpcs`: its deadline and retry apply.
         response = client._firestore_api.commit(request=request, metadata=client._rpc_metadata)
         return self._CommitResponse.pb(response).write_results[0].update_time
 

@@ -28,6 +28,8 @@ an explicit deadline, ``deadline`` seconds with its retries, and retries only tr
 instead of the client's defaults (60 s and more): when Firestore is unreachable a call fails
 within seconds and the function answers 503 well inside a push deadline. Retrying a write is
 safe here: a create or a transaction that had in fact committed is recognised by its token.
+(_firestore_rpcs.py puts the bound on the client.) How a record lies in a document is
+_firestore_codec.py.
 
 `google.cloud.firestore` is imported on first use, never at import: the import alone costs
 ~0.5 s, which a cold start should pay only if this backend is actually used.
@@ -36,25 +38,31 @@ safe here: a create or a transaction that had in fact committed is recognised by
 from __future__ import annotations
 
 import builtins
-import json
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ._firestore_codec import (
+    SUMMARY_FIELDS,
+    UPDATABLE,
+    decode_record,
+    derived_fields,
+    encode_field,
+    encode_record,
+    utc_time,
+)
 from ._firestore_raw import RawDocuments, update_time_pb
+from ._firestore_rpcs import api_error_in, bound, gave_up
 from .base import (
     LedgerContention,
     Record,
     RecordExists,
     Status,
-    event_id_of,
     execution_lookup,
     matches,
     newest_first,
-    short_execution,
 )
 from .duplicate_counts import DEFAULT_MAX_KEYS, PendingDuplicates
 
@@ -64,37 +72,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps the import lazy at ru
 DEFAULT_COLLECTION = "triggers-runs"
 DEFAULT_DATABASE = "(default)"
 
-_FIELDS = tuple(f.name for f in fields(Record) if f.name != "key")  # the key is the document id
-_UPDATABLE = frozenset(_FIELDS)
-# What a create's conflict reads: every field a claim decision (status, token, lease, window,
-# attempts, ambiguous, batch) and a duplicate's answer (execution) need, none of the big ones.
-_BIG = frozenset({"event", "event_document", "request", "outcome"})
-_SUMMARY_FIELDS = tuple(name for name in _FIELDS if name not in _BIG)
-_TIMES = frozenset({"created_at", "updated_at", "lease_until", "expire_at"})
-# Written as JSON text, not maps (see "encoding" below).
-_JSON_TEXT = frozenset({"event", "request", "event_document"})
-# What a field missing from a document means: whole-record writes leave these values out.
-_DEFAULTS: dict[str, Any] = {"attempts": 1, "duplicates": 0, "ambiguous": False, "request": {}}
 # Remember the update time of this many of our own writes (one entry is ~150 bytes).
 _REMEMBERED_WRITES = 4096
 
-# The Firestore RPCs the backend's calls can reach (through documents, queries, transactions).
-_RPCS = frozenset(
-    {
-        "get_document",
-        "batch_get_documents",
-        "create_document",
-        "update_document",
-        "delete_document",
-        "list_documents",
-        "begin_transaction",
-        "commit",
-        "rollback",
-        "run_query",
-        "run_aggregation_query",
-        "batch_write",
-    }
-)
 # Backoff between retries of a transient error, within `retry_seconds`.
 _RETRY_INITIAL = 0.1
 _RETRY_MAXIMUM = 1.0
@@ -141,7 +121,7 @@ class FirestoreBackend:
         )  # key -> (token, update Timestamp)
         self._fs: Any = None  # the google.cloud.firestore module, once imported
         self._direct: RawDocuments | None = None  # the hot RPCs (_firestore_raw.py), once built
-        self._bounded = False  # the client's RPCs carry our deadline and retry (`_bound`)
+        self._bounded = False  # the client's RPCs carry our deadline and retry (`bound`)
         self._exceptions: Any = None  # google.api_core.exceptions, likewise
         # Duplicate counts wait here and are written off the request path (None: at once).
         self.duplicate_flush_seconds = duplicate_flush_seconds
@@ -162,7 +142,7 @@ class FirestoreBackend:
         _, exceptions = self._firestore()
         self._count("create", commit=1)
         try:
-            update_time = self._raw().create(record.key, _encode_record(record))
+            update_time = self._raw().create(record.key, encode_record(record))
         except exceptions.Conflict:  # AlreadyExists is a Conflict
             # Possibly our own write, committed by a try whose reply was lost and reported as a
             # conflict by the retry: the ledger compares tokens. It gets the summary, so a
@@ -174,18 +154,18 @@ class FirestoreBackend:
     def _summary(self, key: str) -> Record | None:
         """The record without its big fields (empty: `{}` / None), in one masked read."""
         self._count(None, read=1)
-        fields = self._raw().get(key, _SUMMARY_FIELDS)
+        fields = self._raw().get(key, SUMMARY_FIELDS)
         if fields is None:
             return None
-        return _decode_record(key, {"event": {}, "request": {}, **fields})
+        return decode_record(key, {"event": {}, "request": {}, **fields})
 
     def get(self, key: str) -> Record | None:
         self._count("get", read=1)
         snapshot = self._doc(key).get()
-        return _decode_record(key, snapshot.to_dict()) if snapshot.exists else None
+        return decode_record(key, snapshot.to_dict()) if snapshot.exists else None
 
     def replace(self, record: Record, expected_token: str) -> bool:
-        data = _encode_record(record)
+        data = encode_record(record)
 
         def write(transaction: Any, ref: Any) -> None:
             transaction.set(ref, data)
@@ -193,13 +173,13 @@ class FirestoreBackend:
         return self._compare_and_set("replace", record.key, expected_token, record.token, write)
 
     def update(self, key: str, token: str, changes: dict[str, Any]) -> bool:
-        unknown = set(changes) - _UPDATABLE
+        unknown = set(changes) - UPDATABLE
         if unknown:
             raise ValueError(f"cannot update ledger record fields {sorted(unknown)}")
         if not changes:
             raise ValueError("update needs at least one field to change")
-        data = {name: _encode(name, value) for name, value in changes.items()}
-        data.update(_derived(changes))
+        data = {name: encode_field(name, value) for name, value in changes.items()}
+        data.update(derived_fields(changes))
         new_token = data.get("token", token)
         _, exceptions = self._firestore()
 
@@ -228,7 +208,7 @@ class FirestoreBackend:
         if self.duplicates is None:
             self._write_duplicates(key, 1, now)
         else:
-            self.duplicates.add(key, _time(now))  # a naive time is refused here, not later
+            self.duplicates.add(key, utc_time(now))  # a naive time is refused here, not later
 
     def flush(self) -> int:
         """Write the duplicate counts still waiting now (tests, tools, shutdown). Returns how
@@ -240,7 +220,9 @@ class FirestoreBackend:
         fs, exceptions = self._firestore()
         self._count(None, commit=1)
         try:
-            self._doc(key).update({"duplicates": fs.Increment(count), "updated_at": _time(latest)})
+            self._doc(key).update(
+                {"duplicates": fs.Increment(count), "updated_at": utc_time(latest)}
+            )
         except exceptions.NotFound:
             return False  # deleted by the TTL policy since it was read: nothing to count
         return True
@@ -276,7 +258,7 @@ class FirestoreBackend:
             self._count("list", query=1)
             lookup = collection.where(filter=FieldFilter(field, "==", value))
             statuses = None if wanted is None else frozenset(Status(s) for s in wanted)
-            found = (_decode_record(doc.id, doc.to_dict() or {}) for doc in lookup.stream())
+            found = (decode_record(doc.id, doc.to_dict() or {}) for doc in lookup.stream())
             return newest_first(
                 r
                 for r in found
@@ -300,14 +282,14 @@ class FirestoreBackend:
         if wanted is not None:
             query = query.where(filter=FieldFilter("status", "in", wanted))
         if since is not None:
-            query = query.where(filter=FieldFilter("created_at", ">=", _time(since)))
+            query = query.where(filter=FieldFilter("created_at", ">=", utc_time(since)))
         if until is not None:
-            query = query.where(filter=FieldFilter("created_at", "<", _time(until)))
+            query = query.where(filter=FieldFilter("created_at", "<", utc_time(until)))
         self._count("list", query=1)
         # Ties on created_at fall back to the document id, descending too (Firestore's implicit
         # last ordering): the same order as the other backends.
         query = query.order_by("created_at", direction=fs.Query.DESCENDING).limit(limit)
-        return [_decode_record(doc.id, doc.to_dict() or {}) for doc in query.stream()]
+        return [decode_record(doc.id, doc.to_dict() or {}) for doc in query.stream()]
 
     def with_prefix(self, prefix: str, limit: int = 2) -> builtins.list[Record]:
         fs, _ = self._firestore()
@@ -323,7 +305,7 @@ class FirestoreBackend:
             .limit(limit)
         )
         self._count("with_prefix", query=1)
-        return [_decode_record(doc.id, doc.to_dict() or {}) for doc in query.stream()]
+        return [decode_record(doc.id, doc.to_dict() or {}) for doc in query.stream()]
 
     # -- the client ---------------------------------------------------------------------------
 
@@ -336,7 +318,7 @@ class FirestoreBackend:
                 if self._client is None:
                     self._client = fs.Client(project=self.project, database=self.database)
                 if not self._bounded:
-                    _bound(self._client, self._rpc_retry(), self.deadline)
+                    bound(self._client, self._rpc_retry(), self.deadline)
                     self._bounded = True
             client = self._client
         return client
@@ -409,10 +391,10 @@ class FirestoreBackend:
         try:
             written = attempt(transaction)
         except ValueError as exc:
-            if not _gave_up(exc, exceptions):
+            if not gave_up(exc, exceptions):
                 # A failed begin makes `@transactional`'s rollback raise "no transaction in
                 # progress" over the real error: report what actually failed.
-                cause = _api_error_in(exc, exceptions)
+                cause = api_error_in(exc, exceptions)
                 if cause is not None:
                     raise cause from exc
                 raise
@@ -462,160 +444,3 @@ class FirestoreBackend:
             f"FirestoreBackend(project={self.project!r}, database={self.database!r}, "
             f"collection={self.collection!r})"
         )
-
-
-class _BoundedRpcs:
-    """The client's Firestore API (its GAPIC client) with a deadline and a retry policy on
-    every RPC that does not name its own.
-
-    The document, query and transaction methods of google-cloud-firestore take a retry and a
-    timeout, but a transaction's begin, commit and rollback do not: they always use the GAPIC
-    defaults (a 60 s deadline, retried). Their one common path is the client's
-    `_firestore_api`, so that is where the bound goes. A float timeout is a deadline for the
-    call with all its retries (`TimeToDeadlineTimeout`).
-    """
-
-    def __init__(self, api: Any, retry: Any, deadline: float) -> None:
-        self.api = api
-        self.retry = retry
-        self.deadline = deadline
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.api, name)
-        if name not in _RPCS:
-            return target
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            from google.api_core.gapic_v1.method import DEFAULT
-
-            if kwargs.get("retry", DEFAULT) is DEFAULT:
-                kwargs["retry"] = self.retry
-            if kwargs.get("timeout", DEFAULT) in (None, DEFAULT):
-                kwargs["timeout"] = self.deadline
-            return target(*args, **kwargs)
-
-        return call
-
-
-def _bound(client: Any, retry: Any, deadline: float) -> None:
-    """Put `_BoundedRpcs` between `client` and its GAPIC client (re-bound if it was already:
-    a client shared by several backends takes the last one's policy)."""
-    api = client._firestore_api  # creates the GAPIC client (and its channel) if need be
-    if isinstance(api, _BoundedRpcs):
-        api = api.api
-    client._firestore_api_internal = _BoundedRpcs(api, retry, deadline)
-
-
-def _api_error_in(exc: BaseException, exceptions: Any) -> BaseException | None:
-    """The first Google API error (or retry deadline) along `exc`'s chain of causes."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, exceptions.GoogleAPIError):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _gave_up(exc: ValueError, exceptions: Any) -> bool:
-    """Whether a ValueError is `@transactional` giving up after ABORTED commits.
-
-    It raises ValueError from the last Aborted; a failing rollback afterwards may replace it
-    with another ValueError whose context is the first, so look along the whole chain.
-    """
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, exceptions.Aborted) or "Failed to commit transaction" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-# -- encoding -----------------------------------------------------------------------------------
-#
-# Times are Firestore timestamps (so `expire_at` can drive a TTL policy and `created_at` sorts),
-# `status` is its string value, and the event document, the event reference and the request are
-# JSON text: arbitrary event JSON can hold what a Firestore map cannot (arrays of arrays, `__x__`
-# keys, empty keys); one string costs one index entry where a map costs one per nested field;
-# and json.dumps is several times cheaper for the function than building the nested protobuf
-# Values of a map (the request and the event are written on every new event, never queried).
-# Maps written by earlier releases are still read. Beside the record's fields each document has
-# `event_id` and `execution_id` (see `_derived`), which `list` queries.
-
-
-def _time(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"ledger times must be timezone-aware, not naive {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
-def _encode(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in _TIMES:
-        return _time(value)
-    if name == "status":
-        return Status(value).value
-    if name in _JSON_TEXT:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return value
-
-
-def _encode_record(record: Record) -> dict[str, Any]:
-    """A whole record as one document (`create`, `replace`). Fields without a value, or with
-    their default (`_DEFAULTS`), are left out: a document is read back the same either way,
-    and each field left out is one value fewer for the client to encode and one index entry
-    fewer for Firestore to write (a claim made before planning writes 12 of its 23 fields)."""
-    data = {}
-    for name in _FIELDS:
-        value = getattr(record, name)
-        if value is not None and (name not in _DEFAULTS or value != _DEFAULTS[name]):
-            data[name] = _encode(name, value)
-    for name, value in _derived({"event": record.event, "execution": record.execution}).items():
-        if value is not None:
-            data[name] = value
-    return data
-
-
-def _derived(changes: dict[str, Any]) -> dict[str, Any]:
-    """The lookup fields that go with `event` and `execution` when they are written: top-level
-    `event_id` (the `event` map is exempt from indexing, so `event.id` cannot be queried) and
-    `execution_id` (the execution's last segment, for short names). Not Record fields."""
-    derived: dict[str, Any] = {}
-    if "event" in changes:
-        derived["event_id"] = event_id_of(changes["event"])
-    if "execution" in changes:
-        derived["execution_id"] = short_execution(changes["execution"])
-    return derived
-
-
-def _decode_record(key: str, data: dict[str, Any]) -> Record:
-    values: dict[str, Any] = {"key": key}
-    for name in _FIELDS:
-        value = data.get(name)
-        if value is not None:
-            if name in _TIMES:
-                # A plain datetime, not the client's DatetimeWithNanoseconds subclass.
-                value = value.astimezone(UTC)
-                value = datetime(
-                    value.year,
-                    value.month,
-                    value.day,
-                    value.hour,
-                    value.minute,
-                    value.second,
-                    value.microsecond,
-                    tzinfo=UTC,
-                )
-            elif name == "status":
-                value = Status(value)
-            elif name in _JSON_TEXT and isinstance(value, str):  # records before 2026-12: maps
-                value = json.loads(value)
-        values[name] = value
-    for name, default in _DEFAULTS.items():
-        if values.get(name) is None:
-            values[name] = dict(default) if isinstance(default, dict) else default
-    return Record(**values)

@@ -21,9 +21,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..flow.batching import decode_document, encode_document
+from ._firestore_codec import decode_record
 from .base import Record
 from .batchdocs import DocumentBatchStore
-from .firestore import FirestoreBackend, _decode_record
+from .firestore import FirestoreBackend
 
 DEFAULT_BATCH_COLLECTION = "triggers-batches"
 # `get_all` takes this many references per call comfortably.
@@ -112,5 +113,5 @@ class FirestoreBatchStore(DocumentBatchStore):
             refs = [runs.document(key) for key in wanted[start : start + _READ_CHUNK]]
             for snapshot in client.get_all(refs):
                 if snapshot.exists:
-                    found[snapshot.id] = _decode_record(snapshot.id, snapshot.to_dict() or {})
+                    found[snapshot.id] = decode_record(snapshot.id, snapshot.to_dict() or {})
         return found
