@@ -103,3 +103,16 @@ class FusedBackend:
 
 class FusedStore(FusedBackend):
     WRITES = ("create_batch", "replace_batch", "create_cursor", "replace_cursor")
+
+
+def reply_json(handler, status: int, answer: dict) -> None:
+    """Answer the request `handler` (an http.server handler) with `answer` as JSON: how the
+    task routes of the batch tests reply to Cloud Tasks."""
+    import json
+
+    data = json.dumps(answer).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

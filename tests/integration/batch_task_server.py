@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
-from tests.batching import FusedBackend, FusedStore, batched
+from tests.batching import FusedBackend, FusedStore, batched, reply_json
 from triggers.dispatch import Dispatcher
 from triggers.flow.batches import Batches, handle_batch_task
 from triggers.flow.manifest import ManifestWriter
@@ -77,11 +77,7 @@ def main(argv: list[str]) -> None:
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             status, answer = handle_batch_task(context, body)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, status, answer)
             print(self.headers.get("X-CloudTasks-TaskName"), status, answer, flush=True)
 
     ThreadingHTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()

@@ -16,7 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.batching import reply_json
 from tests.fakes import storage_event
+from tests.integration.batch_task_server import RULES_YAML as SERVER_RULES
 from tests.integration.conftest import eventually, free_port
 from triggers.cli import main
 from triggers.dispatch import Dispatcher, Outcome
@@ -31,17 +33,8 @@ from triggers.rules import load
 
 pytestmark = pytest.mark.integration
 
-RULES_YAML = """\
-project: demo-project
-region: europe-west1
-rules:
-  - name: ingest
-    on: storage.finalized
-    job: probe
-    batch:
-      window: 10m
-      max_events: 50
-"""
+# The batch-task server's rule (a probe job), with a ten-minute window, as a rules file.
+RULES_YAML = SERVER_RULES + "    batch:\n      window: 10m\n      max_events: 50\n"
 
 
 class TaskRoute(BaseHTTPRequestHandler):
@@ -58,12 +51,7 @@ class TaskRoute(BaseHTTPRequestHandler):
         else:
             status, answer = 400, {"error": "unknown task"}
         self.world.answers.append((self.headers.get("X-CloudTasks-TaskName", ""), status, answer))
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, answer)
 
     def log_message(self, *args) -> None:
         pass

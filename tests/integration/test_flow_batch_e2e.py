@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.batching import Fuse, FusedBackend, FusedStore, batched
+from tests.batching import Fuse, FusedBackend, FusedStore, batched, reply_json
 from tests.fakes import storage_event
 from tests.integration.conftest import eventually, free_port
 from triggers.dispatch import Dispatcher, Outcome
@@ -76,12 +76,7 @@ class TaskHandler(BaseHTTPRequestHandler):
         else:
             status, answer = handle_batch_task(world.context, body)
         world.answers.append((name, status, answer))
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, answer)
 
     def log_message(self, *args) -> None:
         pass
