@@ -119,3 +119,15 @@ def test_any_other_body_is_left_to_the_parser(overrides):
 def test_a_field_the_api_does_not_have_is_permanent():
     with pytest.raises(PermanentRunError, match="cannot build the jobs.run request"):
         parse_run_job_request({"name": JOB, "overrides": {"parallelism": 2}})
+
+
+def test_a_value_a_constructor_refuses_is_left_to_the_parser(monkeypatch):
+    # GIVEN constructors that refuse the request (as protobuf does some text)
+    def refuse(body, run_v2):
+        raise ValueError("refused by a constructor")
+
+    monkeypatch.setattr(_run_job_request, "_constructed", refuse)
+    request = make_request(Overrides(args=("--x",)))
+    # WHEN it is built THEN the parser builds it, the same message as ever
+    built = build_run_job_request(request)
+    assert run_v2.RunJobRequest.pb(built) == run_v2.RunJobRequest.pb(parsed(request, False))

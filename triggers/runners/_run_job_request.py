@@ -34,7 +34,10 @@ def build_run_job_request(request: RunRequest, *, validate_only: bool = False) -
     body: dict[str, Any] = {"name": request.job, **request.run_job_body()}
     if validate_only:
         body["validateOnly"] = True
-    raw = _constructed(body, run_v2)
+    try:
+        raw = _constructed(body, run_v2)
+    except (ValueError, TypeError):  # a value a constructor refuses: the parser says why
+        raw = None
     if raw is not None:
         return run_v2.RunJobRequest.wrap(raw)
     return parse_run_job_request(body)
@@ -86,14 +89,11 @@ def _constructed(body: dict[str, Any], run_v2: Any) -> Any:
     validate = body.get("validateOnly", False)
     if type(validate) is not bool:
         return None
-    try:
-        return run_v2.RunJobRequest.pb()(
-            name=body["name"],
-            overrides=run_v2.RunJobRequest.Overrides.pb()(**fields),
-            validate_only=validate,
-        )
-    except (ValueError, TypeError):  # e.g. text that is not valid UTF-8: the parser says why
-        return None
+    return run_v2.RunJobRequest.pb()(
+        name=body["name"],
+        overrides=run_v2.RunJobRequest.Overrides.pb()(**fields),
+        validate_only=validate,
+    )
 
 
 def _container(container: Any, run_v2: Any) -> Any:
