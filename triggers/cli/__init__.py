@@ -39,7 +39,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _batches, _check, _compile, _completion, _history, _local, _replay, _rules
+from . import _batches, _check, _compile, _completion, _history, _local, _purge, _replay, _rules
 from ._common import DEFAULT_RULES, resolve_rules
 
 
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     _history.add_reconcile(sub)
     _replay.add_replay(sub, rules_default)
     _batches.add_close_batch(sub, rules_default)
+    _purge.add_purge(sub)
     _local.add_demo(sub, rules_default)
     _completion.add_completion(sub, _parser)
     return parser

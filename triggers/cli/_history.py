@@ -178,7 +178,7 @@ def _show(args: argparse.Namespace) -> int:
     close_ledger(ledger)  # reopened by the batch store's read
     if record is None and batch is None:
         print(
-            f"error: no record with key {args.key.strip()} in the ledger ({_where(ledger)})",
+            f"error: no record with key {args.key.strip()} in the ledger ({ledger_place(ledger)})",
             file=sys.stderr,
         )
         return 1
@@ -238,7 +238,7 @@ def _nonempty(option: str, value: str | None) -> str | None:
     return value.strip()
 
 
-def _where(ledger) -> str:
+def ledger_place(ledger) -> str:
     backend = ledger.backend
     path = getattr(backend, "path", None)
     if path is not None:

@@ -17,6 +17,7 @@ import builtins
 import sqlite3
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from ..flow.batching import decode_document, encode_document
@@ -134,6 +135,25 @@ class SQLiteBatchStore(DocumentBatchStore):
         params.append(limit)
         return [decode_document(row[0]) for row in self._db().execute(sql, params)]
 
+    def purge_expired(self, now: datetime, *, dry_run: bool = False) -> int:
+        """Delete the batch and cursor documents past their `expire_at`, which Firestore's TTL
+        policy does on its own; how many (with `dry_run`, how many would be). A file without
+        batches has none."""
+        db = self.records._db()
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'batches'").fetchone() is None:
+            return 0
+        expired = [
+            doc_id
+            for doc_id, body in db.execute("SELECT id, body FROM batches")
+            if _expired(decode_document(body), now)
+        ]
+        if not dry_run:
+            for start in range(0, len(expired), _SQLITE_CHUNK):
+                chunk = expired[start : start + _SQLITE_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                db.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
+        return len(expired)
+
     def get_records(self, keys: Iterable[str]) -> dict[str, Record]:
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Record] = {}
@@ -145,6 +165,11 @@ class SQLiteBatchStore(DocumentBatchStore):
                 record = _from_row(row)
                 found[record.key] = record
         return found
+
+
+def _expired(document: dict[str, Any], now: datetime) -> bool:
+    expire_at = document.get("expire_at")
+    return isinstance(expire_at, datetime) and expire_at <= now
 
 
 def batch_store_for(backend: Any) -> DocumentBatchStore:

@@ -234,8 +234,14 @@ class SQLiteBackend:
 
     # -- housekeeping -----------------------------------------------------------------------
 
-    def purge_expired(self, now: datetime) -> int:
-        """Delete records past `expire_at` (what Firestore's TTL policy does on its own)."""
+    def purge_expired(self, now: datetime, *, dry_run: bool = False) -> int:
+        """Delete records past `expire_at` (what Firestore's TTL policy does on its own); how
+        many (with `dry_run`, how many would be). `triggers purge` also purges the batches."""
+        if dry_run:
+            found = self._db().execute(
+                "SELECT COUNT(*) FROM runs WHERE expire_at <= ?", (_time(now),)
+            )
+            return int(found.fetchone()[0])
         return self._db().execute("DELETE FROM runs WHERE expire_at <= ?", (_time(now),)).rowcount
 
     def close(self) -> None:
