@@ -4,6 +4,8 @@
         proxy.cut("blackhole")   # bytes stop flowing; new connections hang: deadlines must fire
         proxy.cut("reset")       # every connection is reset; new ones are reset at once
         proxy.restore()          # forward again (connections cut are gone: clients reconnect)
+        proxy.hold_replies()     # requests go through, replies wait (a reply lost in transit,
+                                 # once `cut("reset")` drops them)
 
 It keeps its port for its whole life (a cut never closes the listener), so clients keep the
 address they were built with. Threads only; nothing leaves the loopback interface.
@@ -71,6 +73,13 @@ class TcpProxy:
         if mode == "reset":
             self._drop_all()
 
+    def hold_replies(self) -> None:
+        """Forward what clients send, but hold back what the server answers: a request reaches
+        the server and acts, and its client hears nothing (until a cut drops the connection,
+        and with it the reply)."""
+        with self._lock:
+            self._state = "hold"
+
     def restore(self) -> None:
         """Forward again. Connections held during a blackhole are reset first: what they sent
         meanwhile is lost, as after a real partition, and their clients reconnect."""
@@ -108,7 +117,7 @@ class TcpProxy:
                     state = self._state
                 if self._stopping.is_set() or client.fileno() < 0:
                     return
-                if state == "open":
+                if state in ("open", "hold"):
                     break
                 if state == "reset":
                     return
@@ -134,7 +143,9 @@ class TcpProxy:
             if state == "blackhole":
                 self._stopping.wait(_POLL)  # read nothing, forward nothing
                 continue
-            readable, _, _ = select.select(list(pairs), [], [], _POLL)
+            # Holding replies: read only the client's side; the server's bytes wait unread.
+            sources = [client] if state == "hold" else list(pairs)
+            readable, _, _ = select.select(sources, [], [], _POLL)
             for sock in readable:
                 data = sock.recv(65536)
                 if not data:

@@ -141,3 +141,34 @@ def test_a_transaction_begin_is_bounded_too(ledger, proxy):
     taken = ledger.claim(request("txn"))
     assert taken.kind is ClaimKind.TAKEOVER and taken.record.attempts == 2
     assert taken.record.created_at <= datetime.now(UTC)
+
+
+def test_a_claim_whose_create_lands_but_whose_reply_is_lost_is_recognised_as_its_own(
+    ledger, proxy, firestore_emulator
+):
+    # GIVEN Firestore's replies held back: the claim's create reaches it and commits, and the
+    # function hears nothing
+    req = request("lost-reply")
+    backend = ledger.backend
+    assert ledger.get(req.ledger_key) is None  # the connection is up (HTTP/2 needs replies)
+    backend.rpcs.clear()
+    proxy.hold_replies()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(claim=ledger.claim(req)), daemon=True)
+    thread.start()
+    direct = make_firestore_client(firestore_emulator, "demo-triggers-outage")
+    document = direct.collection(backend.collection).document(req.ledger_key)
+    eventually(lambda: document.get().exists, timeout=5, what="the create to reach Firestore")
+    # WHEN the connection then drops (the reply lost with it) and comes back
+    proxy.cut("reset")
+    proxy.restore()
+    thread.join(PUSH_DEADLINE)
+    direct.close()
+    # THEN the client's retry of the create met the record it had itself written, and the
+    # ledger knew it by its token: the claim is NEW, not a duplicate or busy (a conflict read
+    # happened, so the retry did meet AlreadyExists)
+    assert not thread.is_alive(), "the claim hangs"
+    claim = result["claim"]
+    assert claim.kind is ClaimKind.NEW
+    assert backend.rpcs["read"] == 1
+    assert ledger.get(req.ledger_key).token == claim.record.token
