@@ -172,3 +172,40 @@ def test_a_claim_whose_create_lands_but_whose_reply_is_lost_is_recognised_as_its
     assert claim.kind is ClaimKind.NEW
     assert backend.rpcs["read"] == 1
     assert ledger.get(req.ledger_key).token == claim.record.token
+
+
+def test_an_outcome_whose_write_lands_but_whose_reply_is_lost_is_written_once(
+    ledger, proxy, firestore_emulator
+):
+    # GIVEN a claim, and then Firestore's replies held back while its owner records the launch
+    claim = ledger.claim(request("lost-outcome"))
+    backend = ledger.backend
+    backend.rpcs.clear()
+    proxy.hold_replies()
+    result: dict[str, Any] = {}
+    execution = "projects/p/locations/r/jobs/j/executions/e-lost"
+    thread = threading.Thread(
+        target=lambda: result.update(written=ledger.launched(claim, execution)), daemon=True
+    )
+    thread.start()
+    direct = make_firestore_client(firestore_emulator, "demo-triggers-outage")
+    document = direct.collection(backend.collection).document(claim.record.key)
+    eventually(
+        lambda: (document.get().to_dict() or {}).get("status") == "launched",
+        timeout=5,
+        what="the update to reach Firestore",
+    )
+    # WHEN the connection drops with the reply and comes back
+    proxy.cut("reset")
+    proxy.restore()
+    thread.join(PUSH_DEADLINE)
+    direct.close()
+    # THEN the retried precondition update failed (the update time is its own write's), the
+    # token, still the claim's, let the transaction write it again: the outcome stands, and
+    # the owner was told it wrote it
+    assert not thread.is_alive(), "the update hangs"
+    assert result["written"] is True
+    assert backend.rpcs["begin"] == 1  # the fallback transaction ran
+    stored = ledger.get(claim.record.key)
+    assert stored.status is Status.LAUNCHED and stored.execution == execution
+    assert stored.token == claim.record.token
