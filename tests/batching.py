@@ -33,14 +33,15 @@ def batched(
     max_events: int = 5,
     per_task: int = 2,
     key: str | None = None,
+    fields: tuple[str, ...] | None = None,
 ) -> Rule:
     """`rule` with a `batch:` block, as the loader compiles it."""
-    fields = {name: getattr(rule, name) for name in Rule.__slots__}
-    fields["flow"] = Flow(
-        Limits(queue=f"triggers-{rule.name}"), Batching(window, max_events, per_task)
+    values = {name: getattr(rule, name) for name in Rule.__slots__}
+    values["flow"] = Flow(
+        Limits(queue=f"triggers-{rule.name}"), Batching(window, max_events, per_task, fields)
     )
-    fields["batch_key"] = None if key is None else compile_template(key)
-    return Rule(**fields)
+    values["batch_key"] = None if key is None else compile_template(key)
+    return Rule(**values)
 
 
 def batch_rules(**batching) -> RuleSet:

@@ -39,7 +39,8 @@ def test_validate_sample_config(capsys):
         "flow control (2 of the rules launch through Cloud Tasks):",
         "  landing-batch:",
         "    limits: queue triggers-landing-batch, no rate limit",
-        "    batch: window 2m, up to 1000 events, 2 per task, key '{{ data.bucket }}'",
+        "    batch: window 2m, up to 1000 events, 2 per task, key '{{ data.bucket }}',"
+        " fields data.bucket, data.name, data.size",
         "  hourly-compaction:",
         "    limits: queue triggers-hourly-compaction, no rate limit,"
         " max_running 1 (when busy: skip)",

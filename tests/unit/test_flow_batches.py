@@ -590,3 +590,38 @@ def test_batches_over_a_ledger_keep_their_batches_beside_its_records(world):
     (batch,) = world.batches()  # the store the world reads: the same backend's
     assert batches.manifests.bucket == "b" and batches.clock is world.clock
     assert batch.members == (world.ledger.list()[0].key,)
+
+
+def test_batch_fields_keep_only_those_parts_of_each_members_event(tmp_path):
+    # GIVEN a rule batching with `fields: [id, data.name, data.missing]`
+    world = World(tmp_path, fields=("id", "data.name", "data.missing"))
+    world.send(3)
+    (batch,) = world.batches()
+    # WHEN its batch runs
+    world.clock.advance(timedelta(seconds=61))
+    assert world.run_task(batch.id)[1]["outcome"] == "launched"
+    # THEN each member's event in the manifest holds those paths, nested as in the event, and
+    # nothing else (a path an event lacks is left out); the overrides still render against the
+    # first member's whole event
+    manifest = json.loads(env_of(world.runner.requests[0])[MANIFEST_ENV])
+    assert [m["event"] for m in manifest["members"]] == [
+        {"id": f"e-{i}", "data": {"name": f"in/{i}.csv"}} for i in range(3)
+    ]
+    assert world.runner.requests[0].overrides.args == ("--first=in/0.csv",)
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        (("a",), {"a": {"b": 1, "c": [2]}}),
+        (("a.b", "d"), {"a": {"b": 1}, "d": None}),
+        (("a.c.0", "a.b.x", "z"), {}),  # into a list, into a number, absent: all left out
+        (("a.b", "a.c"), {"a": {"b": 1, "c": [2]}}),
+    ],
+)
+def test_projection_keeps_the_nesting_and_skips_what_is_not_there(paths, expected):
+    from triggers.flow.members import projected
+
+    document = {"a": {"b": 1, "c": [2]}, "d": None}
+    assert projected(document, paths) == expected
+    assert document == {"a": {"b": 1, "c": [2]}, "d": None}  # untouched

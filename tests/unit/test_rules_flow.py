@@ -12,7 +12,7 @@ import pytest
 from triggers.errors import RulesError
 from triggers.flow.spec import Batching, Flow, Limits, WhenBusy
 from triggers.rules import load_text
-from triggers.rules.flow import describe_rate
+from triggers.rules.flow import describe_rate, flow_lines, flow_summary
 from triggers.rules.schema_flow import parse_rate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,7 +216,7 @@ def test_shapes_and_required_fields():
         "rules.yaml:7: rule 'a': limits: must be a mapping of rate, max_running, when_busy,"
         " max_wait, queue",
         "rules.yaml:8: rule 'a': batch.window: required field is missing",
-        "rules.yaml:12: rule 'b': batch: must be a mapping of window, max_events, key, per_task",
+        "rules.yaml:12: rule 'b': batch: must be a mapping of window, max_events, key, per_task, fields",
     ]
 
 
@@ -486,6 +486,7 @@ def test_validate_shows_each_rules_limits_and_batch(capsys, flow_rules):
         "window_seconds": 30,
         "max_events": 1000,
         "per_task": 10,
+        "fields": None,
         "key": "{{ data.subscription }}",
     }
 
@@ -575,3 +576,50 @@ def test_an_artifact_of_another_flow_naming_or_spec_is_not_used(monkeypatch, mod
     monkeypatch.setattr(Path, "read_bytes", edited)
     monkeypatch.setattr(compiled, "_compiler", None)
     assert compiled.compiler_fingerprint() != before
+
+
+# -- batch.fields -----------------------------------------------------------------------------
+
+
+def test_batch_fields_compile_to_the_batching_and_show_in_its_summary():
+    rules = _load(
+        HEAD
+        + "rules:\n"
+        + _rule(
+            "a",
+            """\
+            batch:
+              window: 1m
+              fields: [id, data.message.attributes, data.subscription]
+            """,
+        )
+    )
+    batching = rules.get("a").flow.batch
+    assert batching.fields == ("id", "data.message.attributes", "data.subscription")
+    assert flow_summary(rules.get("a").flow)["batch"]["fields"] == list(batching.fields)
+    assert flow_lines(rules.get("a").flow, None)[1].endswith(
+        ", fields id, data.message.attributes, data.subscription"
+    )
+
+
+def test_bad_batch_fields_are_refused_at_their_line_all_at_once():
+    text = (
+        HEAD
+        + "rules:\n"
+        + _rule(
+            "a",
+            """\
+            batch:
+              window: 1m
+              fields: [data.name, "data..x", data.name, data, ""]
+            """,
+        )
+        + _rule("b", "batch:\n  window: 1m\n  fields: []\n")
+    )
+    assert _problems(text) == [
+        "rules.yaml:9: rule 'a': batch.fields: 'data..x' is not a dotted field path like"
+        " 'data.name'; 'data.name' is named twice; '' is not a dotted field path like"
+        " 'data.name'; 'data.name' is inside 'data', which keeps it already",
+        "rules.yaml:15: rule 'b': batch.fields: fields must name at least one field (leave it"
+        " out for the whole event)",
+    ]

@@ -284,7 +284,7 @@ class Batches:
         if batch.status is BatchStatus.LAUNCHED:
             return 200, {**answer, "outcome": "duplicate", "execution": batch.execution}
         records = self.store.get_records(batch.members)
-        members = manifest_members(batch, records)
+        members = manifest_members(batch, records, rule.flow.batch.fields)
         count = task_count(len(members), rule.flow.batch.per_task)
         manifest = build_manifest(batch.id, rule.name, batch.key, members, count)
         manifest_env = self.manifests.write(manifest)

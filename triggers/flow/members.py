@@ -15,7 +15,11 @@ from .batching import Batch
 log = logging.getLogger("triggers.flow.batches")
 
 
-def manifest_members(batch: Batch, records: dict[str, Record]) -> list[dict[str, Any]]:
+def manifest_members(
+    batch: Batch, records: dict[str, Record], fields: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Each member's manifest entry, in join order: its ledger key, dedup key and event (only
+    the `fields` paths of it, the rule's `batch.fields`, when given)."""
     members: list[dict[str, Any]] = []
     for key in batch.members:
         record = records.get(key)
@@ -24,8 +28,32 @@ def manifest_members(batch: Batch, records: dict[str, Record]) -> list[dict[str,
             members.append({"ledger_key": key, "missing": True})
             continue
         event = record.event_document if record.event_document is not None else record.event
+        if fields is not None:
+            event = projected(event, fields)
         members.append({"ledger_key": key, "dedup_key": record.dedup_key, "event": event})
     return members
+
+
+def projected(document: Any, paths: tuple[str, ...]) -> dict[str, Any]:
+    """The parts of `document` at the dotted `paths`, in the same nesting (`data.name` ->
+    `{"data": {"name": ...}}`); a path the document does not have is left out. The values are
+    the document's own, not copies (the manifest serialises them); the paths do not overlap
+    (the rules schema refuses one inside another), so no dict of the result is one of the
+    document's, and the document is never changed."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        parts = path.split(".")
+        value = document
+        for part in parts:
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            target = out
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = value
+    return out
 
 
 def event_of(record: Record) -> Event:

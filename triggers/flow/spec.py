@@ -35,6 +35,8 @@ class Batching:
     window_seconds: int  # a batch closes this long after its first member...
     max_events: int  # ...or when it has this many members
     per_task: int  # task_count = ceil(members / per_task), at most 10,000
+    # The event fields each manifest member keeps (dotted paths); None: the whole event.
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

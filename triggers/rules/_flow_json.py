@@ -30,6 +30,7 @@ def flow_document(flow: Flow | None) -> dict[str, Any] | None:
             "window_seconds": flow.batch.window_seconds,
             "max_events": flow.batch.max_events,
             "per_task": flow.batch.per_task,
+            "fields": None if flow.batch.fields is None else list(flow.batch.fields),
         },
     }
 
@@ -41,4 +42,7 @@ def flow_from_document(data: Mapping[str, Any] | None) -> Flow | None:
     limits = dict(data["limits"])
     limits["when_busy"] = WhenBusy(limits["when_busy"])
     batch = data["batch"]
-    return Flow(Limits(**limits), None if batch is None else Batching(**batch))
+    if batch is not None:
+        fields = batch.get("fields")
+        batch = Batching(**{**batch, "fields": None if fields is None else tuple(fields)})
+    return Flow(Limits(**limits), batch)

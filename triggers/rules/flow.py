@@ -138,6 +138,7 @@ def build_flow(
             window_seconds=spec.batch.window,
             max_events=spec.batch.max_events,
             per_task=spec.batch.per_task,
+            fields=None if spec.batch.fields is None else tuple(spec.batch.fields),
         )
     return Flow(limits, batch)
 
@@ -212,6 +213,7 @@ def flow_summary(flow: Flow) -> dict[str, Any]:
             "window_seconds": flow.batch.window_seconds,
             "max_events": flow.batch.max_events,
             "per_task": flow.batch.per_task,
+            "fields": None if flow.batch.fields is None else list(flow.batch.fields),
         }
     return out
 
@@ -232,6 +234,7 @@ def flow_lines(flow: Flow, batch_key: str | None) -> list[str]:
             f"batch: window {_seconds(flow.batch.window_seconds)}, up to"
             f" {flow.batch.max_events} events, {flow.batch.per_task} per task, key "
             + (repr(batch_key) if batch_key else "none (one batch at a time)")
+            + ("" if flow.batch.fields is None else ", fields " + ", ".join(flow.batch.fields))
         )
     return lines
 

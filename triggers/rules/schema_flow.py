@@ -23,6 +23,7 @@ MAX_RATE_PER_SECOND = 500.0
 MAX_WAIT_SECONDS = 30 * 86400  # a Cloud Tasks task lives at most 31 days
 MAX_BATCH_WINDOW_SECONDS = 86400
 MAX_BATCH_EVENTS = 5000
+MAX_BATCH_FIELDS = 100
 DEFAULT_BATCH_EVENTS = 1000
 DEFAULT_MAX_WAIT_SECONDS = 3600
 
@@ -144,12 +145,50 @@ class BatchSpec(SchemaModel):
         " Default 1.",
     )
 
+    fields: list[str] | None = Field(
+        None,
+        description="The event fields each member of the manifest keeps, as dotted paths"
+        " ('data.name', 'id'); a member without one leaves it out. Default: the whole event.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _field_paths(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        problems = field_path_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("window")
     @classmethod
     def _window_bounds(cls, value: int) -> int:
         if not 1 <= value <= MAX_BATCH_WINDOW_SECONDS:
             raise ValueError(f"window must be between 1s and 24h, not {value}s")
         return value
+
+
+def field_path_problems(paths: list[str]) -> list[str]:
+    """What is wrong with a `batch.fields` list, every problem at once."""
+    problems = []
+    if not paths:
+        problems.append("fields must name at least one field (leave it out for the whole event)")
+    if len(paths) > MAX_BATCH_FIELDS:
+        problems.append(f"fields names {len(paths)} fields, at most {MAX_BATCH_FIELDS}")
+    well_formed = []
+    for path in paths:
+        if not path or any(not part.strip() for part in path.split(".")):
+            problems.append(f"{path!r} is not a dotted field path like 'data.name'")
+        elif path in well_formed:
+            problems.append(f"{path!r} is named twice")
+        else:
+            well_formed.append(path)
+    for path in well_formed:
+        for other in well_formed:
+            if other.startswith(path + "."):
+                problems.append(f"{other!r} is inside {path!r}, which keeps it already")
+    return problems
 
 
 def limits_conflicts(values: dict[str, Any]) -> list[tuple[str, str, frozenset[str]]]:
