@@ -1,12 +1,18 @@
-"""Batched rules, a recording runner and crash injection for the batching tests (pure: no I/O).
+"""Batched rules, batches, a recording runner and crash injection for the batching tests (pure:
+no I/O), and the JSON reply of their task routes.
 
-The rules schema for `batch:` is built on another branch; until it is merged, tests give a
-loaded rule its `flow` and `batch_key` directly, as the loader will.
+`batched` gives a loaded rule its `flow` and `batch_key` directly, as the loader compiles a
+`batch:` block, so that a test can vary them without writing YAML.
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+
 from tests.fakes import ScriptedRunner
+from triggers.flow.batching import Batch, BatchStatus
 from triggers.flow.spec import Batching, Flow, Limits
 from triggers.rules import load_text
 from triggers.rules.rule import Rule
@@ -42,6 +48,24 @@ def batched(
     )
     values["batch_key"] = None if key is None else compile_template(key)
     return Rule(**values)
+
+
+def a_batch(batch_id: str, at: datetime, **changes) -> Batch:
+    """An open batch of rule `ingest` with one member, opened `at`, kept 7 days; `changes`
+    override any field."""
+    batch = Batch(
+        id=batch_id,
+        rule="ingest",
+        key="raw",
+        status=BatchStatus.OPEN,
+        token=uuid.uuid4().hex,
+        opened_at=at,
+        closes_at=at + timedelta(minutes=2),
+        max_events=3,
+        expire_at=at + timedelta(days=7),
+        members=("k1",),
+    )
+    return replace(batch, **changes)
 
 
 def batch_rules(**batching) -> RuleSet:

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.batching import a_batch as make_batch
 from tests.batching import batch_rules
 from tests.fakes import storage_event
 from triggers.dispatch import Dispatcher, Outcome
 from triggers.flow.batches import Batches
-from triggers.flow.batching import Batch, BatchStatus, Cursor
+from triggers.flow.batching import Batch, Cursor
 from triggers.flow.manifest import (
     MANIFEST_URI_ENV,
     ManifestError,
@@ -54,19 +55,7 @@ def store(backend):
 
 
 def a_batch(batch_id: str = "abc-g1-0", **changes) -> Batch:
-    batch = Batch(
-        id=batch_id,
-        rule="ingest",
-        key="raw",
-        status=BatchStatus.OPEN,
-        token=uuid.uuid4().hex,
-        opened_at=T0,
-        closes_at=T0 + timedelta(minutes=2),
-        max_events=3,
-        expire_at=T0 + timedelta(days=7),
-        members=("k1",),
-    )
-    return replace(batch, **changes)
+    return make_batch(batch_id, T0, **changes)
 
 
 def test_a_batch_round_trips_and_a_second_create_of_its_id_loses(store):

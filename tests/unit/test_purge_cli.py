@@ -8,6 +8,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from tests.batching import a_batch
 from triggers.cli import main
 from triggers.flow.batching import Batch, BatchStatus, Cursor
 from triggers.ledger.base import Record, Status
@@ -36,18 +37,7 @@ def record(key: str, expire_at: datetime) -> Record:
 
 
 def batch(batch_id: str, expire_at: datetime) -> Batch:
-    return Batch(
-        id=batch_id,
-        rule="ingest",
-        key="raw",
-        status=BatchStatus.LAUNCHED,
-        token=uuid.uuid4().hex,
-        opened_at=PAST,
-        closes_at=PAST + timedelta(minutes=2),
-        max_events=3,
-        expire_at=expire_at,
-        members=("a" * 64,),
-    )
+    return a_batch(batch_id, PAST, status=BatchStatus.LAUNCHED, expire_at=expire_at)
 
 
 def purge(path, *more: str, capsys) -> dict:
