@@ -7,9 +7,13 @@ no I/O), and the JSON reply of their task routes.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from tests.fakes import ScriptedRunner
 from triggers.flow.batching import Batch, BatchStatus
@@ -141,3 +145,18 @@ def reply_json(handler, status: int, answer: dict) -> None:
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+@contextlib.contextmanager
+def task_route(port: int, handler: type, world: Any) -> Iterator[None]:
+    """Serve `handler` (an http.server handler class, given `world` as its attribute) on
+    127.0.0.1:`port` in a thread, for as long as the block runs: a batch test's task route."""
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), type("Route", (handler,), {"world": world}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

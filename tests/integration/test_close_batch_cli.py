@@ -10,13 +10,12 @@ one execution, long before its window would have ended.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import pytest
 
-from tests.batching import reply_json
+from tests.batching import reply_json, task_route
 from tests.fakes import storage_event
 from tests.integration.batch_task_server import RULES_YAML as SERVER_RULES
 from tests.integration.conftest import eventually, free_port
@@ -95,20 +94,15 @@ def world(tmp_path, monkeypatch):
             rules_file=rules_file,
             ledger_path=ledger_path,
         )
-        server = ThreadingHTTPServer(
-            ("127.0.0.1", port), type("Route", (TaskRoute,), {"world": world})
-        )
-        threading.Thread(target=server.serve_forever, daemon=True).start()
         # What the command reads, as the function's deployment sets it.
         monkeypatch.setenv("TRIGGERS_TASK_TARGET_URL", target)
         monkeypatch.setenv("TRIGGERS_TASKS_PROJECT", "demo-project")
         monkeypatch.setenv("TRIGGERS_TASKS_LOCATION", "europe-west1")
         monkeypatch.setenv("TRIGGERS_TASKS_ENDPOINT", emulator.url)
         try:
-            yield world
+            with task_route(port, TaskRoute, world):
+                yield world
         finally:
-            server.shutdown()
-            server.server_close()
             backend.close()
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import pytest
 
-from tests.batching import Fuse, FusedBackend, FusedStore, batched, reply_json
+from tests.batching import Fuse, FusedBackend, FusedStore, batched, reply_json, task_route
 from tests.fakes import storage_event
 from tests.integration.conftest import eventually, free_port
 from triggers.dispatch import Dispatcher, Outcome
@@ -140,15 +139,10 @@ def stack(tmp_path, storage_client):
             answers=[],
             storage_client=storage_client,
         )
-        handler = type("Handler", (TaskHandler,), {"world": world})
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
         try:
-            yield world
+            with task_route(port, TaskHandler, world):
+                yield world
         finally:
-            server.shutdown()
-            server.server_close()
             backend.close()
 
 

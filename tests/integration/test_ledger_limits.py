@@ -18,8 +18,9 @@ import pytest
 
 from triggers.events._storable import MAX_ATTRIBUTE_BYTES
 from triggers.events.model import STORAGE_FINALIZED, EventRef
-from triggers.ledger.base import MAX_REASON_CHARS, Ledger, Status
+from triggers.ledger.base import Ledger, Status
 from triggers.ledger.firestore import FirestoreBackend
+from triggers.ledger.records import MAX_REASON_CHARS
 from triggers.plan import Overrides, RunRequest
 from triggers.rules.rule import MAX_DEDUP_KEY_BYTES, MAX_RUN_OVERRIDES_BYTES
 

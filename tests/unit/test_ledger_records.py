@@ -17,20 +17,17 @@ import pytest
 from tests.fakes import Clock
 from tests.ledger_faults import FaultyBackend, StoreUnavailable
 from triggers.events.model import EventRef
-from triggers.ledger.base import (
+from triggers.ledger.base import AmbiguousKey, ClaimKind, Ledger, RecordExists
+from triggers.ledger.memory import MemoryBackend
+from triggers.ledger.records import (
     INPUT_RULE,
     MAX_REASON_CHARS,
-    AmbiguousKey,
-    ClaimKind,
-    Ledger,
     Record,
-    RecordExists,
     Status,
     event_id_of,
     execution_lookup,
     short_execution,
 )
-from triggers.ledger.memory import MemoryBackend
 from triggers.plan import Overrides, RunRequest
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -23,7 +23,7 @@ from triggers.function.app import App
 from triggers.function.deadletter import attributes
 from triggers.function.settings import Settings
 from triggers.ledger import Ledger, Status
-from triggers.ledger.base import INPUT_RULE, MAX_REASON_CHARS, storable_text
+from triggers.ledger.records import INPUT_RULE, MAX_REASON_CHARS, storable_text
 from triggers.ledger.sqlite import SQLiteBackend
 from triggers.rules import load_text
 from triggers.rules.rule import MAX_RUN_OVERRIDES_BYTES

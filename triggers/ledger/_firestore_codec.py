@@ -13,7 +13,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import Record, Status, event_id_of, short_execution
+from .records import Record, Status, event_id_of, short_execution
 
 FIELDS = tuple(f.name for f in fields(Record) if f.name != "key")  # the key is the document id
 UPDATABLE = frozenset(FIELDS)

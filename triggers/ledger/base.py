@@ -30,44 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ..plan import RunIdentity, RunRequest
-from .records import (
-    DECIDED,
-    FINISHED,
-    INPUT_RULE,
-    MAX_REASON_CHARS,
-    Record,
-    Status,
-    event_id_of,
-    execution_lookup,
-    matches,
-    newest_first,
-    short_execution,
-    storable_text,
-)
-
-# Re-exported: the record's vocabulary is imported from here by most of the package.
-__all__ = [
-    "DECIDED",
-    "FINISHED",
-    "INPUT_RULE",
-    "MAX_REASON_CHARS",
-    "AmbiguousKey",
-    "Backend",
-    "Claim",
-    "ClaimKind",
-    "Ledger",
-    "LedgerContention",
-    "Record",
-    "RecordExists",
-    "Status",
-    "event_id_of",
-    "execution_lookup",
-    "matches",
-    "newest_first",
-    "short_execution",
-    "storable_text",
-    "utcnow",
-]
+from .records import DECIDED, FINISHED, INPUT_RULE, Record, Status, storable_text
 
 
 class ClaimKind(str, enum.Enum):

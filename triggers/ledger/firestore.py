@@ -55,16 +55,9 @@ from ._firestore_codec import (
 )
 from ._firestore_raw import RawDocuments, update_time_pb
 from ._firestore_rpcs import api_error_in, bound, gave_up
-from .base import (
-    LedgerContention,
-    Record,
-    RecordExists,
-    Status,
-    execution_lookup,
-    matches,
-    newest_first,
-)
+from .base import LedgerContention, RecordExists
 from .duplicate_counts import DEFAULT_MAX_KEYS, PendingDuplicates
+from .records import Record, Status, execution_lookup, matches, newest_first
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps the import lazy at runtime
     from google.cloud.firestore import Client

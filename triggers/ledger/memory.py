@@ -16,7 +16,8 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import Record, RecordExists, Status, matches, newest_first
+from .base import RecordExists
+from .records import Record, Status, matches, newest_first
 
 # Fields `update` may change. The key is the record's identity; everything else is data.
 _UPDATABLE = frozenset(f.name for f in fields(Record)) - {"key"}

@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .base import Record, RecordExists, Status, event_id_of, execution_lookup, short_execution
+from .base import RecordExists
+from .records import Record, Status, event_id_of, execution_lookup, short_execution
 
 DEFAULT_PATH = Path(".triggers") / "ledger.sqlite3"
 
